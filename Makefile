@@ -1,0 +1,68 @@
+# aiorequestful: every target builds what it needs; nothing is installed by hand (README "Two commands").
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+RUST_SRC := $(shell find rust -name '*.rs' -o -name Cargo.toml 2>/dev/null) Cargo.toml Cargo.lock
+
+.PHONY: help
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.deps: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "maturin>=1.9.4,<2" "aiohttp>=3.11,<4" "orjson>=3.9" "python-dateutil>=2.9" \
+		"aiosqlite>=0.20" "pytest>=8" "pytest-asyncio>=0.24" "pytest-timeout>=2.3" "hypothesis>=6.100" \
+		"pytest-benchmark>=4" "ruff>=0.6" "mypy>=1.11" "matplotlib>=3.8" "psutil>=5.9" "redis>=5.0"
+	touch $@
+
+# The editable install puts python/ on the path and the release-built _native*.so beside the sources.
+$(VENV)/.native: $(VENV)/.deps $(RUST_SRC)
+	rm -f python/aiorequestful/_native*.so
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/maturin develop --release --quiet
+	touch $@
+
+.PHONY: build-dev
+build-dev: $(VENV)/.native ## Build the Rust extension into .venv (release profile)
+
+.PHONY: demo
+demo: build-dev ## Main job: crawl the bundled local demo server through RequestHandler (twice, via the SQLite cache)
+	$(PY) -m aiorequestful.demo
+
+.PHONY: test
+test: build-dev ## Everything CI runs: Rust tests, the suite native then pure, and the no-Rust sdist install
+	cargo test --workspace --quiet
+	AIOREQUESTFUL_REQUIRE_EXTENSIONS=1 $(PY) -m pytest --require-native -q
+	AIOREQUESTFUL_NO_EXTENSIONS=1 $(PY) -m pytest --no-native -q
+	bash scripts/check_sdist_pure.sh
+
+.PHONY: test-py
+test-py: build-dev ## The Python suite only, native then pure
+	AIOREQUESTFUL_REQUIRE_EXTENSIONS=1 $(PY) -m pytest --require-native -q
+	AIOREQUESTFUL_NO_EXTENSIONS=1 $(PY) -m pytest --no-native -q
+
+.PHONY: lint
+lint: build-dev ## ruff, mypy, stubtest, rustfmt, clippy
+	$(VENV)/bin/ruff check python tests benches build_backend
+	$(VENV)/bin/ruff format --check python tests benches build_backend
+	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest aiorequestful._native --allowlist .stubtest-allowlist
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+.PHONY: format
+format: $(VENV)/.deps ## Format Python and Rust
+	$(VENV)/bin/ruff check --fix python tests benches build_backend
+	$(VENV)/bin/ruff format python tests benches build_backend
+	cargo fmt --all
+
+.PHONY: bench
+bench: build-dev ## Full benchmarks: writes benches/results/{latest.json,REPORT.md,ratios.png}
+	AIOREQUESTFUL_REQUIRE_EXTENSIONS=1 $(PY) -m benches.run
+
+.PHONY: clean
+clean: ## Remove build outputs and the venvs
+	rm -rf target dist $(VENV) .venv-pure python/aiorequestful/_native*.so

@@ -1,0 +1,329 @@
+# SPDX-License-Identifier: MIT
+"""Pure-Python twin of the Rust module ``aiorequestful._native``.
+
+Every name here exists in ``_native`` with the same signature, defaults, results, exception types and
+messages (style.md S4/S9). The parity and differential tests in ``tests/test_parity.py`` hold the two
+together; change one and you must change the other (``rust/bindings`` and ``rust/kernels``).
+
+The kernels work over plain data only:
+
+* ``timer_plan``   - iterate one timer step operation and sum the values (api.md §4, D-2).
+* ``DispatchTable`` - status code -> index of the first handler that claims it (api.md §6/§7.1).
+* ``cache_key``    - a stable SHA-256 digest of a request's identifying parts (issue 3, used by the cache).
+* ``json_loads``   - ``json.loads`` with stdlib's results and errors (api.md §5).
+* ``bucket_take``  - one token-bucket reservation (flow control).
+
+Numbers in ``timer_plan`` follow the native kernel's range: ints are 64-bit and floats are IEEE doubles.
+Anything outside that range (int overflow, a float overflow to infinity, a complex or undefined result)
+raises ``ArithmeticError(TIMER_RANGE_ERROR)``; the public timer layer then recomputes with unbounded Python
+arithmetic. Both backends decline the same inputs so that the differential tests can compare them exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = (
+    "KERNEL_API",
+    "MAX_TIMER_STEPS",
+    "TIMER_KINDS",
+    "TIMER_RANGE_ERROR",
+    "DispatchTable",
+    "bucket_take",
+    "cache_key",
+    "json_loads",
+    "timer_plan",
+)
+
+#: Bumped whenever a name, signature or behaviour of the kernel surface changes.
+#: must match KERNEL_API in rust/bindings/lib.rs
+KERNEL_API = 1
+
+#: The longest schedule a timer may have; longer ones are refused rather than looping (D-2).
+#: must match MAX_TIMER_STEPS in rust/kernels/src/timer.rs
+MAX_TIMER_STEPS = 1_000_000
+
+#: must match TimerKind::from_name in rust/kernels/src/timer.rs
+TIMER_KINDS = ("step", "geometric", "power")
+
+#: must match RANGE_ERROR in rust/kernels/src/timer.rs
+TIMER_RANGE_ERROR = "timer arithmetic is outside the kernel's range"
+
+_I64_MIN = -(2**63)
+_I64_MAX = 2**63 - 1
+
+
+# --------------------------------------------------------------------------------------------------
+# timer arithmetic
+# --------------------------------------------------------------------------------------------------
+def _check_int(value: int) -> int:
+    if value < _I64_MIN or value > _I64_MAX:
+        raise ArithmeticError(TIMER_RANGE_ERROR)
+    return value
+
+
+def _as_number(value: Any, name: str) -> int | float:
+    # bool is an int subclass; a timer never means True/False, so reject it with the other non-numbers.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be an int or a float, not {type(value).__name__}")
+    if isinstance(value, int):
+        return _check_int(value)
+    return float(value)
+
+
+def _add(a: int | float, b: int | float) -> int | float:
+    if isinstance(a, int) and isinstance(b, int):
+        return _check_int(a + b)
+    return float(a) + float(b)
+
+
+def _mul(a: int | float, b: int | float) -> int | float:
+    if isinstance(a, int) and isinstance(b, int):
+        return _check_int(a * b)
+    return float(a) * float(b)
+
+
+def _pow(a: int | float, b: int | float) -> int | float:
+    if isinstance(a, int) and isinstance(b, int):
+        if b >= 0:
+            # Refuse exponents that cannot fit the native u32 exponent before Python builds a huge int.
+            if b > 0xFFFFFFFF and a not in (-1, 0, 1):
+                raise ArithmeticError(TIMER_RANGE_ERROR)
+            if abs(a) > 1 and b > 64:
+                raise ArithmeticError(TIMER_RANGE_ERROR)
+            return _check_int(a**b)
+        if a == 0:
+            raise ArithmeticError(TIMER_RANGE_ERROR)
+        # Python computes int ** negative int in floating point.
+    fa, fb = float(a), float(b)
+    if fa < 0 and math.isfinite(fb) and not fb.is_integer():
+        raise ArithmeticError(TIMER_RANGE_ERROR)  # Python would return a complex number
+    if fa == 0.0 and fb < 0:
+        raise ArithmeticError(TIMER_RANGE_ERROR)  # Python raises ZeroDivisionError
+    try:
+        result = fa**fb
+    except OverflowError:
+        raise ArithmeticError(TIMER_RANGE_ERROR) from None
+    if isinstance(result, complex):  # pragma: no cover - excluded above; kept as a guard
+        raise ArithmeticError(TIMER_RANGE_ERROR)
+    return result
+
+
+_OPS = {"step": _add, "geometric": _mul, "power": _pow}
+
+
+def timer_plan(
+    kind: str,
+    start: int | float,
+    param: int | float,
+    /,
+    steps: int | None = None,
+    final: int | float | None = None,
+) -> tuple[int | float, int | float, int | float, int]:
+    """Iterate a timer's step operation from ``start`` and sum the values, in order.
+
+    ``kind`` names the operation: ``"step"`` (x + param), ``"geometric"`` (x * param) or ``"power"``
+    (x ** param). Give exactly one of:
+
+    * ``steps``: apply the operation exactly ``steps`` times (count timers, api.md §4.2);
+    * ``final``: apply ``x = min(final, op(x))`` while ``x < final`` (ceiling timers, §4.3), stopping early
+      when a step does not increase the value (a schedule that can never reach ``final``, D-2).
+
+    Returns ``(last, total, total_after_start, n)``: the last value, ``start + v1 + ... + vn`` added left to
+    right, ``v1 + ... + vn`` added left to right (``0`` when ``n == 0``), and ``n`` the number of steps taken.
+    Ints stay ints while every operand is an int, as in Python. Raises ``ValueError`` for a bad ``kind``,
+    both or neither of ``steps``/``final``, negative ``steps`` or a schedule longer than ``MAX_TIMER_STEPS``;
+    ``TypeError`` for non-numbers; ``ArithmeticError(TIMER_RANGE_ERROR)`` outside the kernel's range.
+    """
+    op = _OPS.get(kind) if isinstance(kind, str) else None
+    if op is None:
+        raise ValueError(f"Unknown timer kind: {kind!r}")
+    if (steps is None) == (final is None):
+        raise ValueError("Give exactly one of steps or final")
+    value = _as_number(start, "start")
+    factor = _as_number(param, "param")
+
+    total: int | float = value
+    after: int | float = 0
+    n = 0
+    if steps is not None:
+        if isinstance(steps, bool) or not isinstance(steps, int):
+            raise TypeError(f"steps must be an int, not {type(steps).__name__}")
+        if steps < 0:
+            raise ValueError("steps must not be negative")
+        if steps > MAX_TIMER_STEPS:
+            raise ValueError(f"Timer schedule exceeds {MAX_TIMER_STEPS} steps")
+        for _ in range(steps):
+            value = op(value, factor)
+            total = _add(total, value)
+            after = value if n == 0 else _add(after, value)
+            n += 1
+        return value, total, after, n
+
+    ceiling = _as_number(final, "final")
+    while value < ceiling:
+        stepped = op(value, factor)
+        # Python's min(final, x) keeps `final` unless x is strictly smaller (so a NaN step yields final).
+        nxt = stepped if stepped < ceiling else ceiling
+        if not nxt > value:  # no progress: the sequence can never reach `final` (D-2)
+            break
+        if n >= MAX_TIMER_STEPS:
+            raise ValueError(f"Timer schedule exceeds {MAX_TIMER_STEPS} steps")
+        value = nxt
+        total = _add(total, value)
+        after = value if n == 0 else _add(after, value)
+        n += 1
+    return value, total, after, n
+
+
+# --------------------------------------------------------------------------------------------------
+# status dispatch
+# --------------------------------------------------------------------------------------------------
+def _check_status(code: Any) -> int:
+    if isinstance(code, bool) or not isinstance(code, int):
+        raise TypeError(f"Status codes must be int, not {type(code).__name__}")
+    if not 100 <= code <= 999:
+        raise ValueError(f"Invalid status code: {code}")
+    return code
+
+
+class DispatchTable:
+    """Map each status code to the index of the first handler that lists it.
+
+    Built once per handler set; ``lookup`` is the per-response call (api.md §6: "the first handler listed
+    for a code wins"; §7.1 D-18: a new handler set replaces the table rather than merging into it).
+    """
+
+    __slots__ = ("_table",)
+
+    def __init__(self, handler_codes: Sequence[Sequence[int]], /) -> None:
+        table: dict[int, int] = {}
+        for index, codes in enumerate(handler_codes):
+            for code in codes:
+                table.setdefault(_check_status(code), index)
+        self._table = table
+
+    def lookup(self, status: int, /) -> int | None:
+        """The handler index for ``status``, or None when no handler claims it."""
+        return self._table.get(status)
+
+    def mapping(self) -> dict[int, int]:
+        """A new dict of status code -> handler index, in ascending code order."""
+        return dict(sorted(self._table.items()))
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __repr__(self) -> str:
+        return f"DispatchTable({self.mapping()!r})"
+
+
+# --------------------------------------------------------------------------------------------------
+# cache keys
+# --------------------------------------------------------------------------------------------------
+def _text(value: str) -> bytes:
+    # surrogatepass: a lone surrogate still hashes deterministically instead of raising.
+    return value.encode("utf-8", "surrogatepass")
+
+
+def _field(out: bytearray, tag: bytes, payload: bytes) -> None:
+    out += tag
+    out += struct.pack("<Q", len(payload))
+    out += payload
+
+
+def cache_key(
+    method: str,
+    url: str,
+    query: Sequence[tuple[str, str]] = (),
+    parts: Sequence[str | bytes | int | None] = (),
+    /,
+) -> str:
+    """A stable hex SHA-256 digest identifying a request.
+
+    ``method`` is upper-cased; ``url`` is the normalised URL *without* its query; ``query`` pairs are sorted
+    (by key, then value, by code point) so parameter order never changes the key; ``parts`` are extra key
+    parts (e.g. a digest of the credentials, so different users never share an entry), kept in order.
+    Each field is written as a tag, a little-endian u64 length and its bytes, so no two different inputs
+    serialise alike.
+    """
+    if not isinstance(method, str):
+        raise TypeError(f"method must be str, not {type(method).__name__}")
+    if not isinstance(url, str):
+        raise TypeError(f"url must be str, not {type(url).__name__}")
+    out = bytearray()
+    _field(out, b"m", _text(method.upper()))
+    _field(out, b"u", _text(url))
+    pairs = []
+    for pair in query:
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise TypeError("query items must be (str, str) tuples")
+        key, val = pair
+        if not isinstance(key, str) or not isinstance(val, str):
+            raise TypeError("query items must be (str, str) tuples")
+        pairs.append((_text(key), _text(val)))
+    # Sorting UTF-8 bytes orders by code point, which is what the Rust side does with its byte slices.
+    for key_b, val_b in sorted(pairs):
+        _field(out, b"k", key_b)
+        _field(out, b"v", val_b)
+    for part in parts:
+        if part is None:
+            _field(out, b"n", b"")
+        elif isinstance(part, bool):
+            _field(out, b"t" if part else b"f", b"")
+        elif isinstance(part, int):
+            _field(out, b"i", str(part).encode("ascii"))
+        elif isinstance(part, str):
+            _field(out, b"s", _text(part))
+        elif isinstance(part, (bytes, bytearray)):
+            _field(out, b"b", bytes(part))
+        else:
+            raise TypeError(f"Unsupported cache key part type: {type(part).__name__}")
+    return hashlib.sha256(out).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------
+# JSON
+# --------------------------------------------------------------------------------------------------
+def json_loads(data: str | bytes | bytearray, /) -> Any:
+    """Decode JSON exactly as ``json.loads`` does: same values, same ``JSONDecodeError``/``TypeError``."""
+    return json.loads(data)
+
+
+# --------------------------------------------------------------------------------------------------
+# token bucket
+# --------------------------------------------------------------------------------------------------
+def bucket_take(
+    tokens: float, updated: float, now: float, rate: float, burst: float, /
+) -> tuple[float, float, float]:
+    """Reserve one token from a bucket; returns ``(wait, tokens, updated)``.
+
+    The bucket refills at ``rate`` tokens per second up to ``burst``. A caller that finds less than one
+    token still takes one (the count goes negative) and is told how long to wait for it, so concurrent
+    callers are served in the order they called, each at its exact slot. A clock that goes backwards
+    refills nothing.
+    """
+    for name, value in (("tokens", tokens), ("updated", updated), ("now", now), ("rate", rate), ("burst", burst)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite")
+    if rate <= 0:
+        raise ValueError("rate must be positive")
+    if burst < 1:
+        raise ValueError("burst must be at least 1")
+    tokens = float(tokens)
+    elapsed = float(now) - float(updated)
+    if elapsed > 0:
+        tokens = min(float(burst), tokens + elapsed * float(rate))
+        updated = float(now)
+    else:
+        updated = float(updated)
+    tokens -= 1.0
+    wait = 0.0 if tokens >= 0.0 else -tokens / float(rate)
+    return wait, tokens, updated

@@ -1,0 +1,81 @@
+# SPDX-License-Identifier: MIT
+"""Private helpers used across the package (api.md §3)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+from aiohttp import RequestInfo
+from yarl import URL
+
+from .exception import AIORequestfulImportError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_URL_WIDTHS = (30, 40, 70, 100)
+
+
+class classproperty(Generic[T, R]):  # noqa: N801 - the contract names it in lower case
+    """A read-only property computed from the class."""
+
+    __slots__ = ("__doc__", "func")
+
+    def __init__(self, func: Callable[[type[T]], R]) -> None:
+        self.func = func
+        self.__doc__ = func.__doc__
+
+    def __get__(self, instance: T | None, owner: type[T]) -> R:
+        return self.func(owner)
+
+
+def get_iterator(value: Any) -> Iterator[Any]:
+    """Iterate ``value``: None -> nothing; str, RequestInfo or a non-iterable -> the value alone."""
+    if value is None:
+        return iter(())
+    if isinstance(value, Iterator):
+        return value
+    # RequestInfo is a tuple subclass, and a str iterates over characters: both count as one item.
+    if isinstance(value, (str, RequestInfo)):
+        return iter((value,))
+    try:
+        return iter(value)
+    except TypeError:
+        return iter((value,))
+
+
+def format_url_log(method: str, url: URL | str, messages: Any) -> str:
+    """One aligned log line: ``METHOD : url-without-query | message | ...``."""
+    url = URL(url).with_query(None) if not isinstance(url, URL) else url.with_query(None)
+    url_str = str(url)
+    width = next((w for w in _URL_WIDTHS if w > len(url_str)), _URL_WIDTHS[-1])
+    line = f"{str(method).upper():<7}: {url_str:<{width}}"
+    parts = [str(message) for message in get_iterator(messages)]
+    return " | ".join([line, *parts])
+
+
+def required_modules_installed(modules: list[Any], this: object = None) -> bool:
+    """True when no module in ``modules`` is None; otherwise raise when ``this`` is given.
+
+    D-39: the message names the missing modules (``modules`` may hold the module objects or ``None``
+    placeholders, so the names come from a ``__required_names__`` hint, the module's own name, or "unknown").
+    """
+    missing = [module for module in modules if module is None]
+    if not missing:
+        return True
+    if this is None:
+        return False
+    names = _missing_names(modules, this)
+    if isinstance(this, str):
+        message = f"Cannot run {this}. Required modules: {names}"
+    else:
+        message = f"Cannot create {type(this).__name__} object. Required modules: {names}"
+    raise AIORequestfulImportError(message)
+
+
+def _missing_names(modules: list[Any], this: object) -> str:
+    hinted = getattr(this, "_required_module_names", None)
+    if hinted:
+        return ", ".join(name for name, module in zip(hinted, modules, strict=False) if module is None)
+    return ", ".join("unknown" for module in modules if module is None)
