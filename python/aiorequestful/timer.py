@@ -1,0 +1,659 @@
+# SPDX-License-Identifier: MIT
+"""Timers: a number of seconds that grows by a formula, used to space out retries and requests (api.md §4).
+
+A timer holds its current ``value``, the ``initial`` value and a ``counter`` of applied increases. Count timers
+stop after ``count`` increases; ceiling timers stop when the value reaches ``final``. Awaiting a timer sleeps
+for its current value without changing it.
+
+The schedule sums (``final``/``total``/``total_remaining``/``count``) come from the ``timer_plan`` kernel, which
+iterates the step operation in order exactly as the reference does. The kernel works in 64-bit ints and IEEE
+doubles; when it declines an input (``ArithmeticError``: big ints, overflow, complex results; ``TypeError``:
+numbers other than int/float such as ``Fraction``), the same iteration is repeated here with Python's own
+unbounded arithmetic, so results never depend on the backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import functools
+import math
+import numbers
+import operator
+import time
+import weakref
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import Any, ClassVar, SupportsFloat, SupportsInt
+
+from ._backend import kernels
+from .types import Number
+
+__all__ = (
+    "CeilingTimer",
+    "CountTimer",
+    "GeometricCeilingTimer",
+    "GeometricCountTimer",
+    "PowerCeilingTimer",
+    "PowerCountTimer",
+    "StepCeilingTimer",
+    "StepCountTimer",
+    "Timer",
+)
+
+#: The Python operation of each kernel timer kind (must match TIMER_KINDS in _native_py.py).
+_OPERATIONS: dict[str, Callable[[Any, Any], Any]] = {
+    "step": operator.add,
+    "geometric": operator.mul,
+    "power": operator.pow,
+}
+
+#: (last value, sum of all values, sum of the values after the start, number of steps) - see kernels.timer_plan.
+_Plan = tuple[Any, Any, Any, int]
+
+# Values that copy.deepcopy would return unchanged anyway; skipping the call keeps the per-request deep copy of
+# the retry timer (api.md §7.1) cheap.
+_ATOMIC_TYPES = frozenset({int, float, bool, str, type(None)})
+
+_SLOT_NAMES: weakref.WeakKeyDictionary[type, tuple[str, ...]] = weakref.WeakKeyDictionary()
+
+
+def _check_number(value: Any, name: str) -> Any:
+    """Reject what cannot be a number of seconds (bool is an int, but never means a duration)."""
+    if type(value) in (int, float):
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+    return value
+
+
+def _normalise_count(count: Any) -> int | None:
+    """D-3: a whole float such as ``3.0`` means ``3``; anything else that is not a whole number >= 0 is refused."""
+    if count is None:
+        return None
+    if isinstance(count, bool) or not isinstance(count, numbers.Real):
+        raise TypeError(f"count must be a whole number or None, not {type(count).__name__}")
+    if isinstance(count, numbers.Integral):
+        whole = operator.index(count)
+    else:
+        try:
+            integral = float(count).is_integer()
+        except (OverflowError, ValueError):
+            integral = False
+        if not integral:
+            raise ValueError(f"count must be a non-negative whole number, not {count!r}")
+        whole = int(math.trunc(count))
+    if whole < 0:
+        raise ValueError(f"count must be a non-negative whole number, not {count!r}")
+    return whole
+
+
+def _sum_values(values: Iterable[Any]) -> _Plan:
+    """Sum a schedule left to right, as ``kernels.timer_plan`` does, with Python arithmetic.
+
+    Used when the kernel declines an input and for custom ceiling timers. Longer schedules than the kernel
+    allows raise the kernel's own ``ValueError`` so that both paths fail alike.
+    """
+    limit = kernels.MAX_TIMER_STEPS
+    iterator = iter(values)
+    try:
+        last = next(iterator)
+    except StopIteration:  # pragma: no cover - every schedule yields its start
+        raise ValueError("A timer schedule must yield its starting value") from None
+    total = last
+    after: Any = 0
+    n = 0
+    for value in iterator:
+        if n >= limit:
+            raise ValueError(f"Timer schedule exceeds {limit} steps")
+        last = value
+        total = total + value
+        after = value if n == 0 else after + value
+        n += 1
+    return last, total, after, n
+
+
+def _slot_names(cls: type) -> tuple[str, ...]:
+    names = _SLOT_NAMES.get(cls)
+    if names is None:
+        seen: dict[str, None] = {}
+        for klass in reversed(cls.__mro__):
+            slots = klass.__dict__.get("__slots__", ())
+            for name in (slots,) if isinstance(slots, str) else slots:
+                if name not in ("__dict__", "__weakref__"):
+                    seen[name] = None
+        names = tuple(seen)
+        _SLOT_NAMES[cls] = names
+    return names
+
+
+@functools.total_ordering
+class Timer(SupportsInt, SupportsFloat, ABC):
+    """A number of seconds that can grow by a formula and be slept for (api.md §4.1).
+
+    :param initial: the starting value, in seconds.
+    """
+
+    __slots__ = ("_counter", "_initial", "_value")
+
+    def __init__(self, initial: Number = 0) -> None:
+        self._initial: Number = _check_number(initial, "initial")
+        self._value: Number = self._initial
+        self._counter: int = 0
+
+    @property
+    def initial(self) -> Number:
+        """The starting value, as given."""
+        return self._initial
+
+    @property
+    def value(self) -> Number:
+        """The current value in seconds."""
+        return self._value
+
+    @property
+    @abstractmethod
+    def final(self) -> Number | None:
+        """The largest value the timer can reach, or None when unbounded."""
+        raise NotImplementedError
+
+    @property
+    @abstractmethod
+    def total(self) -> Number | None:
+        """The sum of every value the timer can take from ``initial`` through ``final``, or None when unbounded."""
+        raise NotImplementedError
+
+    @property
+    @abstractmethod
+    def total_remaining(self) -> Number | None:
+        """The sum of the values still to come after the current one, or None when unbounded."""
+        raise NotImplementedError
+
+    @property
+    @abstractmethod
+    def count(self) -> int | None:
+        """How many increases are possible in total from ``initial``, or None when unbounded."""
+        raise NotImplementedError
+
+    @property
+    def counter(self) -> int:
+        """How many increases were applied since construction or the last reset."""
+        return self._counter
+
+    @property
+    def count_remaining(self) -> int | None:
+        """How many increases are still possible, or None when unbounded."""
+        count = self.count
+        return None if count is None else count - self._counter
+
+    @property
+    @abstractmethod
+    def can_increase(self) -> bool:
+        """Whether :meth:`increase` would change the timer."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def increase(self) -> bool:
+        """Apply one step when possible; True if the timer changed, False otherwise."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Return to the initial value and a zero counter; the schedule parameters are unchanged."""
+        self._value = self._initial
+        self._counter = 0
+
+    def _sleep_seconds(self) -> float:
+        seconds = float(self._value)
+        # A negative or NaN value means "no wait" (time.sleep would raise ValueError for both).
+        return seconds if seconds > 0 else 0.0
+
+    def wait(self) -> None:
+        """Block the current thread for ``value`` seconds (D-1: the reference never slept)."""
+        time.sleep(self._sleep_seconds())
+
+    def __call__(self) -> None:
+        self.wait()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return asyncio.sleep(self._sleep_seconds()).__await__()
+
+    def __int__(self) -> int:
+        return int(self._value)
+
+    def __float__(self) -> float:
+        return float(self._value)
+
+    def __round__(self, n: int | None = None) -> Number:
+        return round(float(self._value), n)
+
+    # Comparing another Timer works by reflection: ``value == other`` defers to ``other.__eq__(value)``.
+    def __eq__(self, other: object) -> bool:
+        return self._value == other
+
+    def __lt__(self, other: Any) -> bool:
+        return self._value < other
+
+    # Defining __eq__ makes timers unhashable (api.md §4.1); say so explicitly for readers and type checkers.
+    __hash__ = None  # type: ignore[assignment]
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Timer:
+        """A fresh timer of the same class and parameters, at its initial state (api.md §4.1)."""
+        cls = type(self)
+        new = cls.__new__(cls)
+        memo[id(self)] = new
+        for name in _slot_names(cls):
+            try:
+                value = getattr(self, name)
+            except AttributeError:
+                continue
+            if type(value) not in _ATOMIC_TYPES:
+                value = copy.deepcopy(value, memo)
+            setattr(new, name, value)
+        state = getattr(self, "__dict__", None)
+        if state:  # custom subclasses without __slots__
+            new.__dict__.update(copy.deepcopy(state, memo))
+        new.reset()
+        return new
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(value={self._value!r}, initial={self._initial!r}, counter={self._counter})"
+
+
+# --------------------------------------------------------------------------------------------------
+# count timers
+# --------------------------------------------------------------------------------------------------
+class CountTimer(Timer, ABC):
+    """A timer that can increase at most ``count`` times (api.md §4.2); ``count=None`` means unbounded.
+
+    Subclasses implement :meth:`increase` and the ``final``/``total``/``total_remaining`` properties.
+
+    :param initial: the starting value, in seconds.
+    :param count: the number of increases allowed; a whole float such as ``3.0`` is accepted (D-3).
+    """
+
+    __slots__ = ("_count",)
+
+    def __init__(self, initial: Number = 1, count: int | None = None) -> None:
+        super().__init__(initial=initial)
+        self._count: int | None = _normalise_count(count)
+
+    @property
+    def count(self) -> int | None:
+        return self._count
+
+    @property
+    def can_increase(self) -> bool:
+        return self._count is None or self._counter < self._count
+
+
+class _OperationCountTimer(CountTimer, ABC):
+    """A count timer whose step is one of the kernel's operations; the sums come from ``timer_plan``."""
+
+    __slots__ = ("_plan", "_remaining")
+
+    _kind: ClassVar[str]
+
+    def __init__(self, initial: Number, count: int | None) -> None:
+        super().__init__(initial=initial, count=count)
+        self._plan: tuple[Any, Any] | None = None
+        self._remaining: tuple[int, float] | None = None
+
+    @property
+    @abstractmethod
+    def _parameter(self) -> Number:
+        raise NotImplementedError
+
+    def _run(self, start: Any, steps: int) -> _Plan:
+        parameter = self._parameter
+        try:
+            return kernels.timer_plan(self._kind, start, parameter, steps=steps)
+        except (ArithmeticError, TypeError):
+            # Outside the kernel's i64/f64 range or not an int/float: same iteration, Python arithmetic.
+            return _sum_values(self._values(start, steps))
+
+    def _values(self, start: Any, steps: int) -> Iterator[Any]:
+        op = _OPERATIONS[self._kind]
+        parameter = self._parameter
+        value = start
+        yield value
+        for _ in range(steps):
+            value = op(value, parameter)
+            yield value
+
+    def _planned(self) -> tuple[Any, Any]:
+        # final and total depend only on the constructor arguments: compute them once (deep copies share them).
+        plan = self._plan
+        if plan is None:
+            assert self._count is not None
+            last, total, _, _ = self._run(self._initial, self._count)
+            plan = self._plan = (last, total)
+        return plan
+
+    @property
+    def final(self) -> Number | None:
+        return None if self._count is None else self._planned()[0]
+
+    @property
+    def total(self) -> Number | None:
+        return None if self._count is None else self._planned()[1]
+
+    @property
+    def total_remaining(self) -> float | None:
+        if self._count is None:
+            return None
+        cached = self._remaining
+        # The value is a function of the counter, so the counter identifies the current value.
+        if cached is not None and cached[0] == self._counter:
+            return cached[1]
+        steps = self._count - self._counter
+        _, _, after, n = self._run(float(self._value), steps)
+        remaining = after if n else 0.0
+        self._remaining = (self._counter, remaining)
+        return remaining
+
+    def increase(self) -> bool:
+        if not self.can_increase:
+            return False
+        self._value = _OPERATIONS[self._kind](self._value, self._parameter)
+        self._counter += 1
+        return True
+
+
+class StepCountTimer(_OperationCountTimer):
+    """Adds ``step`` on each increase: ``initial, initial + step, ...`` for ``count`` increases.
+
+    :param initial: the starting value, in seconds.
+    :param count: the number of increases allowed, or None for unbounded.
+    :param step: the amount added on each increase.
+    """
+
+    __slots__ = ("_step",)
+    _kind = "step"
+
+    def __init__(self, initial: Number = 0, count: int | None = None, step: Number = 1) -> None:
+        super().__init__(initial=initial, count=count)
+        self._step: Number = _check_number(step, "step")
+
+    @property
+    def step(self) -> Number:
+        """The amount added on each increase."""
+        return self._step
+
+    @property
+    def _parameter(self) -> Number:
+        return self._step
+
+
+class GeometricCountTimer(_OperationCountTimer):
+    """Multiplies by ``factor`` on each increase, for ``count`` increases.
+
+    :param initial: the starting value, in seconds.
+    :param count: the number of increases allowed, or None for unbounded.
+    :param factor: the multiplier applied on each increase.
+    """
+
+    __slots__ = ("_factor",)
+    _kind = "geometric"
+
+    def __init__(self, initial: Number = 1, count: int | None = None, factor: Number = 2) -> None:
+        super().__init__(initial=initial, count=count)
+        self._factor: Number = _check_number(factor, "factor")
+
+    @property
+    def factor(self) -> Number:
+        """The multiplier applied on each increase."""
+        return self._factor
+
+    @property
+    def _parameter(self) -> Number:
+        return self._factor
+
+
+class PowerCountTimer(_OperationCountTimer):
+    """Raises the value to ``exponent`` on each increase, for ``count`` increases.
+
+    :param initial: the starting value, in seconds.
+    :param count: the number of increases allowed, or None for unbounded.
+    :param exponent: the power applied on each increase.
+    """
+
+    __slots__ = ("_exponent",)
+    _kind = "power"
+
+    def __init__(self, initial: Number = 1, count: int | None = None, exponent: Number = 2) -> None:
+        super().__init__(initial=initial, count=count)
+        self._exponent: Number = _check_number(exponent, "exponent")
+
+    @property
+    def exponent(self) -> Number:
+        """The power applied on each increase."""
+        return self._exponent
+
+    @property
+    def _parameter(self) -> Number:
+        return self._exponent
+
+
+# --------------------------------------------------------------------------------------------------
+# ceiling timers
+# --------------------------------------------------------------------------------------------------
+class CeilingTimer(Timer, ABC):
+    """A timer that grows until its value reaches ``final`` (api.md §4.3); ``final=None`` means unbounded.
+
+    Subclasses implement the generator ``_all_values_iter(value)``: yield ``value``, then each following value
+    up to and including ``final``. Everything else (``total``, ``count``, ``increase``...) derives from it.
+    A schedule that stops before ``final`` (no progress, D-2) simply ends: the timer then cannot increase.
+
+    :param initial: the starting value, in seconds.
+    :param final: the ceiling; a value below ``initial`` is raised to ``initial``.
+    """
+
+    __slots__ = ("_final", "_plan", "_remaining")
+
+    def __init__(self, initial: Number = 1, final: Number | None = None) -> None:
+        super().__init__(initial=initial)
+        if final is not None:
+            final = _check_number(final, "final")
+            if final < self._initial:
+                final = self._initial
+        self._final: Number | None = final
+        self._plan: tuple[Any, int] | None = None
+        self._remaining: tuple[int, Any] | None = None
+
+    @abstractmethod
+    def _all_values_iter(self, value: Number) -> Iterator[Number]:
+        """Yield ``value`` and then every value the timer would take after it, ending at ``final``."""
+        raise NotImplementedError
+
+    def _schedule(self, start: Any) -> _Plan:
+        """The plan of the values from ``start`` to ``final`` (only called when ``final`` is set)."""
+        return _sum_values(self._all_values_iter(start))
+
+    def _planned(self) -> tuple[Any, int]:
+        # total and count depend only on the constructor arguments: compute them once (deep copies share them).
+        plan = self._plan
+        if plan is None:
+            _, total, _, n = self._schedule(self._initial)
+            plan = self._plan = (total, n)
+        return plan
+
+    @property
+    def final(self) -> Number | None:
+        return self._final
+
+    @property
+    def total(self) -> Number | None:
+        return None if self._final is None else self._planned()[0]
+
+    @property
+    def count(self) -> int | None:
+        return None if self._final is None else self._planned()[1]
+
+    @property
+    def total_remaining(self) -> Number | None:
+        if self._final is None:
+            return None
+        cached = self._remaining
+        if cached is not None and cached[0] == self._counter:
+            return cached[1]
+        start = float(self._value)
+        _, total, _, _ = self._schedule(start)
+        remaining = total - start
+        self._remaining = (self._counter, remaining)
+        return remaining
+
+    def _next_value(self) -> tuple[bool, Any]:
+        """(True, next value) when the timer can increase, else (False, None)."""
+        values = self._all_values_iter(self._value)
+        next(values, None)
+        nxt: Any = next(values, _END)
+        if nxt is _END:
+            return False, None
+        if self._final is not None and not nxt > self._value:
+            return False, None  # D-2: a step that makes no progress would repeat forever
+        return True, nxt
+
+    @property
+    def can_increase(self) -> bool:
+        if self._final is None:
+            return True
+        if not self._value < self._final:
+            return False
+        return self._next_value()[0]
+
+    def increase(self) -> bool:
+        if self._final is not None and not self._value < self._final:
+            return False
+        ok, nxt = self._next_value()
+        if not ok:
+            return False
+        self._value = nxt
+        self._counter += 1
+        return True
+
+
+_END = object()
+
+
+class _OperationCeilingTimer(CeilingTimer, ABC):
+    """A ceiling timer whose step is one of the kernel's operations; the sums come from ``timer_plan``."""
+
+    __slots__ = ()
+
+    _kind: ClassVar[str]
+
+    @property
+    @abstractmethod
+    def _parameter(self) -> Number:
+        raise NotImplementedError
+
+    def _all_values_iter(self, value: Number) -> Iterator[Number]:
+        op = _OPERATIONS[self._kind]
+        parameter = self._parameter
+        final = self._final
+        yield value
+        if final is None:
+            while True:
+                value = op(value, parameter)
+                yield value
+        while value < final:
+            # min() keeps `final` unless the step is strictly smaller, so a NaN step lands on `final`.
+            nxt = min(final, op(value, parameter))
+            if not nxt > value:  # D-2: no progress, the schedule can never reach `final`
+                return
+            value = nxt
+            yield value
+
+    def _schedule(self, start: Any) -> _Plan:
+        try:
+            return kernels.timer_plan(self._kind, start, self._parameter, final=self._final)
+        except (ArithmeticError, TypeError):
+            # Outside the kernel's i64/f64 range or not an int/float: same iteration, Python arithmetic.
+            return _sum_values(self._all_values_iter(start))
+
+    def _next_value(self) -> tuple[bool, Any]:
+        # The generic version builds a generator; this is the same rule inline, since it runs on every retry.
+        value = self._value
+        stepped = _OPERATIONS[self._kind](value, self._parameter)
+        final = self._final
+        if final is None:
+            return True, stepped
+        nxt = min(final, stepped)
+        if not nxt > value:
+            return False, None
+        return True, nxt
+
+
+class StepCeilingTimer(_OperationCeilingTimer):
+    """Adds ``step`` on each increase until ``final`` is reached.
+
+    :param initial: the starting value, in seconds.
+    :param final: the ceiling, or None for unbounded.
+    :param step: the amount added on each increase.
+    """
+
+    __slots__ = ("_step",)
+    _kind = "step"
+
+    def __init__(self, initial: Number = 1, final: Number | None = None, step: Number = 1) -> None:
+        super().__init__(initial=initial, final=final)
+        self._step: Number = _check_number(step, "step")
+
+    @property
+    def step(self) -> Number:
+        """The amount added on each increase."""
+        return self._step
+
+    @property
+    def _parameter(self) -> Number:
+        return self._step
+
+
+class GeometricCeilingTimer(_OperationCeilingTimer):
+    """Multiplies by ``factor`` on each increase until ``final`` is reached.
+
+    :param initial: the starting value, in seconds.
+    :param final: the ceiling, or None for unbounded.
+    :param factor: the multiplier applied on each increase.
+    """
+
+    __slots__ = ("_factor",)
+    _kind = "geometric"
+
+    def __init__(self, initial: Number = 1, final: Number | None = None, factor: Number = 2) -> None:
+        super().__init__(initial=initial, final=final)
+        self._factor: Number = _check_number(factor, "factor")
+
+    @property
+    def factor(self) -> Number:
+        """The multiplier applied on each increase."""
+        return self._factor
+
+    @property
+    def _parameter(self) -> Number:
+        return self._factor
+
+
+class PowerCeilingTimer(_OperationCeilingTimer):
+    """Raises the value to ``exponent`` on each increase until ``final`` is reached.
+
+    :param initial: the starting value, in seconds.
+    :param final: the ceiling, or None for unbounded.
+    :param exponent: the power applied on each increase.
+    """
+
+    __slots__ = ("_exponent",)
+    _kind = "power"
+
+    def __init__(self, initial: Number = 1, final: Number | None = None, exponent: Number = 2) -> None:
+        super().__init__(initial=initial, final=final)
+        self._exponent: Number = _check_number(exponent, "exponent")
+
+    @property
+    def exponent(self) -> Number:
+        """The power applied on each increase."""
+        return self._exponent
+
+    @property
+    def _parameter(self) -> Number:
+        return self._exponent
