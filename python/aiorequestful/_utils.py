@@ -20,8 +20,6 @@ _URL_WIDTHS = (30, 40, 70, 100)
 class classproperty(Generic[T, R]):  # noqa: N801 - the contract names it in lower case
     """A read-only property computed from the class."""
 
-    __slots__ = ("__doc__", "func")
-
     def __init__(self, func: Callable[[type[T]], R]) -> None:
         self.func = func
         self.__doc__ = func.__doc__
