@@ -14,9 +14,13 @@ The kernels work over plain data only:
 * ``bucket_take``  - one token-bucket reservation (flow control).
 
 Numbers in ``timer_plan`` follow the native kernel's range: ints are 64-bit and floats are IEEE doubles.
-Anything outside that range (int overflow, a float overflow to infinity, a complex or undefined result)
+Anything outside that range (an int overflow, a float power that overflows, a complex or undefined power)
 raises ``ArithmeticError(TIMER_RANGE_ERROR)``; the public timer layer then recomputes with unbounded Python
-arithmetic. Both backends decline the same inputs so that the differential tests can compare them exactly.
+arithmetic. A float ``+``/``*`` that overflows to infinity is not an error (Python gives the same infinity).
+Both backends decline the same inputs so that the differential tests can compare them exactly.
+
+Subclasses of ``int``/``float``/``str``/``bytes`` (``IntEnum`` status codes, say) are read by value, the way the
+Rust side reads them, so an override of ``__add__``/``__str__``/``upper`` never changes a result.
 """
 
 from __future__ import annotations
@@ -45,13 +49,13 @@ __all__ = (
 KERNEL_API = 1
 
 #: The longest schedule a timer may have; longer ones are refused rather than looping (D-2).
-#: must match MAX_TIMER_STEPS in rust/kernels/src/timer.rs
+#: must match MAX_TIMER_STEPS in rust/kernels/src/timer.rs (and the constant in rust/bindings/lib.rs)
 MAX_TIMER_STEPS = 1_000_000
 
-#: must match TimerKind::from_name in rust/kernels/src/timer.rs
+#: must match TIMER_KINDS and TimerKind::from_name in rust/kernels/src/timer.rs
 TIMER_KINDS = ("step", "geometric", "power")
 
-#: must match RANGE_ERROR in rust/kernels/src/timer.rs
+#: must match TIMER_RANGE_ERROR in rust/kernels/src/error.rs
 TIMER_RANGE_ERROR = "timer arithmetic is outside the kernel's range"
 
 _I64_MIN = -(2**63)
@@ -67,13 +71,18 @@ def _check_int(value: int) -> int:
     return value
 
 
+def _plain_int(value: int) -> int:
+    # The value of an int (subclass), ignoring overrides, as the Rust side reads it (PyLong_AsLongLong).
+    return int.__int__(value)
+
+
 def _as_number(value: Any, name: str) -> int | float:
     # bool is an int subclass; a timer never means True/False, so reject it with the other non-numbers.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be an int or a float, not {type(value).__name__}")
     if isinstance(value, int):
-        return _check_int(value)
-    return float(value)
+        return _check_int(_plain_int(value))
+    return float.__float__(value)
 
 
 def _add(a: int | float, b: int | float) -> int | float:
@@ -154,6 +163,7 @@ def timer_plan(
     if steps is not None:
         if isinstance(steps, bool) or not isinstance(steps, int):
             raise TypeError(f"steps must be an int, not {type(steps).__name__}")
+        steps = _plain_int(steps)
         if steps < 0:
             raise ValueError("steps must not be negative")
         if steps > MAX_TIMER_STEPS:
@@ -184,9 +194,15 @@ def timer_plan(
 # --------------------------------------------------------------------------------------------------
 # status dispatch
 # --------------------------------------------------------------------------------------------------
-def _check_status(code: Any) -> int:
+def _check_int_status(code: Any) -> int:
     if isinstance(code, bool) or not isinstance(code, int):
         raise TypeError(f"Status codes must be int, not {type(code).__name__}")
+    # An IntEnum such as http.HTTPStatus is stored (and shown by mapping()/repr) as its plain value.
+    return _plain_int(code)
+
+
+def _check_status(code: Any) -> int:
+    code = _check_int_status(code)
     if not 100 <= code <= 999:
         raise ValueError(f"Invalid status code: {code}")
     return code
@@ -209,8 +225,11 @@ class DispatchTable:
         self._table = table
 
     def lookup(self, status: int, /) -> int | None:
-        """The handler index for ``status``, or None when no handler claims it."""
-        return self._table.get(status)
+        """The handler index for ``status``, or None when no handler claims it (any int may be asked about).
+
+        Raises ``TypeError`` for a non-int (a bool included), as the constructor does.
+        """
+        return self._table.get(_check_int_status(status))
 
     def mapping(self) -> dict[int, int]:
         """A new dict of status code -> handler index, in ascending code order."""
@@ -222,13 +241,20 @@ class DispatchTable:
     def __repr__(self) -> str:
         return f"DispatchTable({self.mapping()!r})"
 
+    def __reduce__(self) -> tuple[type[DispatchTable], tuple[list[list[int]]]]:
+        """Pickle/copy support: the code lists, by handler index, that rebuild the same table."""
+        groups: list[list[int]] = [[] for _ in range(max(self._table.values(), default=-1) + 1)]
+        for code, index in sorted(self._table.items()):
+            groups[index].append(code)
+        return (DispatchTable, (groups,))
+
 
 # --------------------------------------------------------------------------------------------------
 # cache keys
 # --------------------------------------------------------------------------------------------------
 def _text(value: str) -> bytes:
     # surrogatepass: a lone surrogate still hashes deterministically instead of raising.
-    return value.encode("utf-8", "surrogatepass")
+    return str.encode(value, "utf-8", "surrogatepass")
 
 
 def _field(out: bytearray, tag: bytes, payload: bytes) -> None:
@@ -257,7 +283,7 @@ def cache_key(
     if not isinstance(url, str):
         raise TypeError(f"url must be str, not {type(url).__name__}")
     out = bytearray()
-    _field(out, b"m", _text(method.upper()))
+    _field(out, b"m", _text(str.upper(method)))
     _field(out, b"u", _text(url))
     pairs = []
     for pair in query:
@@ -277,11 +303,11 @@ def cache_key(
         elif isinstance(part, bool):
             _field(out, b"t" if part else b"f", b"")
         elif isinstance(part, int):
-            _field(out, b"i", str(part).encode("ascii"))
+            _field(out, b"i", int.__repr__(part).encode("ascii"))
         elif isinstance(part, str):
             _field(out, b"s", _text(part))
         elif isinstance(part, (bytes, bytearray)):
-            _field(out, b"b", bytes(part))
+            _field(out, b"b", memoryview(part).tobytes())
         else:
             raise TypeError(f"Unsupported cache key part type: {type(part).__name__}")
     return hashlib.sha256(out).hexdigest()

@@ -24,32 +24,42 @@ pub enum Part<'a> {
 }
 
 /// A streaming writer of the tagged serialisation, hashing as it goes.
+///
+/// Write order is fixed: [`CacheKey::new`] (method, url), one [`CacheKey::query`], then any number of
+/// [`CacheKey::part`] calls, then [`CacheKey::hexdigest`].
 pub struct CacheKey {
     hasher: Sha256,
 }
 
-impl Default for CacheKey {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl CacheKey {
-    /// A key with no fields yet.
+    /// Start a key with the (already upper-cased) method and the URL without its query.
     #[must_use]
-    pub fn new() -> Self {
-        Self { hasher: Sha256::new() }
+    pub fn new(method: &[u8], url: &[u8]) -> Self {
+        let mut key = Self { hasher: Sha256::new() };
+        key.field(b'm', method);
+        key.field(b'u', url);
+        key
     }
 
     /// Append one field: `tag`, `len(payload)` as u64 little-endian, `payload`.
-    pub fn field(&mut self, tag: u8, payload: &[u8]) {
+    fn field(&mut self, tag: u8, payload: &[u8]) {
         self.hasher.update([tag]);
         // usize -> u64 never truncates on the 32/64-bit targets Rust supports.
         self.hasher.update((payload.len() as u64).to_le_bytes());
         self.hasher.update(payload);
     }
 
-    /// Append a part.
+    /// Sort the query pairs by the UTF-8 bytes of (key, value) and append them.
+    pub fn query<Q: AsRef<[u8]>>(&mut self, pairs: &mut [(Q, Q)]) {
+        // Byte order of UTF-8 is code point order; the twin sorts the same encoded bytes.
+        pairs.sort_unstable_by(|a, b| (a.0.as_ref(), a.1.as_ref()).cmp(&(b.0.as_ref(), b.1.as_ref())));
+        for (name, value) in pairs.iter() {
+            self.field(b'k', name.as_ref());
+            self.field(b'v', value.as_ref());
+        }
+    }
+
+    /// Append an extra key part.
     pub fn part(&mut self, part: Part<'_>) {
         match part {
             Part::None => self.field(b'n', b""),
@@ -80,15 +90,8 @@ impl CacheKey {
 /// All text arrives as UTF-8 bytes (with `surrogatepass` for lone surrogates, which Rust strings cannot hold).
 #[must_use]
 pub fn cache_key<Q: AsRef<[u8]>>(method: &[u8], url: &[u8], query: &mut [(Q, Q)], parts: &[Part<'_>]) -> String {
-    let mut key = CacheKey::new();
-    key.field(b'm', method);
-    key.field(b'u', url);
-    // Byte order of UTF-8 is code point order, the twin sorts the same encoded bytes.
-    query.sort_unstable_by(|a, b| (a.0.as_ref(), a.1.as_ref()).cmp(&(b.0.as_ref(), b.1.as_ref())));
-    for (name, value) in query.iter() {
-        key.field(b'k', name.as_ref());
-        key.field(b'v', value.as_ref());
-    }
+    let mut key = CacheKey::new(method, url);
+    key.query(query);
     for part in parts {
         key.part(*part);
     }
@@ -119,9 +122,12 @@ mod tests {
     }
 
     #[test]
-    fn empty_sha256_is_the_known_vector() {
+    fn hexdigest_is_lowercase_sha256_of_the_stream() {
+        let expected = hex(&serialise(&[(b'm', b""), (b'u', b"")]));
+        assert_eq!(CacheKey::new(b"", b"").hexdigest(), expected);
+        // Known vector: SHA-256 of the empty string, through the same hex encoder.
         assert_eq!(
-            CacheKey::new().hexdigest(),
+            hex(b""),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
     }
