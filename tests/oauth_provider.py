@@ -179,6 +179,7 @@ class OAuthProvider:
         app = web.Application()
         app[PROVIDER_KEY] = self
         app.router.add_post("/token", self.token)
+        app.router.add_post("/oauth/token", self.token)  # the path of api.md §11.5's example
         app.router.add_route("GET", "/authorize", self.authorize)
         app.router.add_route("POST", "/authorize", self.authorize)
         app.router.add_get("/consent", self.consent_page)
@@ -266,7 +267,7 @@ class OAuthProvider:
         client = self.clients.get(client_id)
         if client is None:
             raise OAuthError(401, "invalid_client", "unknown client", unauthorised)
-        if not client.public and not secrets.compare_digest(secret, client.secret or ""):
+        if not client.public and not secrets.compare_digest(secret.encode(), (client.secret or "").encode()):
             raise OAuthError(401, "invalid_client", "client authentication failed", unauthorised)
         return client
 
