@@ -1,0 +1,180 @@
+# SPDX-License-Identifier: MIT
+"""What a cache stores besides the payload: the original status, reason and safe response headers.
+
+D-47: the original served the *request's* headers (``Authorization`` included) as a cached response's headers
+and forgot the real status and headers. Here a stored entry carries the response's own metadata, minus
+anything that is a secret, describes one connection, or no longer matches the re-encoded body.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from multidict import istr
+
+__all__ = (
+    "DEFAULT_REASON",
+    "DEFAULT_STATUS",
+    "CacheEntry",
+    "ResponseMeta",
+    "decode_headers",
+    "encode_headers",
+    "format_stamp",
+    "safe_headers",
+    "utc_now",
+)
+
+#: api.md §10.2: a response rebuilt from a payload alone (no stored metadata) reports 200 "cached".
+DEFAULT_STATUS = 200
+DEFAULT_REASON = "cached"
+
+# Never stored, never replayed (D-47), for these reasons:
+# * credentials and session state: Authorization/Proxy-Authorization/Cookie (request headers some servers echo)
+#   and Set-Cookie/Set-Cookie2 (session tokens that belong to one client, not to the representation);
+# * authentication exchanges: WWW-Authenticate/Proxy-Authenticate/(Proxy-)Authentication-Info carry challenges,
+#   nonces and next-nonces tied to one connection's auth state; replaying them from a cache would mislead an
+#   auth flow and they are never part of what a resource *is*;
+# * hop-by-hop headers (RFC 9110 §7.6.1): they describe the connection that carried the response;
+# * body encoding and integrity: the cache stores the decoded, re-serialised payload, so the original
+#   Content-Length/Content-Encoding and digests would describe bytes we no longer hold (the length is
+#   recomputed when the response is rebuilt).
+_DROPPED = frozenset(
+    istr(name)
+    for name in (
+        "Authorization",
+        "Proxy-Authorization",
+        "Cookie",
+        "Set-Cookie",
+        "Set-Cookie2",
+        "WWW-Authenticate",
+        "Proxy-Authenticate",
+        "Authentication-Info",
+        "Proxy-Authentication-Info",
+        "Connection",
+        "Keep-Alive",
+        "Proxy-Connection",
+        "Transfer-Encoding",
+        "TE",
+        "Trailer",
+        "Upgrade",
+        "Content-Encoding",
+        "Content-Length",
+        "Content-MD5",
+        "Digest",
+        "Content-Digest",
+        "Repr-Digest",
+    )
+)
+
+# RFC 9110 §5.1/§5.5: a field name is a token; a value never contains CR, LF or NUL.
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_BAD_VALUE = re.compile(r"[\r\n\x00]")
+_CHARSET = re.compile(r"""(;\s*charset\s*=\s*)("[^"]*"|[^;\s]*)""", re.IGNORECASE)
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC (D-38)."""
+    return datetime.now(UTC)
+
+
+def format_stamp(value: datetime) -> str:
+    """A fixed-width UTC ISO-8601 stamp, so that text order is time order (D-38).
+
+    ``isoformat()`` drops the microseconds when they are zero and keeps local offsets; both break ordering when
+    stamps are compared as text in SQL. A naive ``value`` is taken to be local time (as ``datetime`` does).
+    """
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+def safe_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]] | None) -> list[tuple[str, str]]:
+    """The (name, value) pairs of ``headers`` that may be stored and replayed, in their original order."""
+    if headers is None:
+        return []
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    pairs = [(str(name), str(value)) for name, value in items]
+    # Connection: lists further hop-by-hop header names for this one message (RFC 9110 §7.6.1).
+    named = {
+        istr(token.strip())
+        for name, value in pairs
+        if istr(name) == "Connection"
+        for token in value.split(",")
+        if token.strip()
+    }
+    return [(name, value) for name, value in pairs if istr(name) not in _DROPPED and istr(name) not in named]
+
+
+def encode_headers(pairs: Iterable[tuple[str, str]]) -> str:
+    """Stored form of the headers: a JSON list of ``[name, value]`` pairs (keeps order and repeated names)."""
+    return json.dumps([[name, value] for name, value in pairs], ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_headers(text: Any) -> list[tuple[str, str]]:
+    """Parse a stored header list; ``ValueError`` for anything that is not one (a corrupt row).
+
+    The secret filter is applied again: a row written by another tool must not smuggle credentials in.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"stored headers are {type(text).__name__}, not text")
+    data = json.loads(text)
+    if not isinstance(data, list):
+        raise ValueError("stored headers are not a list")
+    pairs: list[tuple[str, str]] = []
+    for item in data:
+        if not (isinstance(item, list) and len(item) == 2 and all(isinstance(part, str) for part in item)):
+            raise ValueError("stored headers hold an item that is not a [name, value] pair of strings")
+        name, value = item
+        if not _TOKEN.match(name) or _BAD_VALUE.search(value):
+            raise ValueError("stored headers hold an invalid header name or value")
+        pairs.append((name, value))
+    return safe_headers(pairs)
+
+
+def with_utf8_charset(content_type: str) -> str:
+    """``content_type`` with any charset parameter replaced by utf-8 (the cache stores text as UTF-8)."""
+    return _CHARSET.sub(lambda match: match.group(1) + "utf-8", content_type)
+
+
+class ResponseMeta:
+    """The status, reason and safe headers of a response, as stored next to its payload."""
+
+    __slots__ = ("headers", "reason", "status")
+
+    def __init__(self, status: int, reason: str | None, headers: list[tuple[str, str]]) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+
+    @classmethod
+    def from_response(cls, response: Any) -> ResponseMeta | None:
+        """The metadata of an aiohttp response, or None for an object that is not one."""
+        status = getattr(response, "status", None)
+        if isinstance(status, bool) or not isinstance(status, int):
+            return None
+        reason = getattr(response, "reason", None)
+        headers = safe_headers(getattr(response, "headers", None))
+        return cls(status, reason if isinstance(reason, str) else None, headers)
+
+
+class CacheEntry:
+    """A live stored response: its payload as stored (text or bytes) and its metadata."""
+
+    __slots__ = ("headers", "payload", "reason", "status")
+
+    def __init__(
+        self,
+        payload: str | bytes,
+        status: int = DEFAULT_STATUS,
+        reason: str | None = DEFAULT_REASON,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        self.payload = payload
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+
+    def __repr__(self) -> str:
+        return f"CacheEntry(status={self.status!r}, reason={self.reason!r}, size={len(self.payload)})"

@@ -1,0 +1,480 @@
+# SPDX-License-Identifier: MIT
+"""Cache core: repository settings, repositories and caches of repositories (api.md §8).
+
+A *repository* stores the responses of one family of endpoints under keys derived from each request by its
+*settings*; a *cache* is a mapping of named repositories over one backend, plus a ``repository_getter`` that
+picks the repository for a URL.
+
+Beyond api.md (all additive, so that subclasses written against the contract keep working):
+
+* a saved network response keeps its original status, reason and safe headers (D-47), see ``_store``;
+* entries are scoped to the credentials of the request that fetched them, so a request made with other
+  credentials never gets them (``ResponseRepositorySettings.share_across_credentials`` opts out);
+* ``_get_entry``/``_save_for_request`` are the hooks ``CachedSession`` uses; their defaults fall back to the
+  contract's ``get_response``/``_set_item_from_key_value_pair`` for repositories that do not override them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from abc import ABCMeta, abstractmethod
+from collections.abc import AsyncIterable, Callable, Collection, Generator, Iterable, Mapping, MutableMapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Generic, TypeVar
+
+from aiohttp import ClientRequest, ClientResponse, RequestInfo, hdrs
+from dateutil.relativedelta import relativedelta
+
+from ..._utils import classproperty, get_iterator, required_modules_installed
+from ...response.exception import PayloadHandlerError
+from ...response.payload import PayloadHandler, StringPayloadHandler
+from ...types import URLInput
+from .._entry import CacheEntry, ResponseMeta, utc_now
+from ..exception import CacheError
+
+if sys.version_info >= (3, 12):
+    from typing import TypeAliasType
+else:  # pragma: no cover - exercised on 3.11 only
+    from typing_extensions import TypeAliasType
+
+__all__ = (
+    "DEFAULT_EXPIRE",
+    "CacheRequestType",
+    "RepositoryRequestType",
+    "ResponseCache",
+    "ResponseRepository",
+    "ResponseRepositorySettings",
+)
+
+logger = logging.getLogger(__name__)
+
+K = TypeVar("K", bound=tuple)
+V = TypeVar("V")
+R = TypeVar("R", bound="ResponseRepository")
+
+#: Anything that carries the information about a request (api.md §8).
+CacheRequestType = TypeAliasType("CacheRequestType", RequestInfo | ClientRequest | ClientResponse)
+#: A key tuple, or anything with request info.
+RepositoryRequestType = TypeAliasType(
+    "RepositoryRequestType", K | RequestInfo | ClientRequest | ClientResponse, type_params=(K,)
+)
+
+#: How long a stored response stays live unless the cache or repository says otherwise.
+DEFAULT_EXPIRE: timedelta = timedelta(weeks=1)
+
+_UNSET: Any = object()
+
+
+@dataclass
+class ResponseRepositorySettings(Generic[V], metaclass=ABCMeta):
+    """How one repository names, keys and stores its responses (api.md §8.1).
+
+    :param name: the repository's name (for SQLite: its table name).
+    :param payload_handler: serialises payloads for storage and deserialises them when read back.
+    """
+
+    #: Entries are scoped to the credentials (``Authorization``) of the request that stored them: a request made
+    #: with other credentials, or none, misses. Set to True on a subclass whose responses are the same whoever
+    #: asks (public data), so that a token refresh does not invalidate the cache. Not a dataclass field.
+    share_across_credentials: ClassVar[bool] = False
+
+    name: str
+    # api.md §8.1: one default instance shared by all settings (handlers are stateless).
+    payload_handler: PayloadHandler[V] = StringPayloadHandler()  # noqa: RUF009
+
+    @property
+    @abstractmethod
+    def fields(self) -> tuple[str, ...]:
+        """The names of the key parts ``get_key`` returns, in the same order."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def get_key(self, **kwargs: Any) -> tuple:
+        """The key parts for a request given as ``method=``, ``url=`` and ``headers=``; a None part: not cacheable."""
+        raise NotImplementedError
+
+    @staticmethod
+    @abstractmethod
+    def get_name(payload: V) -> str | None:
+        """A display name stored with the entry, from the deserialised payload."""
+        raise NotImplementedError
+
+
+class ResponseRepository(AsyncIterable[tuple[K, V]], Generic[K, V], metaclass=ABCMeta):
+    """A store of responses for one family of endpoints (api.md §8.2).
+
+    :param settings: how requests are keyed and payloads stored.
+    :param expire: how long a saved response stays live.
+    """
+
+    __slots__ = ("_expire", "connection", "logger", "settings")
+
+    #: The optional modules this backend needs (checked on construction).
+    _required_modules: ClassVar[list[Any]] = []
+    #: The names of ``_required_modules``, in order, for the error message (D-39).
+    _required_module_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self, settings: ResponseRepositorySettings[V], expire: timedelta | relativedelta = DEFAULT_EXPIRE
+    ) -> None:
+        required_modules_installed(self._required_modules, self)
+        self.logger: logging.Logger = logger
+        self.settings = settings
+        self.connection: Any = None
+        self._expire = expire
+
+    @property
+    def expire(self) -> datetime:
+        """The expiry stamp a save made now would get: timezone-aware UTC (D-38)."""
+        return utc_now() + self._expire
+
+    def __hash__(self) -> int:
+        return hash(self.settings.name)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.settings.name!r})"
+
+    # ------------------------------------------------------------------------------------------------------------
+    # backend hooks
+    # ------------------------------------------------------------------------------------------------------------
+    @abstractmethod
+    def create(self, *args: Any, **kwargs: Any) -> Any:
+        """Set up the backing store for this repository; returns the repository."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def __await__(self) -> Generator[Any, None, Any]:
+        raise NotImplementedError
+
+    @abstractmethod
+    async def commit(self) -> None:
+        """Make every save so far durable."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Commit and close the connection."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def count(self, include_expired: bool = True) -> int:
+        """The number of stored responses (only live ones when ``include_expired`` is False)."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def contains(self, request: Any) -> bool:
+        """True when a live response is stored for ``request``."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def clear(self, expired_only: bool = False) -> int:
+        """Delete every stored response (only expired ones when ``expired_only``); returns how many went."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def get_key_from_request(self, request: Any) -> K | None:
+        """The key for ``request`` (a key tuple is returned unchanged); None when it is not cacheable."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def get_response(self, request: Any) -> V | None:
+        """The deserialised live payload stored for ``request``, or None."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def _set_item_from_key_value_pair(self, key: K, value: Any) -> None:
+        """Store the already serialised ``value`` under ``key``."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def delete_response(self, request: Any) -> bool:
+        """Delete the response stored for ``request``; True if one was deleted."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------------------------------------------
+    # payload conversion
+    # ------------------------------------------------------------------------------------------------------------
+    async def serialize(self, value: Any) -> V | None:
+        """``value`` in its stored form, or None when the payload handler cannot serialise it."""
+        if value is None:
+            return None
+        try:
+            return await self.settings.payload_handler.serialize(value)
+        except PayloadHandlerError:
+            return None
+
+    async def deserialize(self, value: Any) -> Any:
+        """``value`` (a stored payload or a response) deserialised, or None when the handler cannot."""
+        if value is None:
+            return None
+        try:
+            return await self.settings.payload_handler.deserialize(value)
+        except PayloadHandlerError:
+            return None
+
+    # ------------------------------------------------------------------------------------------------------------
+    # bulk and convenience operations
+    # ------------------------------------------------------------------------------------------------------------
+    async def get_responses(self, requests: Iterable[Any]) -> list[V]:
+        """The stored payloads for ``requests``, in order, misses dropped."""
+        results = await asyncio.gather(*(self.get_response(request) for request in requests))
+        return [result for result in results if result is not None]
+
+    async def save_response(self, response: Any) -> None:
+        """Store ``response``: a ``(key, value)`` pair, or a response whose body is read through the payload
+        handler and stored under the key of its request."""
+        if isinstance(response, Collection) and not isinstance(response, (str, bytes, bytearray)):
+            key, value = response
+            await self._store(key, await self.serialize(value), payload=value)
+            return
+        await self._save_for_request(response, response)
+
+    async def save_responses(self, responses: Mapping[Any, Any] | Iterable[Any]) -> None:
+        """Store many responses concurrently: a mapping of key to value, or an iterable for ``save_response``."""
+        if isinstance(responses, Mapping):
+            await asyncio.gather(*(self._store_value(key, value) for key, value in responses.items()))
+            return
+        await asyncio.gather(*(self.save_response(response) for response in responses))
+
+    async def delete_responses(self, requests: Iterable[Any]) -> int:
+        """Delete the responses for ``requests`` concurrently; returns how many were deleted."""
+        results = await asyncio.gather(*(self.delete_response(request) for request in requests))
+        return sum(1 for result in results if result)
+
+    async def _store_value(self, key: Any, value: Any) -> None:
+        await self._store(key, await self.serialize(value), payload=value)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # hooks used by CachedSession (not part of api.md; defaults fall back to the contract's methods)
+    # ------------------------------------------------------------------------------------------------------------
+    async def _store(
+        self,
+        key: Any,
+        value: Any,
+        *,
+        payload: Any = _UNSET,
+        meta: ResponseMeta | None = None,
+        request: Any = None,
+    ) -> None:
+        """Store the serialised ``value`` under ``key``.
+
+        ``payload`` is the deserialised value when the caller has it (saves decoding it again for the display
+        name), ``meta`` the original response's metadata and ``request`` the request info whose credentials
+        scope the entry. The base implementation only knows the contract's two-argument hook.
+        """
+        await self._set_item_from_key_value_pair(key, value)
+
+    async def _save_for_request(self, request: Any, response: ClientResponse) -> None:
+        """Store the body of ``response`` under the key of ``request`` (its own request info, or the request a
+        ``CachedSession`` computed before any redirect)."""
+        key = self.get_key_from_request(request)
+        if not key:
+            return
+        if isinstance(response, ClientResponse) and not await _body_is_complete(response):
+            self.logger.warning(
+                "Not caching a response for %r: its body is shorter than its Content-Length "
+                "(it was consumed as a stream or cut off)",
+                self.settings.name,
+            )
+            return
+        value = await self.deserialize(response)
+        await self._store(
+            key,
+            await self.serialize(value),
+            payload=value,
+            meta=ResponseMeta.from_response(response),
+            request=_request_info(request),
+        )
+
+    async def _get_entry(self, request: Any) -> CacheEntry | None:
+        """The live stored response for ``request`` with its metadata, or None."""
+        payload = await self.get_response(request)
+        if payload is None:
+            return None
+        if not isinstance(payload, (str, bytes)):
+            payload = await self.serialize(payload)
+            if payload is None:
+                return None
+        return CacheEntry(payload)
+
+
+def _request_info(request: Any) -> RequestInfo | None:
+    if isinstance(request, RequestInfo):
+        return request
+    info = getattr(request, "request_info", None)
+    return info if isinstance(info, RequestInfo) else None
+
+
+async def _body_is_complete(response: ClientResponse) -> bool:
+    """False when the body read back is shorter than the response declared (so it must not be cached)."""
+    body = await response.read()
+    if response.method == hdrs.METH_HEAD or response.status in (204, 304):
+        return True
+    headers = response.headers
+    declared = headers.get(hdrs.CONTENT_LENGTH)
+    if declared is None or headers.get(hdrs.CONTENT_ENCODING):  # decompression changes the length
+        return True
+    try:
+        return int(declared) == len(body)
+    except ValueError:
+        return True
+
+
+class ResponseCache(MutableMapping[str, R], Generic[R], metaclass=ABCMeta):
+    """A mapping of repository name to repository over one backend (api.md §8.3).
+
+    :param cache_name: the cache's name (for SQLite: the database path or a label).
+    :param repository_getter: ``(cache, url) -> repository | None``; picks the repository for a URL (None: do not
+        cache it).
+    :param expire: how long a saved response stays live, for every repository created by this cache.
+    """
+
+    __slots__ = ("_repositories", "cache_name", "expire", "repository_getter")
+
+    def __init__(
+        self,
+        cache_name: str,
+        repository_getter: Callable[[ResponseCache, URLInput], R | None] | None = None,
+        expire: timedelta | relativedelta = DEFAULT_EXPIRE,
+    ) -> None:
+        self.cache_name = cache_name
+        self.repository_getter = repository_getter
+        self.expire = expire
+        self._repositories: dict[str, R] = {}
+
+    @classproperty
+    def type(cls) -> str | None:  # noqa: N805 - a class property
+        """The name of the backend (None on the abstract base)."""
+        return None
+
+    # ------------------------------------------------------------------------------------------------------------
+    # backend hooks
+    # ------------------------------------------------------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    async def connect(cls, value: Any, **kwargs: Any) -> ResponseCache[R]:
+        """Create a cache connected to ``value``."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def __await__(self) -> Generator[Any, None, ResponseCache[R]]:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> ResponseCache[R]:
+        return await self
+
+    @abstractmethod
+    async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
+        raise NotImplementedError
+
+    @abstractmethod
+    async def commit(self) -> None:
+        """Make every save so far durable."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Commit and close the backend connection."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def create_repository(self, settings: ResponseRepositorySettings[Any]) -> R:
+        """Register a repository for ``settings`` (the backend store is set up when the cache is entered)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------------------------------------------
+    # mapping
+    # ------------------------------------------------------------------------------------------------------------
+    def __getitem__(self, key: str) -> R:
+        return self._repositories[key]
+
+    def __setitem__(self, key: str, value: R) -> None:
+        self._repositories[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._repositories[key]
+
+    def __iter__(self) -> Any:
+        return iter(self._repositories)
+
+    def __len__(self) -> int:
+        return len(self._repositories)
+
+    def __repr__(self) -> str:
+        return repr(self._repositories)
+
+    def __str__(self) -> str:
+        return str(self._repositories)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # repository selection and delegation
+    # ------------------------------------------------------------------------------------------------------------
+    def get_repository_from_url(self, url: URLInput) -> R | None:
+        """The repository for ``url`` chosen by ``repository_getter``, or None."""
+        if self.repository_getter is None:
+            return None
+        return self.repository_getter(self, url)
+
+    def get_repository_from_requests(self, requests: Any) -> R | None:
+        """The one repository for ``requests`` (one request or a collection of them), or None.
+
+        Raises ``CacheError`` when the requests map to different repositories (no repository counts as one).
+        """
+        found: list[R | None] = []
+        for request in get_iterator(requests):
+            url = getattr(request, "url", None)
+            if url is None:
+                raise CacheError(f"Cannot find a repository for {type(request).__name__} object: it has no URL")
+            repository = self.get_repository_from_url(url)
+            if not any(repository is seen for seen in found):
+                found.append(repository)
+        if len(found) > 1:
+            raise CacheError(
+                "Too many different types of requests given. Given requests must relate to the same repository type"
+            )
+        return found[0] if found else None
+
+    async def get_response(self, request: Any) -> Any:
+        """The stored payload for ``request`` from its repository (None when none matches)."""
+        repository = self.get_repository_from_requests(request)
+        if repository is None:
+            return None
+        return await repository.get_response(request)
+
+    async def get_responses(self, requests: Collection[Any]) -> list[Any] | None:
+        """The stored payloads for ``requests`` from their repository (None when none matches)."""
+        repository = self.get_repository_from_requests(requests)
+        if repository is None:
+            return None
+        return await repository.get_responses(requests)
+
+    async def save_response(self, response: Any) -> None:
+        """Store ``response`` in its repository (nothing when none matches)."""
+        repository = self.get_repository_from_requests(response)
+        if repository is None:
+            return None
+        return await repository.save_response(response)
+
+    async def save_responses(self, responses: Collection[Any]) -> None:
+        """Store ``responses`` in their repository (nothing when none matches)."""
+        repository = self.get_repository_from_requests(responses)
+        if repository is None:
+            return None
+        return await repository.save_responses(responses)
+
+    async def delete_response(self, request: Any) -> bool | None:
+        """Delete the response for ``request`` from its repository (None when none matches)."""
+        repository = self.get_repository_from_requests(request)
+        if repository is None:
+            return None
+        return await repository.delete_response(request)
+
+    async def delete_responses(self, requests: Collection[Any]) -> int | None:
+        """Delete the responses for ``requests`` from their repository (None when none matches)."""
+        repository = self.get_repository_from_requests(requests)
+        if repository is None:
+            return None
+        return await repository.delete_responses(requests)

@@ -1,0 +1,327 @@
+# SPDX-License-Identifier: MIT
+"""A finished response rebuilt from the cache (api.md §10.2).
+
+D-46: the original called aiohttp's private ``ClientResponse.__init__``, whose keyword-only arguments change
+between releases (aiohttp 3.14 added ``stream_writer`` and the original broke). ``CachedResponse`` still *is* a
+``ClientResponse`` (``isinstance`` checks and type hints keep working) but never runs the base initialiser:
+it defines every public member itself, from its own state, so no aiohttp internals are read or written.
+
+D-47: its headers are the original response's stored headers minus secrets and connection details, with
+``Content-Length`` recomputed for the stored body, never the request's headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import json
+import re
+from collections.abc import Callable, Iterable
+from email.message import Message
+from http.cookies import SimpleCookie
+from types import MappingProxyType
+from typing import Any
+
+import aiohttp
+from aiohttp import ClientResponse, ClientResponseError, ContentTypeError, RequestInfo, hdrs
+from aiohttp.base_protocol import BaseProtocol
+from aiohttp.client_reqrep import ContentDisposition  # the type ClientResponse.content_disposition returns
+from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
+from yarl import URL
+
+from ._entry import DEFAULT_REASON, DEFAULT_STATUS, with_utf8_charset
+
+__all__ = ("CachedResponse",)
+
+_JSON_TYPE = re.compile(r"^application/(?:[\w.+-]+?\+)?json")
+_LINK_PARAM = re.compile(r"^([^\s=]+)\s*=\s*(?:(['\"])(.*?)\2|(\S*))$", re.M)
+_HTTP_11 = aiohttp.HttpVersion11
+
+
+class _Released:
+    """What ``release()`` returns: awaitable for old callers (``await resp.release()``), harmless if not awaited."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Any:
+        return iter(())
+
+
+def _parse_content_type(raw: str | None) -> tuple[str, dict[str, str]]:
+    if raw is None:
+        return "application/octet-stream", {}  # RFC 9110 §8.3: the default when none is given
+    message = Message()
+    message["content-type"] = raw
+    params = {str(key).lower(): str(value) for key, value in message.get_params()[1:]}
+    return message.get_content_type(), params
+
+
+def _request_parts(request: Any) -> tuple[RequestInfo, aiohttp.HttpVersion]:
+    """The request info and HTTP version of a ``ClientRequest``, a ``ClientResponse`` or a ``RequestInfo``."""
+    if isinstance(request, RequestInfo):
+        return request, _HTTP_11
+    info = getattr(request, "request_info", None)
+    if not isinstance(info, RequestInfo):
+        raise TypeError(f"Cannot build a cached response from {type(request).__name__}: it has no request info")
+    version = getattr(request, "version", None)
+    return info, version if isinstance(version, aiohttp.HttpVersion) else _HTTP_11
+
+
+class CachedResponse(ClientResponse):
+    """A finished response whose body came from the cache.
+
+    :param request: the request it answers: a ``ClientRequest`` (as in the original), a ``ClientResponse`` or a
+        ``RequestInfo``.
+    :param payload: the stored body; text is encoded as UTF-8.
+    :param status: the original status (default 200).
+    :param reason: the original reason phrase (default ``"cached"``, api.md §10.2).
+    :param headers: the original response's safe headers (default none). ``Content-Length`` is recomputed and,
+        for a text payload, a declared charset becomes UTF-8 (the encoding the body is now in).
+    """
+
+    def __init__(  # D-46: deliberately does not call ClientResponse.__init__
+        self,
+        request: Any,
+        payload: str | bytes,
+        *,
+        status: int = DEFAULT_STATUS,
+        reason: str | None = DEFAULT_REASON,
+        headers: Iterable[tuple[str, str]] | None = None,
+    ) -> None:
+        info, version = _request_parts(request)
+        if isinstance(payload, str):
+            body = payload.encode("utf-8")
+        elif isinstance(payload, (bytes, bytearray, memoryview)):
+            body = bytes(payload)
+        else:
+            raise TypeError(f"A cached payload must be str or bytes, not {type(payload).__name__}")
+
+        merged: CIMultiDict[str] = CIMultiDict()
+        for name, value in headers or ():
+            if name.lower() == "content-length":
+                continue
+            if isinstance(payload, str) and name.lower() == "content-type":
+                value = with_utf8_charset(value)
+            merged.add(name, value)
+        merged[hdrs.CONTENT_LENGTH] = str(len(body))
+
+        self.method = str(info.method).upper()
+        self.version = version
+        self.status = status
+        self.reason = reason
+        self._cached_body = body
+        self._cached_info = info
+        self._cached_url = info.url.with_fragment(None) if info.url.raw_fragment else info.url
+        self._cached_real_url = info.real_url
+        self._cached_headers = CIMultiDictProxy(merged)
+        self._cached_released = False
+        self._cached_content: aiohttp.StreamReader | None = None
+        try:
+            self._cached_loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._cached_loop = None
+
+    # ------------------------------------------------------------------------------------------------------------
+    # request and status line
+    # ------------------------------------------------------------------------------------------------------------
+    @property  # type: ignore[override]
+    def url(self) -> URL:
+        return self._cached_url
+
+    @property  # type: ignore[override]
+    def real_url(self) -> URL:
+        return self._cached_real_url
+
+    @property  # type: ignore[override]
+    def host(self) -> str:
+        return self._cached_url.host or ""
+
+    @property  # type: ignore[override]
+    def request_info(self) -> RequestInfo:
+        return self._cached_info
+
+    @property  # type: ignore[override]
+    def history(self) -> tuple[ClientResponse, ...]:
+        return ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status < 400
+
+    def raise_for_status(self) -> None:
+        if not self.ok:
+            raise ClientResponseError(
+                self.request_info, self.history, status=self.status, message=self.reason or "", headers=self.headers
+            )
+
+    # ------------------------------------------------------------------------------------------------------------
+    # headers
+    # ------------------------------------------------------------------------------------------------------------
+    @property  # type: ignore[override]
+    def headers(self) -> CIMultiDictProxy[str]:
+        return self._cached_headers
+
+    @property  # type: ignore[override]
+    def raw_headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        return tuple((name.encode("utf-8"), value.encode("utf-8")) for name, value in self._cached_headers.items())
+
+    @property
+    def content_type(self) -> str:
+        return _parse_content_type(self._cached_headers.get(hdrs.CONTENT_TYPE))[0]
+
+    @property
+    def charset(self) -> str | None:
+        return _parse_content_type(self._cached_headers.get(hdrs.CONTENT_TYPE))[1].get("charset")
+
+    @property
+    def content_length(self) -> int | None:
+        return len(self._cached_body)
+
+    @property  # type: ignore[override]
+    def content_disposition(self) -> ContentDisposition | None:
+        raw = self._cached_headers.get(hdrs.CONTENT_DISPOSITION)
+        if raw is None:
+            return None
+        message = Message()
+        message["content-disposition"] = raw
+        params = {str(key).lower(): str(value) for key, value in message.get_params(header="content-disposition")[1:]}
+        disposition = message.get_content_disposition() or raw.split(";", 1)[0].strip().lower()
+        return ContentDisposition(disposition, MappingProxyType(params), message.get_filename())
+
+    @property  # type: ignore[override]
+    def cookies(self) -> SimpleCookie:
+        return SimpleCookie()  # Set-Cookie is never stored (D-47)
+
+    @cookies.setter
+    def cookies(self, cookies: SimpleCookie) -> None:
+        raise AttributeError("A cached response has no cookies to set")
+
+    @property  # type: ignore[override]
+    def links(self) -> MultiDictProxy[MultiDictProxy[str | URL]]:
+        links: MultiDict[MultiDictProxy[str | URL]] = MultiDict()
+        text = ", ".join(self._cached_headers.getall("link", []))
+        for item in re.split(r",(?=\s*<)", text) if text else ():
+            match = re.match(r"\s*<(.*)>(.*)", item)
+            if match is None:
+                continue
+            target, params_text = match.groups()
+            link: MultiDict[str | URL] = MultiDict()
+            for param in params_text.split(";")[1:]:
+                found = _LINK_PARAM.match(param.strip())
+                if found is None:
+                    break
+                key, _, value, value2 = found.groups()
+                link.add(key, value if value is not None else value2)
+            key = link.get("rel", target)
+            link.add("url", self._cached_url.join(URL(target)))
+            links.add(str(key), MultiDictProxy(link))
+        return MultiDictProxy(links)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # body
+    # ------------------------------------------------------------------------------------------------------------
+    @property  # type: ignore[override]
+    def content(self) -> aiohttp.StreamReader:
+        """A stream over the stored body (built on first use)."""
+        if self._cached_content is None:
+            loop = self._cached_loop
+            if loop is None:
+                loop = asyncio.get_running_loop()
+            # A protocol without a transport: the stream is fed once, in full, and never needs flow control.
+            limit = max(2**16, len(self._cached_body))
+            stream = aiohttp.StreamReader(BaseProtocol(loop), limit, loop=loop)
+            if self._cached_body:
+                stream.feed_data(self._cached_body)
+            stream.feed_eof()
+            self._cached_content = stream
+        return self._cached_content
+
+    @content.setter
+    def content(self, value: aiohttp.StreamReader) -> None:
+        self._cached_content = value
+
+    async def read(self) -> bytes:
+        return self._cached_body
+
+    def get_encoding(self) -> str:
+        charset = _parse_content_type(self._cached_headers.get(hdrs.CONTENT_TYPE))[1].get("charset")
+        if charset:
+            try:
+                return codecs.lookup(charset).name
+            except LookupError:
+                pass
+        return "utf-8"  # JSON's only encoding (RFC 8259) and what the cache stores text in
+
+    async def text(self, encoding: str | None = None, errors: str = "strict") -> str:
+        return self._cached_body.decode(encoding or self.get_encoding(), errors=errors)
+
+    async def json(
+        self,
+        *,
+        encoding: str | None = None,
+        loads: Callable[[str], Any] = json.loads,
+        content_type: str | None = "application/json",
+    ) -> Any:
+        if content_type:
+            received = self._cached_headers.get(hdrs.CONTENT_TYPE, "").lower()
+            expected = _JSON_TYPE.match(received) if content_type == "application/json" else content_type in received
+            if not expected:
+                raise ContentTypeError(
+                    self.request_info,
+                    self.history,
+                    status=self.status,
+                    message=f"Attempt to decode JSON with unexpected mimetype: {received}",
+                    headers=self.headers,
+                )
+        stripped = self._cached_body.strip()
+        if not stripped:
+            return None
+        return loads(stripped.decode(encoding or self.get_encoding()))
+
+    # ------------------------------------------------------------------------------------------------------------
+    # connection state: a cached response has no connection and is always finished
+    # ------------------------------------------------------------------------------------------------------------
+    @property
+    def connection(self) -> None:
+        return None
+
+    @property
+    def closed(self) -> bool:
+        return True
+
+    @property
+    def output_size(self) -> int:
+        return 0  # nothing was sent
+
+    @property
+    def upload_complete(self) -> asyncio.Future[None]:
+        loop = self._cached_loop or asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        future.set_result(None)  # nothing to upload
+        return future
+
+    def close(self) -> None:
+        self._cached_released = True
+
+    def release(self) -> Any:
+        self._cached_released = True
+        return _Released()
+
+    async def wait_for_close(self) -> None:
+        self.release()
+
+    async def start(self, connection: Any) -> ClientResponse:
+        raise RuntimeError("A cached response is already complete")
+
+    async def __aenter__(self) -> CachedResponse:
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
+        self.release()
+
+    def __del__(self, *_: Any) -> None:
+        return None  # nothing to release (the base class would look for a connection)
+
+    def __repr__(self) -> str:
+        reason = (self.reason or "None").encode("ascii", "backslashreplace").decode("ascii")
+        return f"<CachedResponse({self._cached_url}) [{self.status} {reason}]>\n{self._cached_headers}\n"

@@ -1,0 +1,307 @@
+# SPDX-License-Identifier: MIT
+"""An ``aiohttp.ClientSession`` that answers from a response cache when it can (api.md §10.1).
+
+Corrections to the original, cited where they are made:
+
+* D-43 every verb (``get``/``post``/...) goes through the cached ``request``, which is awaitable *and* an async
+  context manager (``await session.request(...)`` and ``async with session.request(...)``), like aiohttp's.
+* D-40 every aiohttp request option is accepted: a cache miss hands the caller's arguments to
+  ``ClientSession.request`` unchanged, so aiohttp itself merges headers (D-42: per-request values win), applies
+  ``auth``, ``params``, ``timeout``... The cache only *computes* the same request identity to look it up.
+* D-41 a network response is released when the ``async with`` block ends.
+* D-44 aiohttp warns when ``ClientSession`` is subclassed; the original silenced that by replacing
+  ``ClientSession.__init_subclass__`` for the whole process. Here a mixin placed before ``ClientSession`` in
+  the bases supplies a quiet ``__init_subclass__`` for this class hierarchy only.
+* D-45 no private aiohttp API: the request identity is rebuilt from public values (``headers``, ``auth``,
+  ``base_url``), and no ``ClientRequest`` is constructed.
+* A cache that fails (locked past its patience, broken file, corrupt row) costs a cache miss and a log line,
+  never the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import sqlite3
+from collections.abc import Coroutine, Generator
+from http.client import InvalidURL
+from types import TracebackType
+from typing import Any
+
+from aiohttp import ClientResponse, ClientSession, RequestInfo, hdrs
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from .._utils import format_url_log
+from .backend.base import ResponseCache, ResponseRepository
+from .exception import CacheError
+from .response import CachedResponse
+
+__all__ = ("CachedSession",)
+
+logger = logging.getLogger(__name__)
+
+#: Errors of the cache's storage: they turn a lookup into a miss and a save into a warning.
+_STORAGE_ERRORS: tuple[type[BaseException], ...] = (CacheError, sqlite3.Error)
+
+
+class _QuietSubclass:
+    """D-44: aiohttp's ``ClientSession.__init_subclass__`` warns on every subclass. Python calls the
+    ``__init_subclass__`` found *after* the new class in its MRO, so placing this mixin before ``ClientSession``
+    makes class creation in this hierarchy quiet without touching ``ClientSession`` itself."""
+
+    __slots__ = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Deliberately not chained to ClientSession.__init_subclass__ (it only warns); object's takes nothing.
+        object.__init_subclass__()
+
+
+def _basic_header(login: str, password: str, encoding: str = "latin1") -> str:
+    # The same encoding aiohttp applies to credentials in a URL (without constructing a BasicAuth, which
+    # newer aiohttp releases deprecate).
+    return "Basic " + base64.b64encode(f"{login}:{password}".encode(encoding)).decode(encoding)
+
+
+class CachedSession(_QuietSubclass, ClientSession):
+    """A client session that serves cacheable requests from ``cache`` and stores new responses in it.
+
+    :param cache: the response cache; its ``repository_getter`` decides which URLs are cached.
+    :param kwargs: passed to ``aiohttp.ClientSession``.
+    """
+
+    # aiohttp (in debug mode) warns when attributes it does not know are set on a session.
+    ATTRS = ClientSession.ATTRS | frozenset({"cache", "logger", "_cache_base_url"})
+
+    def __init__(self, cache: ResponseCache, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cache = cache
+        self.logger: logging.Logger = logger
+        base_url = kwargs.get("base_url")
+        self._cache_base_url: URL | None = None if base_url is None else URL(base_url)
+
+    async def __aenter__(self) -> CachedSession:
+        try:
+            self.cache = await self.cache.__aenter__()
+        except BaseException:
+            await ClientSession.close(self)  # the session was created with this object: do not leak it
+            raise
+        await super().__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        try:
+            await super().__aexit__(exc_type, exc_val, exc_tb)
+        finally:
+            await self.cache.__aexit__(exc_type, exc_val, exc_tb)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # requests
+    # ------------------------------------------------------------------------------------------------------------
+    def request(  # type: ignore[override]
+        self, method: str, url: Any = None, *, persist: bool = True, **kwargs: Any
+    ) -> _CachedRequest:
+        """Send a request, or answer it from the cache.
+
+        Usable as ``await session.request(...)`` and as ``async with session.request(...) as response``.
+
+        :param method: the HTTP method.
+        :param url: the URL (resolved against the session's ``base_url``).
+        :param persist: store a successful network response in the cache (False: read the cache only).
+        :param kwargs: any ``aiohttp.ClientSession.request`` option.
+        """
+        if url is None:
+            url = kwargs.pop("str_or_url", None)  # aiohttp's own name for the argument
+        if url is None:
+            raise TypeError("request() missing required argument: 'url'")
+        return _CachedRequest(self, method, url, persist, kwargs)
+
+    def get(self, url: Any, *, allow_redirects: bool = True, **kwargs: Any) -> _CachedRequest:  # type: ignore[override]
+        """Perform a GET request through the cache."""
+        return self.request(hdrs.METH_GET, url, allow_redirects=allow_redirects, **kwargs)
+
+    def options(self, url: Any, *, allow_redirects: bool = True, **kwargs: Any) -> _CachedRequest:  # type: ignore[override]
+        """Perform an OPTIONS request through the cache."""
+        return self.request(hdrs.METH_OPTIONS, url, allow_redirects=allow_redirects, **kwargs)
+
+    def head(self, url: Any, *, allow_redirects: bool = False, **kwargs: Any) -> _CachedRequest:  # type: ignore[override]
+        """Perform a HEAD request through the cache."""
+        return self.request(hdrs.METH_HEAD, url, allow_redirects=allow_redirects, **kwargs)
+
+    def post(self, url: Any, *, data: Any = None, **kwargs: Any) -> _CachedRequest:  # type: ignore[override]
+        """Perform a POST request through the cache."""
+        return self.request(hdrs.METH_POST, url, data=data, **kwargs)
+
+    def put(self, url: Any, *, data: Any = None, **kwargs: Any) -> _CachedRequest:  # type: ignore[override]
+        """Perform a PUT request through the cache."""
+        return self.request(hdrs.METH_PUT, url, data=data, **kwargs)
+
+    def patch(self, url: Any, *, data: Any = None, **kwargs: Any) -> _CachedRequest:  # type: ignore[override]
+        """Perform a PATCH request through the cache."""
+        return self.request(hdrs.METH_PATCH, url, data=data, **kwargs)
+
+    def delete(self, url: Any, **kwargs: Any) -> _CachedRequest:  # type: ignore[override]
+        """Perform a DELETE request through the cache."""
+        return self.request(hdrs.METH_DELETE, url, **kwargs)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # request identity (what aiohttp would send, computed from public values only)
+    # ------------------------------------------------------------------------------------------------------------
+    def _resolve_url(self, url: Any) -> URL:
+        try:
+            resolved = URL(url)
+        except (ValueError, TypeError) as exc:
+            raise InvalidURL(url) from exc
+        if self._cache_base_url is not None and not resolved.absolute:
+            resolved = self._cache_base_url.join(resolved)
+        return resolved
+
+    def _request_info(self, method: str, url: URL, kwargs: dict[str, Any]) -> RequestInfo:
+        """The request info aiohttp would report for this call (method, URL with params, merged headers)."""
+        url_auth: str | None = None
+        if url.raw_user is not None or url.raw_password is not None:
+            url_auth = _basic_header(url.user or "", url.password or "")
+            url = url.with_user(None)  # never part of a key or a log line
+        params = kwargs.get("params")
+        if params:
+            url = url.extend_query(params)
+
+        # D-42: the session's defaults first, then the request's own values replace them (as aiohttp does).
+        headers: CIMultiDict[str] = CIMultiDict(self.headers)
+        given = kwargs.get("headers")
+        if given:
+            given_headers = given if isinstance(given, CIMultiDict) else CIMultiDict(given)
+            replaced: set[str] = set()
+            for name, value in given_headers.items():
+                if name.lower() in replaced:
+                    headers.add(name, value)
+                else:
+                    headers[name] = value
+                    replaced.add(name.lower())
+
+        auth = kwargs.get("auth")
+        if auth is not None and url_auth is not None:
+            raise ValueError("Cannot combine AUTH argument with credentials encoded in URL")
+        authorization = auth.encode() if auth is not None else url_auth
+        if authorization is None and self.auth is not None:
+            base = self._cache_base_url
+            if base is None or base.origin() == url.origin():
+                authorization = self.auth.encode()
+        if authorization is not None:
+            if given and hdrs.AUTHORIZATION in CIMultiDict(given):
+                raise ValueError("Cannot combine AUTHORIZATION header with AUTH argument or credentials encoded in URL")
+            headers[hdrs.AUTHORIZATION] = authorization
+
+        request_url = url.with_fragment(None) if url.raw_fragment else url
+        return RequestInfo(request_url, str(method).upper(), CIMultiDictProxy(headers), url)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # cache access that never fails the request
+    # ------------------------------------------------------------------------------------------------------------
+    async def _lookup(self, repository: ResponseRepository, info: RequestInfo) -> CachedResponse | None:
+        try:
+            entry = await repository._get_entry(info)
+        except _STORAGE_ERRORS as exc:
+            self.logger.warning(
+                "Cache lookup failed, sending the request instead: %s",
+                format_url_log(info.method, info.url, f"{type(exc).__name__}: {exc}"),
+            )
+            return None
+        if entry is None:
+            return None
+        return CachedResponse(info, entry.payload, status=entry.status, reason=entry.reason, headers=entry.headers)
+
+    async def _persist(self, repository: ResponseRepository, info: RequestInfo, response: ClientResponse) -> None:
+        try:
+            await repository._save_for_request(info, response)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the caller has its response; a failed save is a warning, not an error
+            self.logger.warning(
+                "Could not cache the response: %s", format_url_log(info.method, info.url, type(exc).__name__)
+            )
+            self.logger.debug("Cache save failure detail", exc_info=True)
+
+
+class _CachedRequest(Coroutine[Any, Any, ClientResponse]):
+    """What ``CachedSession.request`` returns: a coroutine giving the response, usable with ``async with``.
+
+    Awaited, a successful network response is stored before it is returned (its body is read). As a context
+    manager, it is stored when the block ends without an exception, and then released (D-41).
+    """
+
+    __slots__ = ("_coro", "_in_context", "_info", "_repository", "_response", "_session")
+
+    def __init__(self, session: CachedSession, method: str, url: Any, persist: bool, kwargs: dict[str, Any]) -> None:
+        self._session = session
+        self._in_context = False
+        self._repository: ResponseRepository | None = None
+        self._info: RequestInfo | None = None
+        self._response: ClientResponse | None = None
+        self._coro = self._open(session, method, url, persist, kwargs)
+
+    async def _open(
+        self, session: CachedSession, method: str, url: Any, persist: bool, kwargs: dict[str, Any]
+    ) -> ClientResponse:
+        if session.closed:
+            raise RuntimeError("Session is closed")
+        resolved = session._resolve_url(url)
+        response: ClientResponse | None = None
+        repository: ResponseRepository | None = None
+        info: RequestInfo | None = None
+        if resolved.absolute:  # a relative URL without a base URL is aiohttp's error to report
+            info = session._request_info(method, resolved, kwargs)
+            repository = session.cache.get_repository_from_requests(info)
+            if repository is not None:
+                response = await session._lookup(repository, info)
+            if session.logger.isEnabledFor(logging.DEBUG):
+                hit = "CACHE HIT" if response is not None else "HTTP REQUEST"
+                session.logger.debug("%s", format_url_log("CACHE", info.url, hit))
+        if response is None:
+            response = await ClientSession.request(session, method, url, **kwargs)
+            if persist and repository is not None and info is not None:
+                self._repository, self._info = repository, info
+                if not self._in_context and response.ok:
+                    await session._persist(repository, info, response)
+                    self._repository = None
+        self._response = response
+        return response
+
+    # Coroutine protocol (so that create_task/gather accept it, as they accept aiohttp's)
+    def send(self, value: Any) -> Any:
+        return self._coro.send(value)
+
+    def throw(self, *args: Any) -> Any:
+        return self._coro.throw(*args)
+
+    def close(self) -> None:
+        self._coro.close()
+
+    def __await__(self) -> Generator[Any, None, ClientResponse]:
+        return self._coro.__await__()
+
+    async def __aenter__(self) -> ClientResponse:
+        self._in_context = True
+        response = await self._coro
+        return await response.__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        response = self._response
+        if response is None:
+            return
+        try:
+            if exc_type is None and self._repository is not None and self._info is not None and response.ok:
+                await self._session._persist(self._repository, self._info, response)
+        finally:
+            await response.__aexit__(exc_type, exc_val, exc_tb)  # D-41: release the network response
