@@ -464,8 +464,8 @@ class ConsentBrowser:
         return True
 
 
-@pytest.fixture(autouse=False)
-def no_real_browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+@pytest.fixture(name="no_real_browser")
+def no_real_browser_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Make any attempt to launch a real browser fail loudly (and record the URL)."""
     import webbrowser
 
@@ -479,8 +479,8 @@ def no_real_browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     yield attempts
 
 
-@pytest.fixture
-async def provider(serve: Any) -> AsyncIterator[tuple[OAuthProvider, URL]]:
+@pytest.fixture(name="provider")
+async def provider_fixture(serve: Any) -> AsyncIterator[tuple[OAuthProvider, URL]]:
     """A running :class:`OAuthProvider` with a confidential client ``app``/``app-secret-value`` and a public
     client ``public-app``; yields ``(provider, base_url)``."""
     state = OAuthProvider()

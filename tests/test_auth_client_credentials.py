@@ -27,7 +27,7 @@ from aiorequestful.auth.oauth2 import (
 )
 from aiorequestful.auth.utils import AuthRequest, AuthResponse, AuthTester
 
-from .oauth_provider import OAuthProvider, no_real_browser, provider  # noqa: F401 - fixtures
+from .oauth_provider import no_real_browser_fixture, provider_fixture  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.usefixtures("no_real_browser")
 
@@ -140,7 +140,7 @@ async def test_token_file_reused_across_authorisers(provider, tmp_path) -> None:
 
 
 async def test_load_messages_d49(provider, tmp_path, caplog: pytest.LogCaptureFixture) -> None:
-    state, base_url = provider
+    _state, base_url = provider
     path = tmp_path / "cc"
     flow = ClientCredentialsFlow.create(base_url / "token", "app", SECRET)
     flow.response = AuthResponse(file_path=path)
@@ -173,7 +173,7 @@ async def test_corrupt_token_file_is_replaced(provider, tmp_path, caplog: pytest
 
 
 async def test_unwritable_token_file_does_not_fail(provider, tmp_path, caplog: pytest.LogCaptureFixture) -> None:
-    state, base_url = provider
+    _state, base_url = provider
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
     flow = ClientCredentialsFlow.create(base_url / "token", "app", SECRET)
@@ -324,7 +324,7 @@ async def test_invalidate_without_token_is_harmless() -> None:
 # D-50: token responses are checked
 # --------------------------------------------------------------------------------------------------
 async def test_invalid_client_names_the_provider_error(provider) -> None:
-    state, base_url = provider
+    _state, base_url = provider
     flow = ClientCredentialsFlow.create(base_url / "token", "app", "wrong-secret")
     with pytest.raises(AuthoriserError) as info:
         await flow
@@ -368,7 +368,9 @@ async def test_bad_token_responses_d50(provider, status, body, content_type, exp
 
 async def test_form_encoded_and_text_json_token_responses(provider, caplog: pytest.LogCaptureFixture) -> None:
     state, base_url = provider
-    state.inject(200, "access_token=at-form-123456&token_type=bearer&expires_in=60", "application/x-www-form-urlencoded")
+    state.inject(
+        200, "access_token=at-form-123456&token_type=bearer&expires_in=60", "application/x-www-form-urlencoded"
+    )
     flow = ClientCredentialsFlow.create(base_url / "token", "app", SECRET)
     assert await flow == {"Authorization": "Bearer at-form-123456"}
     assert flow.response["expires_at"] == pytest.approx(time.time() + 60, abs=10)
@@ -406,7 +408,7 @@ async def test_unreachable_token_endpoint() -> None:
 
 
 async def test_payload_none_is_accepted_d50(provider) -> None:
-    state, base_url = provider
+    _state, base_url = provider
     flow = ClientCredentialsFlow.create(base_url / "token", "app", SECRET)
     async with ClientSession() as session:
         with pytest.raises(AuthoriserError, match="unsupported_grant_type"):

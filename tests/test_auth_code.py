@@ -26,7 +26,7 @@ from aiorequestful.auth.exception import AuthoriserError
 from aiorequestful.auth.oauth2 import AuthorisationCodeFlow
 from aiorequestful.auth.utils import AuthRequest, AuthResponse, SocketHandler
 
-from .oauth_provider import ConsentBrowser, no_real_browser, provider  # noqa: F401 - fixtures
+from .oauth_provider import ConsentBrowser, no_real_browser_fixture, provider_fixture  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.usefixtures("no_real_browser")
 
@@ -169,7 +169,7 @@ async def test_full_flow(provider, encoded: bool) -> None:
 
 
 async def test_listener_does_not_block_the_loop_d52(provider) -> None:
-    state, base_url = provider
+    _state, base_url = provider
     flow = make_flow(base_url, browser=ConsentBrowser(delay=0.5))
     ticks = 0
 
@@ -222,7 +222,7 @@ async def test_refresh_with_encoded_credentials_d48(provider) -> None:
 
 
 async def test_rotated_refresh_token_is_stored(provider, tmp_path) -> None:
-    state, base_url = provider
+    _state, base_url = provider
     flow = make_flow(base_url)
     flow.response = AuthResponse(file_path=tmp_path / "code")
     await flow
@@ -309,7 +309,7 @@ async def test_consent_already_given_redirects_the_session_itself(provider) -> N
 # callback parsing (D-51) and refusals
 # --------------------------------------------------------------------------------------------------
 async def test_code_as_last_and_percent_encoded_parameter_d51(provider) -> None:
-    state, base_url = provider
+    _state, base_url = provider
 
     def reorder(callback: URL) -> URL:
         code = callback.query["code"]
@@ -371,7 +371,7 @@ async def test_denied_consent(provider) -> None:
 
 
 async def test_unknown_client_fails_fast(provider) -> None:
-    state, base_url = provider
+    _state, base_url = provider
     browser = ConsentBrowser()
     flow = make_flow(base_url, client_id="nobody", browser=browser)
     with pytest.raises(AuthoriserError, match=r"authorisation page of Test API answered HTTP 400"):
@@ -415,8 +415,8 @@ async def test_timeout_is_an_authoriser_error_d52(provider) -> None:
     assert port_is_closed(URL(state.authorize_requests[-1]["redirect_uri"]).port)
 
 
-async def test_default_opener_is_webbrowser_and_guarded(provider, no_real_browser, caplog) -> None:  # noqa: F811
-    state, base_url = provider
+async def test_default_opener_is_webbrowser_and_guarded(provider, no_real_browser, caplog) -> None:
+    _state, base_url = provider
     flow = make_flow(base_url, timeout=0.3)
     flow.open_browser = webbrowser.open  # the (patched) default
     with caplog.at_level(logging.WARNING, "aiorequestful.auth.base"), pytest.raises(AuthoriserError, match="Timed out"):
@@ -426,7 +426,7 @@ async def test_default_opener_is_webbrowser_and_guarded(provider, no_real_browse
 
 
 async def test_sync_opener_runs_in_a_thread(provider) -> None:
-    state, base_url = provider
+    _state, base_url = provider
 
     def urllib_browser(url: str) -> bool:
         assert URL(url).host == "127.0.0.1"
@@ -443,7 +443,7 @@ async def test_sync_opener_runs_in_a_thread(provider) -> None:
 
 
 async def test_opener_returning_false_is_reported(provider, caplog: pytest.LogCaptureFixture) -> None:
-    state, base_url = provider
+    _state, base_url = provider
     flow = make_flow(base_url, timeout=0.3, browser=lambda url: False)
     with caplog.at_level(logging.WARNING, "aiorequestful.auth.base"), pytest.raises(AuthoriserError, match="Timed out"):
         await flow
@@ -451,7 +451,7 @@ async def test_opener_returning_false_is_reported(provider, caplog: pytest.LogCa
 
 
 async def test_user_is_told_where_to_go(provider, capsys: pytest.CaptureFixture[str]) -> None:
-    state, base_url = provider
+    _state, base_url = provider
     browser = ConsentBrowser()
     flow = make_flow(base_url, browser=browser)
     await flow
@@ -475,7 +475,7 @@ async def test_user_is_told_where_to_go(provider, capsys: pytest.CaptureFixture[
 
 
 async def test_busy_port_is_an_authoriser_error(provider) -> None:
-    state, base_url = provider
+    _state, base_url = provider
     with SocketHandler(port=0) as busy:
         port = busy.getsockname()[1]
         flow = make_flow(base_url)

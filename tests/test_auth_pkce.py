@@ -17,7 +17,7 @@ from aiorequestful.auth.exception import AuthoriserError
 from aiorequestful.auth.oauth2 import AuthorisationCodeFlow, AuthorisationCodePKCEFlow
 from aiorequestful.auth.utils import AuthRequest
 
-from .oauth_provider import ConsentBrowser, no_real_browser, provider  # noqa: F401 - fixtures
+from .oauth_provider import ConsentBrowser, no_real_browser_fixture, provider_fixture  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.usefixtures("no_real_browser")
 
@@ -66,7 +66,11 @@ def test_create_honours_redirect_uri_and_warns_on_unknown_kwargs_d56() -> None:
         warnings.simplefilter("error")
         # the documented example passes client_secret (and the inherited encoded constructor does): accepted
         flow = AuthorisationCodePKCEFlow.create(
-            "http://a/authorize", "http://a/token", "id", client_secret="ignored", redirect_uri="http://127.0.0.1:7777/cb"
+            "http://a/authorize",
+            "http://a/token",
+            "id",
+            client_secret="ignored",
+            redirect_uri="http://127.0.0.1:7777/cb",
         )
     assert flow.redirect_uri == URL("http://127.0.0.1:7777/cb")
     assert flow.socket_handler.port == 7777
@@ -123,7 +127,7 @@ async def test_new_verifier_per_authorisation_d55(provider) -> None:
 
 async def test_provider_rejects_a_wrong_verifier(provider) -> None:
     """The provider really checks PKCE: a verifier that does not match the challenge is refused."""
-    state, base_url = provider
+    _state, base_url = provider
     consent = ConsentBrowser()
     flow = make_flow(base_url)
 
