@@ -104,3 +104,50 @@ async def test_authorisation_code_flow_with_request_handler(provider) -> None:
     assert state.grant_count("authorization_code") == 1
     assert state.grant_count("refresh_token") == 1
     assert len(browser.opened) == 1
+
+
+async def test_tokens_never_reach_the_response_cache(provider, tmp_path) -> None:
+    """Authorised responses may be cached; the Authorization header and tokens must not be stored with them."""
+    from http import HTTPMethod
+
+    from yarl import URL
+
+    from aiorequestful.cache.backend.base import ResponseRepositorySettings
+    from aiorequestful.cache.backend.sqlite import SQLiteCache
+
+    class ItemSettings(ResponseRepositorySettings):
+        @property
+        def fields(self) -> tuple[str, ...]:
+            return ("id",)
+
+        def get_key(self, method, url, **_) -> tuple[str | None]:
+            if HTTPMethod(method) != HTTPMethod.GET:
+                return (None,)
+            return (URL(url).path.rsplit("/", 1)[-1],)
+
+        @staticmethod
+        def get_name(payload) -> str | None:
+            return payload.get("item") if isinstance(payload, dict) else None
+
+    def pick_repository(cache, url):
+        return cache.get("items") if "/items/" in URL(url).path else None
+
+    state, base_url = provider
+    cache = SQLiteCache.connect_with_path(tmp_path / "cache", repository_getter=pick_repository)
+    cache.create_repository(ItemSettings(name="items"))
+    oauth = ClientCredentialsFlow.create(base_url / "token", "app", SECRET)
+    handler = RequestHandler.create(authoriser=oauth, cache=cache, payload_handler=JSONPayloadHandler())
+    async with handler:
+        for item in ("1", "2", "1"):
+            assert (await handler.get(base_url / "api" / "items" / item))["item"] == item
+        state.revoke_access_tokens()
+        assert (await handler.get(base_url / "api" / "items" / "3"))["item"] == "3"
+    # items 1 and 2 fetched once (the second "1" is served from the cache), item 3 after one re-authorisation
+    assert state.counters["resource"] == 4
+    assert state.token_request_count == 2
+
+    stored = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+    assert b'"item": "2"' in stored or b'"item":"2"' in stored  # the cache really holds the responses
+    for secret in state.secrets_seen:
+        assert secret.encode() not in stored
+    assert b"Bearer" not in stored

@@ -401,7 +401,7 @@ class AuthorisationCodeFlow(OAuth2Authoriser):
         self._socket_handler_is_default = socket_handler is None
         self._socket_handler: SocketHandler = socket_handler if socket_handler is not None else SocketHandler()
         self._redirect_uri = URL(_DEFAULT_REDIRECT_URI)
-        self.redirect_uri = redirect_uri  # type: ignore[assignment]  # the setter accepts None and str
+        self.redirect_uri = redirect_uri  # the setter accepts None and str (D-53)
         self._active_redirect_uri: URL | None = None
 
     @property

@@ -244,7 +244,7 @@ class AuthResponse(MutableMapping[str, Any]):
         self.logger: logging.Logger = logger
         self._response: dict[str, Any] = {}
         self._file_path: Path | None = None
-        self.file_path = file_path  # type: ignore[assignment]
+        self.file_path = file_path
         self.token_key = "access_token"  # noqa: S105 - a key name, not a secret
         self.token_prefix_default = token_prefix_default
         self.additional_headers = additional_headers
@@ -411,8 +411,8 @@ class AuthTester:
         return await self._test_token(response)
 
     def _test_expiry(self, response: AuthResponse) -> bool:
-        expires_at = response.get("expires_at")
-        expires_in = response.get("expires_in")
+        expires_at: Any = response.get("expires_at")
+        expires_in: Any = response.get("expires_in")
         if (expires_at is None and expires_in is None) or self.max_expiry <= 0:
             return True
         try:
