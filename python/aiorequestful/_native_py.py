@@ -324,9 +324,7 @@ def json_loads(data: str | bytes | bytearray, /) -> Any:
 # --------------------------------------------------------------------------------------------------
 # token bucket
 # --------------------------------------------------------------------------------------------------
-def bucket_take(
-    tokens: float, updated: float, now: float, rate: float, burst: float, /
-) -> tuple[float, float, float]:
+def bucket_take(tokens: float, updated: float, now: float, rate: float, burst: float, /) -> tuple[float, float, float]:
     """Reserve one token from a bucket; returns ``(wait, tokens, updated)``.
 
     The bucket refills at ``rate`` tokens per second up to ``burst``. A caller that finds less than one

@@ -1,0 +1,205 @@
+# SPDX-License-Identifier: MIT
+"""``json_loads``: the stdlib's results and errors on every edge where a fast parser could differ (both backends).
+
+The stdlib ``json.loads`` is the referee: each case compares value *and* type (int vs float, ``-0.0``, NaN), or
+exception type and message.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+
+def canonical(value: Any) -> list[Any]:
+    """A flat token list equal only for identical JSON results: types, float signs, NaN and key order included.
+
+    Iterative, so documents nested hundreds of levels deep compare without recursion.
+    """
+    tokens: list[Any] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            tokens.append(("float", "nan" if math.isnan(item) else item, math.copysign(1.0, item)))
+        elif isinstance(item, dict):
+            tokens.append(("dict", len(item)))
+            for key, element in reversed(list(item.items())):
+                stack.append(element)
+                stack.append(key)
+        elif isinstance(item, list):
+            tokens.append(("list", len(item)))
+            stack.extend(reversed(item))
+        else:
+            tokens.append((type(item).__name__, item))
+    return tokens
+
+
+def outcome(fn: Any, data: Any) -> tuple[Any, ...]:
+    try:
+        result = fn(data)
+    except Exception as exc:  # the exception is the result being compared
+        detail = (exc.pos, exc.lineno, exc.colno) if isinstance(exc, json.JSONDecodeError) else ()
+        return ("raised", type(exc), str(exc), detail)
+    return ("returned", canonical(result))
+
+
+def same_as_stdlib(kernels: ModuleType, data: Any) -> tuple[Any, ...]:
+    ours = outcome(kernels.json_loads, data)
+    assert ours == outcome(json.loads, data), repr(data)[:200]
+    return ours
+
+
+# fmt: off
+EDGE_TEXT = [
+    # plain values
+    "0", "-0", "-0.0", "0.0", "1", "-1", "1.5", "1E5", "1e05", "1e+2", "1E-2", "0e0", "-0e-0", "true", "false", "null",
+    '"x"', "[]", "{}", "[1, [2, [3]]]", '{"a": {"b": [null]}}',
+    # range of numbers
+    "9223372036854775807", "9223372036854775808", "-9223372036854775808", "-9223372036854775809",
+    "123456789012345678901234567890", "1e400", "-1e400", "1e-400", "1.7976931348623157e308", "1.7976931348623159e308",
+    "2.2250738585072011e-308", "4.9e-324", "2.4703282292062328e-324", "2.4703282292062327e-324",
+    "0.1000000000000000055511151231257827021181583404541015625", "9007199254740993", "9007199254740993.0",
+    "1" * 4300, "-" + "1" * 4300, "1" * 4301, "1" * 4400 + ".5", "0." + "1" * 5000, "1e" + "9" * 30,
+    # non-finite spellings: only these three are accepted
+    "NaN", "Infinity", "-Infinity", "-NaN", "+Infinity", "nan", "inf", "-inf", "Infinite", "NaNa", "[NaN, Infinity]",
+    # malformed numbers
+    "01", "-01", "1.", ".5", "-", "+1", "1e", "1e+", "0x10", "1_0", "1.e5", "- 1", "[-]", "00",
+    # strings: escapes, surrogates, control characters
+    r'"\/"', r'"\b\f\n\r\t"', r'"\u00e9"', r'"\u00E9"', r'"\U00e9"', r'"\x41"', r'"\a"', r'"\u12"', r'"\u12G4"',
+    r'"\ud800"', r'"\udc00"', r'"\ud800\u0041"', r'"\ud83d\ude00"', r'"\ude00\ud83d"', r'"\ud800\ud800"', r'"\ud800\"',
+    r'{"\ud800": 1}', '"\x00"', '"\x01"', '"a\x1fb"', '"\t"', '"\n"', '"\x7f"', '"\u2028"', '"\U0001f600"', '"é"',
+    "'a'", '"unterminated', '"\\', '"\\"',
+    # whitespace: only ' \t\n\r'
+    " \t\n\r1 \t\n\r", "\x0c1", "\x0b1", "\u00a01", "1\u2028", "1\u3000", "\ufeff[1]", "[1,\x0c2]",
+    # structure
+    '{"a": 1, "a": 2, "b": 3}', '{"b": 1, "a": 2, "b": 3}', '{"a": 1, "a": {"x": 1}, "a": [2]}',
+    "[1,]", '{"a":1,}', "[1 2]", '{"a" 1}', "{1: 2}", "[", "]", "{", '{"a"', "[1]]", "1 2", "", " ", "\n",
+    "True", "None", "tru", "nul", "[true false]", "[1,,2]", '{"a":1 "b":2}', '{,"a":1}',
+    # nesting: jiter stops at 200 levels, the stdlib goes deeper
+    "[" * 199 + "]" * 199, "[" * 200 + "]" * 200, "[" * 201 + "]" * 201, "[" * 500 + "]" * 500,
+    '{"a":' * 250 + "1" + "}" * 250,
+]
+
+EDGE_BYTES = [
+    b"[1, 2]", b'{"a": "\xc3\xa9"}', b"\xef\xbb\xbf[1]", b"\xef\xbb\xbf\xef\xbb\xbf1", b"\xef\xbb\xbf", b'"\xff"',
+    b'"\xed\xa0\x80"', b'"\xc3"', b'"\xf4\x90\x80\x80"', b'"\xc0\xaf"', b"[1]\x00", b"\x00\x00\x00[", b"  1",
+    b"1\x00", b"\x001", b"[\x001\x00]\x00", b"\xff\xfe[\x001\x00]\x00", b"\xfe\xff\x00[\x001\x00]",
+    "[1, \u00e9]".encode("utf-16"), '["\u00e9"]'.encode("utf-16-le"), '["\u00e9"]'.encode("utf-16-be"),
+    '{"k": [1.5]}'.encode("utf-32"), '{"k": [1.5]}'.encode("utf-32-le"), '{"k": [1.5]}'.encode("utf-32-be"),
+    b"", b"\x80", b"1\x80",
+]
+# fmt: on
+
+
+@pytest.mark.parametrize("data", EDGE_TEXT, ids=range(len(EDGE_TEXT)))
+def test_text_edges_match_stdlib(kernels: ModuleType, data: str) -> None:
+    same_as_stdlib(kernels, data)
+
+
+@pytest.mark.parametrize("data", EDGE_TEXT, ids=range(len(EDGE_TEXT)))
+def test_utf8_bytes_and_bytearray_edges_match_stdlib(kernels: ModuleType, data: str) -> None:
+    encoded = data.encode("utf-8", "surrogatepass")
+    same_as_stdlib(kernels, encoded)
+    same_as_stdlib(kernels, bytearray(encoded))
+
+
+@pytest.mark.parametrize("data", EDGE_BYTES, ids=range(len(EDGE_BYTES)))
+def test_byte_edges_match_stdlib(kernels: ModuleType, data: bytes) -> None:
+    same_as_stdlib(kernels, data)
+    same_as_stdlib(kernels, bytearray(data))
+
+
+def test_str_with_lone_surrogate_characters(kernels: ModuleType) -> None:
+    # Not escapes: the str itself holds a lone surrogate (it has no UTF-8 form).
+    assert same_as_stdlib(kernels, '"\ud800"') == ("returned", [("str", "\ud800")])
+    assert same_as_stdlib(kernels, '{"\udfff": "\ud800x"}')[0] == "returned"
+    assert same_as_stdlib(kernels, '["\ud800", 1,]')[0] == "raised"
+
+
+def test_duplicate_keys_take_the_last_value_in_the_first_position(kernels: ModuleType) -> None:
+    result = kernels.json_loads('{"b": 1, "a": 2, "b": 3}')
+    assert list(result.items()) == [("b", 3), ("a", 2)]
+
+
+def test_numbers_keep_their_types(kernels: ModuleType) -> None:
+    result = kernels.json_loads("[1, 1.0, -0, -0.0, 1e2, 10000000000000000000000, NaN, -Infinity]")
+    assert [type(x) for x in result] == [int, float, int, float, float, int, float, float]
+    assert math.copysign(1.0, result[3]) == -1.0
+    assert result[2] == 0 and result[5] == 10**22
+    assert math.isnan(result[6]) and result[7] == -math.inf
+
+
+def test_decode_error_details(kernels: ModuleType) -> None:
+    with pytest.raises(json.JSONDecodeError) as info:
+        kernels.json_loads('{"a": [1, 2,\n  ]}')
+    assert type(info.value) is json.JSONDecodeError
+    assert (info.value.msg, info.value.lineno, info.value.colno) == ("Expecting value", 2, 3)
+    assert info.value.doc == '{"a": [1, 2,\n  ]}'
+
+
+@pytest.mark.parametrize("data", [memoryview(b"1"), 1, 1.5, None, ["1"], object()])
+def test_wrong_types_raise_the_stdlib_type_error(kernels: ModuleType, data: Any) -> None:
+    ours = same_as_stdlib(kernels, data)
+    assert ours[1] is TypeError
+    assert ours[2] == f"the JSON object must be str, bytes or bytearray, not {type(data).__name__}"
+
+
+def test_str_and_bytes_subclasses(kernels: ModuleType) -> None:
+    class Text(str):
+        pass
+
+    class Data(bytes):
+        pass
+
+    assert kernels.json_loads(Text('{"a": [1]}')) == {"a": [1]}
+    assert kernels.json_loads(Data(b'{"a": [1]}')) == {"a": [1]}
+    same_as_stdlib(kernels, Text("[1,"))
+
+
+def test_invalid_utf8_raises_unicode_decode_error(kernels: ModuleType) -> None:
+    with pytest.raises(UnicodeDecodeError):
+        kernels.json_loads(b'["ok", "\xff"]')
+
+
+@pytest.fixture
+def int_digits() -> Iterator[None]:
+    previous = sys.get_int_max_str_digits()
+    yield
+    sys.set_int_max_str_digits(previous)
+
+
+@pytest.mark.usefixtures("int_digits")
+@pytest.mark.parametrize("limit", [0, 640, 1000, 4300, 5000])
+def test_int_digit_limit_follows_sys_setting(kernels: ModuleType, limit: int) -> None:
+    sys.set_int_max_str_digits(limit)
+    for digits in (639, 640, 641, 999, 1000, 1001, 4300, 4301, 5000, 5001):
+        same_as_stdlib(kernels, "1" * digits)
+        same_as_stdlib(kernels, "[-" + "9" * digits + "]")
+        same_as_stdlib(kernels, ('{"k": "' + "1" * digits + '"}').encode())  # digits in a string are no int
+        same_as_stdlib(kernels, "1" * digits + ".5")
+
+
+def test_very_deep_nesting_is_the_stdlib_recursion_error(kernels: ModuleType) -> None:
+    data = "[" * 100_000 + "]" * 100_000
+    ours = same_as_stdlib(kernels, data)
+    assert ours[1] is RecursionError
+
+
+def test_large_document_round_trips(kernels: ModuleType) -> None:
+    doc = {
+        "data": [
+            {"id": i, "name": f"item {i}", "price": i * 1.25, "tags": ["a", "b"][: i % 3], "ok": i % 2 == 0, "x": None}
+            for i in range(2000)
+        ],
+        "next": "https://api.example.com/items?page=2",
+    }
+    text = json.dumps(doc)
+    assert kernels.json_loads(text) == doc
+    assert kernels.json_loads(text.encode()) == doc
