@@ -1,0 +1,172 @@
+# SPDX-License-Identifier: MIT
+"""End-to-end throughput: N GETs through ``RequestHandler.get`` vs raw ``aiohttp`` + orjson (issue 7 §3).
+
+One client process measures both modes, alternating their order every round, against the loopback server of
+``benches.server`` (a separate process). The backend (native or pure) is the one ``aiorequestful._backend`` picks
+from the environment, so ``benches.run`` starts one client per backend and interleaves them round by round.
+
+``python -m benches.e2e --base URL [--n N] [--concurrency 1,32] [--rounds R] [--warmup W]`` prints one JSON object.
+
+Modes:
+
+* ``raw``: ``aiohttp.ClientSession.get`` + status check + ``orjson.loads(await resp.read())`` - the ceiling;
+* ``handler``: ``RequestHandler.create(payload_handler=JSONPayloadHandler(), retry_timer=GeometricCountTimer(
+  0.2, 3))`` then ``await handler.get(url)`` - the default status handlers, a retry budget, JSON decoding.
+
+Each mode runs ``n`` requests with ``concurrency`` workers pulling ids from one shared iterator, the way a
+crawler does. Outside the timed part, a sample of results is compared with ``json.loads`` of what the server sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import aiohttp
+import orjson
+
+from benches._data import item_body
+from benches.server import POOL
+
+Fetch = Callable[[int], Awaitable[Any]]
+
+
+def item_url(base: str, item: int) -> str:
+    return f"{base}/v2/items/{item}"
+
+
+def expected_item(item: int) -> Any:
+    """What a correct client decodes for ``/v2/items/{item}``."""
+    return json.loads(item_body(item % POOL))
+
+
+async def run_pool(fetch: Fetch, ids: Iterable[int], concurrency: int) -> int:
+    """Run ``fetch`` over ``ids`` with ``concurrency`` workers; returns how many results were JSON objects."""
+    iterator = iter(ids)
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        for item in iterator:  # one shared iterator: asyncio is single-threaded, so no id is taken twice
+            if type(await fetch(item)) is dict:
+                done += 1
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return done
+
+
+async def timed(fetch: Fetch, ids: range, concurrency: int) -> dict[str, Any]:
+    """Wall-clock throughput, plus the client's CPU time per request (less sensitive to a busy machine)."""
+    cpu = time.process_time()
+    started = time.perf_counter()
+    done = await run_pool(fetch, ids, concurrency)
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu
+    if done != len(ids):
+        raise AssertionError(f"only {done} of {len(ids)} requests returned a JSON object")
+    return {"n": len(ids), "seconds": elapsed, "rps": len(ids) / elapsed, "cpu_us": 1e6 * cpu / len(ids)}
+
+
+async def verify(fetch: Fetch, ids: Iterable[int]) -> None:
+    for item in ids:
+        got = await fetch(item)
+        if got != expected_item(item):
+            raise AssertionError(f"item {item}: decoded payload differs from what the server sent")
+
+
+def raw_fetcher(session: aiohttp.ClientSession, base: str) -> Fetch:
+    async def fetch(item: int) -> Any:
+        async with session.get(item_url(base, item)) as response:
+            if response.status != 200:
+                raise AssertionError(f"status {response.status}")
+            return orjson.loads(await response.read())
+
+    return fetch
+
+
+def make_handler(**kwargs: Any) -> Any:
+    """The RequestHandler configuration every end-to-end bench uses (a realistic one, not a stripped one)."""
+    from aiorequestful.request import RequestHandler
+    from aiorequestful.response.payload import JSONPayloadHandler
+    from aiorequestful.timer import GeometricCountTimer
+
+    return RequestHandler.create(
+        payload_handler=JSONPayloadHandler(), retry_timer=GeometricCountTimer(0.2, 3), **kwargs
+    )
+
+
+def handler_fetcher(handler: Any, base: str) -> Fetch:
+    async def fetch(item: int) -> Any:
+        return await handler.get(item_url(base, item))
+
+    return fetch
+
+
+def backend_info() -> dict[str, Any]:
+    try:
+        import aiorequestful._backend as backend
+    except ImportError:  # the original aiorequestful (optional comparison) has no backend chooser
+        from importlib.metadata import version
+
+        return {"native": None, "kernels": None, "package": f"aiorequestful {version('aiorequestful')}"}
+    return {"native": backend.NATIVE, "kernels": backend.kernels.__name__}
+
+
+async def throughput(
+    base: str, n: int, concurrencies: list[int], rounds: int = 1, warmup: int = 200, start_round: int = 0
+) -> dict[str, Any]:
+    """Measure ``raw`` and ``handler`` at each concurrency; returns every sample with its round and order."""
+    samples: list[dict[str, Any]] = []
+    next_id = 0
+
+    def ids(count: int) -> range:
+        nonlocal next_id
+        block = range(next_id, next_id + count)
+        next_id += count
+        return block
+
+    async with aiohttp.ClientSession() as session, make_handler() as handler:
+        fetchers = {"raw": raw_fetcher(session, base), "handler": handler_fetcher(handler, base)}
+        for fetch in fetchers.values():
+            await verify(fetch, range(0, POOL, max(1, POOL // 25)))
+            await run_pool(fetch, ids(warmup), max(concurrencies))  # connections open, caches warm
+        for r in range(start_round, start_round + rounds):
+            for concurrency in concurrencies:
+                order = ["raw", "handler"] if r % 2 == 0 else ["handler", "raw"]
+                for mode in order:
+                    sample = await timed(fetchers[mode], ids(n), concurrency)
+                    samples.append({"mode": mode, "concurrency": concurrency, "round": r, **sample})
+        stats = getattr(handler, "stats", None)
+    return {"backend": backend_info(), "samples": samples, "handler_stats": _stats_dict(stats)}
+
+
+def _stats_dict(stats: Any) -> dict[str, Any]:
+    if stats is None:
+        return {}
+    names = ("calls", "requests", "failures", "retries", "errors", "cache_hits", "cache_misses")
+    return {name: getattr(stats, name) for name in names if hasattr(stats, name)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", required=True, help="base URL of a running benches.server (127.0.0.1)")
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--concurrency", default="1,32")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--start-round", type=int, default=0)
+    parser.add_argument("--warmup", type=int, default=200)
+    args = parser.parse_args(argv)
+    if not args.base.startswith("http://127.0.0.1:"):
+        parser.error("the benches only ever talk to 127.0.0.1")
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    result = asyncio.run(throughput(args.base, args.n, concurrencies, args.rounds, args.warmup, args.start_round))
+    json.dump(result, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+# SPDX-License-Identifier: MIT
+"""The end-to-end, cache, memory and report scripts at "smoke" size, so they cannot rot between ``make bench`` runs.
+
+Each runs the same code ``benches.run`` runs, against the same out-of-process loopback server, with a handful of
+requests. Only correctness is asserted (results decoded, hits served from the cache, files written), never timing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from benches import cache_bench, e2e, memory
+from benches._data import item_body
+from benches.server import POOL, running_server
+
+
+@pytest.fixture(scope="module")
+def bench_server() -> Iterator[str]:
+    with running_server() as base:
+        yield base
+
+
+def test_server_serves_the_bench_items(bench_server: str) -> None:
+    import urllib.request
+
+    assert bench_server.startswith("http://127.0.0.1:")
+    for item in (0, 7, POOL + 7):
+        with urllib.request.urlopen(e2e.item_url(bench_server, item), timeout=10) as response:
+            assert response.read() == item_body(item % POOL)
+    assert cache_bench.server_hits(bench_server) >= 3
+
+
+async def test_e2e_throughput_smoke(bench_server: str) -> None:
+    result = await e2e.throughput(bench_server, n=20, concurrencies=[1, 4], rounds=2, warmup=8)
+    samples = result["samples"]
+    assert {(s["mode"], s["concurrency"]) for s in samples} == {(m, c) for m in ("raw", "handler") for c in (1, 4)}
+    assert all(s["n"] == 20 and s["rps"] > 0 and s["cpu_us"] >= 0 for s in samples)
+    # Round 1 swaps the order of the two modes (so neither always runs first).
+    firsts = [next(s["mode"] for s in samples if s["round"] == r) for r in (0, 1)]
+    assert firsts == ["raw", "handler"]
+    stats = result["handler_stats"]
+    assert stats["failures"] == 0 and stats["retries"] == 0
+    assert result["backend"]["kernels"].startswith("aiorequestful._native")
+
+
+async def test_cache_bench_smoke(bench_server: str, tmp_path: Path) -> None:
+    result = await cache_bench.cache_throughput(
+        bench_server, n=24, items=12, concurrencies=[1, 4], rounds=1, writes=300, workdir=tmp_path
+    )
+    modes = {s["mode"] for s in result["samples"]}
+    assert modes == {"cache_fill", "network", "cache_hit", "dict_orjson"}
+    checks = result["checks"]
+    assert checks["cache_hits"] == checks["hit_requests"] == 2 * 24 and checks["cache_misses"] == 0
+    assert checks["leaked_to_network"] == 0  # every hit was served without touching the server
+    writes = result["writes"]
+    assert writes["rows"] == writes["n"] == 300 and writes["tasks"] == cache_bench.WRITE_TASKS
+
+
+async def test_memory_crawl_smoke(bench_server: str, tmp_path: Path) -> None:
+    result = await memory.crawl(bench_server, n=300, concurrency=8, workdir=tmp_path)
+    assert result["cache_misses"] == 150 and result["cache_hits"] == 150
+    assert len(result["samples"]) == 101 and result["samples"][-1]["requests"] == 300
+    assert result["flatness"]["warm_rss"] > 0 and isinstance(result["flatness"]["flat"], bool)
+
+
+def test_flatness_verdicts() -> None:
+    mb = 2**20
+    flat = [{"requests": i * 1000, "rss": 60 * mb + (i % 3) * 4096} for i in range(101)]
+    assert memory.flatness(flat)["flat"]
+    leaking = [{"requests": i * 1000, "rss": 60 * mb + i * 200 * 1000} for i in range(101)]  # 200 B/request
+    verdict = memory.flatness(leaking)
+    assert not verdict["flat"] and verdict["slope_bytes_per_10k"] == pytest.approx(2_000_000, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_run_smoke_writes_the_report(tmp_path: Path) -> None:
+    from benches import run
+
+    run.main(["--smoke", "--out-dir", str(tmp_path)])
+    latest = json.loads((tmp_path / "latest.json").read_text())
+    assert latest["mode"] == "smoke"
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "| Measure |" in report and latest["machine"]["cpu"] in report
+    assert (tmp_path / "ratios.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Every headline row came from this run's numbers.
+    assert latest["headline"] and all(row["value"] is not None for row in latest["headline"])
