@@ -309,6 +309,41 @@ def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch: pytest.MonkeyPatc
     assert [p.name for p in tmp_path.iterdir()] == ["token.json"]
 
 
+def test_kill_9_while_saving_leaves_a_complete_file(tmp_path) -> None:
+    """D-60: a writer killed mid-save leaves the previous or the new file, never a partial one."""
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "token"
+    script = (
+        "import sys\n"
+        "from aiorequestful.auth.utils import AuthResponse\n"
+        "r = AuthResponse(file_path=sys.argv[1])\n"
+        "i = 0\n"
+        "while True:\n"
+        "    i += 1\n"
+        "    r.replace({'access_token': f'at-{i}', 'padding': 'x' * 2_000_000})\n"
+        "    r.save_response_to_file()\n"
+        "    if i == 2:\n"
+        "        print('ready', flush=True)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == b"ready"
+        time.sleep(0.3)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()
+    loaded = AuthResponse(file_path=path)
+    content = loaded.load_response_from_file()
+    assert content is not None and content["access_token"].startswith("at-")
+    assert len(content["padding"]) == 2_000_000
+
+
 @pytest.mark.parametrize(
     "content",
     [b'{"access_token": "at-partial', b"", b"\xff\xfe garbage", b"[1, 2]", b'{"token_type": "bearer"}', b"null"],
