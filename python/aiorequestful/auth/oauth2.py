@@ -143,8 +143,9 @@ class OAuth2Authoriser(Authoriser, ABC):
         if current is None:
             return
         if rejected is None or rejected == current:
+            if self._rejected != current:  # one message however many concurrent requests were refused
+                self.logger.info("The token for %s was refused by the server; it will be renewed", self.service_name)
             self._rejected = current
-            self.logger.info("The token for %s was refused by the server; it will be renewed", self.service_name)
         else:
             self.logger.debug("Ignoring a refusal of a token for %s that was already replaced", self.service_name)
 
