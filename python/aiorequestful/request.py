@@ -1,9 +1,14 @@
 # SPDX-License-Identifier: MIT
 """All operations relating to handling of requests to an HTTP service (api.md §7).
 
-``RequestHandler`` owns one aiohttp session at a time and runs the request loop: send, dispatch the status to
-its handler, decode the payload, or retry with the retry timer. Policy lives in the status handlers and the
-timers; this module only orchestrates.
+``RequestHandler`` owns one aiohttp session at a time and runs the request loop: gate (flow control), send,
+dispatch the status to its handler, decode the payload, or retry with the retry timer. Policy lives in the status
+handlers, the timers and :mod:`aiorequestful.flow`; this module only orchestrates.
+
+Flow control (issue 6) is opt-in: ``rate_limit=`` (a token bucket per host), ``pause_on_retry_after=`` (a 429/503
+``Retry-After`` pauses the whole host), ``retry_policy=`` (which failures are retried, with jitter) and
+``coalesce=`` (identical concurrent GETs share one request). With none of them a handler behaves exactly as
+api.md §7.3 describes, and the request loop creates no lock, task or timer of its own.
 """
 
 from __future__ import annotations
@@ -14,8 +19,11 @@ import copy
 import inspect
 import json
 import logging
+import math
+import numbers
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from http import HTTPMethod
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -26,6 +34,10 @@ from yarl import URL
 from ._backend import kernels
 from ._utils import format_url_log, get_iterator
 from .exception import RequestError
+from .flow import HostKey, HostPauses, HostRateLimiter, RateLimitInput, RetryPolicy, host_key
+from .flow._hosts import format_host
+from .flow.coalesce import Coalescer
+from .flow.pause import PAUSE_STATUSES, remaining_budget
 from .response.exception import ResponseError
 from .response.payload import PayloadHandler, StringPayloadHandler
 from .response.status import (
@@ -34,7 +46,17 @@ from .response.status import (
     StatusHandler,
     UnauthorisedStatusHandler,
 )
-from .stats import WAIT_RETRY, WAIT_STATUS, WAIT_TIMER, RequestHooks, RequestStats, StatsRecorder, call_hooks
+from .stats import (
+    WAIT_PAUSE,
+    WAIT_RATE_LIMIT,
+    WAIT_RETRY,
+    WAIT_STATUS,
+    WAIT_TIMER,
+    RequestHooks,
+    RequestStats,
+    StatsRecorder,
+    call_hooks,
+)
 from .timer import Timer
 from .types import RequestKwargs, URLInput
 
@@ -91,6 +113,14 @@ def _items(value: Any) -> Iterable[tuple[Any, Any]]:
     return [("", value)]
 
 
+def _retry_at(seconds: float) -> str:
+    """The local time ``seconds`` from now, as ``%Y-%m-%d %H:%M:%S`` (as ``RateLimitStatusHandler`` writes it)."""
+    try:
+        return (datetime.now() + timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, ValueError, OSError):
+        return "a time too far ahead to display"
+
+
 def _allowed_kwargs(session: ClientSession) -> frozenset[str]:
     """The kwarg names a session's ``request`` accepts, computed once per session class (D-16)."""
     cls = type(session)
@@ -109,12 +139,15 @@ _ALLOWED_KWARGS: dict[type, frozenset[str]] = {}
 class _Chain:
     """Per-``request()`` state: kept local so concurrent requests never share it (D-19)."""
 
-    __slots__ = ("handled", "reauthorised", "warned")
+    __slots__ = ("handled", "pause_accepted", "reauthorised", "warned")
 
     def __init__(self) -> None:
         self.warned = False
         self.reauthorised = 0
         self.handled = 0
+        # The end (loop clock) of the longest host pause this request has already judged worth waiting for:
+        # waiting it out costs no retry budget, so it is not judged again at the next gate.
+        self.pause_accepted = -math.inf
 
 
 class RequestHandler(Generic[A, P]):
@@ -127,13 +160,39 @@ class RequestHandler(Generic[A, P]):
         ``None`` gives a fresh default set per handler (D-20); an empty sequence means no handlers.
     :param wait_timer: time to wait after every request; grown by :class:`RateLimitStatusHandler`.
     :param retry_timer: time to wait between failed attempts; its ``count``/``final`` bounds the retries.
+
+    Flow control (keyword-only, all off by default; see :mod:`aiorequestful.flow`):
+
+    :param rate_limit: a token bucket per host ``(scheme, host, port)``, shared by every task of this handler
+        and served in arrival order. A :class:`~aiorequestful.flow.RateLimit` or a number of requests per second
+        for every host; a mapping from ``"host"``, ``"host:port"`` or ``"scheme://host[:port]"`` (and ``"*"`` for
+        any other host) to a limit or None (no limit); or a :class:`~aiorequestful.flow.HostRateLimiter` to share
+        one set of buckets between handlers. None (default): no limit. The ``wait_timer`` still applies after
+        every attempt, as a minimum gap per task.
+    :param retry_policy: a :class:`~aiorequestful.flow.RetryPolicy` narrowing retries to transient failures
+        (connection errors, time-outs, 5xx, 429 and the statuses it lists) of idempotent methods, with optional
+        jitter; a POST/PATCH is then never retried unless the policy lists it. None (default): api.md §7.3 -
+        every failure of every method is retried while the retry timer allows.
+    :param pause_on_retry_after: when True, a 429 or 503 with ``Retry-After`` pauses *every* task sending to that
+        host until the time asked for (capped at the 429 handler's ``max_retry_after``, one hour by default), not
+        just the task that saw it; a request whose remaining retry budget (``retry_timer.total_remaining``; none
+        without a retry timer) is shorter than the pause fails fast with ``ResponseError`` naming the status. A
+        503 is still retried by the retry step, after the larger of the retry delay and the pause. Pass a
+        :class:`~aiorequestful.flow.HostPauses` to share pauses between handlers. False (default): no pauses.
+    :param coalesce: when True, identical concurrent GET/HEAD requests (same URL, query, headers and options)
+        share one network request; every caller but the first gets a deep copy of the payload. False (default).
     """
 
     __slots__ = (
+        "_catch",
+        "_coalescer",
         "_connector",
         "_dispatch",
         "_handler_list",
+        "_limiter",
+        "_pauses",
         "_payload_handler",
+        "_retry_policy",
         "_retry_timer",
         "_session",
         "_stats",
@@ -152,10 +211,16 @@ class RequestHandler(Generic[A, P]):
         response_handlers: Sequence[StatusHandler] | None = None,
         wait_timer: Timer | None = None,
         retry_timer: Timer | None = None,
+        *,
+        rate_limit: RateLimitInput | HostRateLimiter = None,
+        retry_policy: RetryPolicy | None = None,
+        pause_on_retry_after: bool | HostPauses = False,
+        coalesce: bool = False,
         **session_kwargs: Any,
     ) -> RequestHandler[A, P]:
         """Create a handler whose connector builds a ``CachedSession`` when ``cache`` is given, else a
-        plain ``aiohttp.ClientSession``; ``session_kwargs`` go to the session."""
+        plain ``aiohttp.ClientSession``; ``session_kwargs`` go to the session. The flow-control keywords are
+        those of the constructor."""
 
         def connector() -> ClientSession:
             if cache is not None:
@@ -171,6 +236,10 @@ class RequestHandler(Generic[A, P]):
             response_handlers=response_handlers,
             wait_timer=wait_timer,
             retry_timer=retry_timer,
+            rate_limit=rate_limit,
+            retry_policy=retry_policy,
+            pause_on_retry_after=pause_on_retry_after,
+            coalesce=coalesce,
         )
 
     def __init__(
@@ -181,6 +250,11 @@ class RequestHandler(Generic[A, P]):
         response_handlers: Sequence[StatusHandler] | None = None,
         wait_timer: Timer | None = None,
         retry_timer: Timer | None = None,
+        *,
+        rate_limit: RateLimitInput | HostRateLimiter = None,
+        retry_policy: RetryPolicy | None = None,
+        pause_on_retry_after: bool | HostPauses = False,
+        coalesce: bool = False,
     ) -> None:
         #: The :class:`logging.Logger` for this object.
         self.logger: logging.Logger = logging.getLogger(__name__)
@@ -201,6 +275,26 @@ class RequestHandler(Generic[A, P]):
         self._stats = StatsRecorder()
         #: Callbacks on request, response, retry and wait (see :class:`~aiorequestful.stats.RequestHooks`).
         self.hooks = RequestHooks()
+
+        # Flow control (issue 6): each part stays None when off, so the request loop pays one test per attempt.
+        if rate_limit is None or isinstance(rate_limit, HostRateLimiter):
+            self._limiter: HostRateLimiter | None = rate_limit
+        else:
+            self._limiter = HostRateLimiter(rate_limit)
+        if isinstance(pause_on_retry_after, HostPauses):
+            self._pauses: HostPauses | None = pause_on_retry_after
+        elif isinstance(pause_on_retry_after, bool):
+            self._pauses = HostPauses() if pause_on_retry_after else None
+        else:
+            raise TypeError(
+                f"pause_on_retry_after must be a bool or a HostPauses, not {type(pause_on_retry_after).__name__}"
+            )
+        if not isinstance(coalesce, bool):
+            raise TypeError(f"coalesce must be a bool, not {type(coalesce).__name__}")
+        self._coalescer: Coalescer | None = Coalescer() if coalesce else None
+        self._retry_policy: RetryPolicy | None = None
+        self._catch: tuple[type[BaseException], ...] = _TRANSIENT_ERRORS
+        self.retry_policy = retry_policy
 
     # ----------------------------------------------------------------------------------------------
     # properties
@@ -258,6 +352,35 @@ class RequestHandler(Generic[A, P]):
     @retry_timer.setter
     def retry_timer(self, value: Timer | None) -> None:
         self._retry_timer = value
+
+    @property
+    def retry_policy(self) -> RetryPolicy | None:
+        """Which failures are retried (None: every failure, as api.md §7.3)."""
+        return self._retry_policy
+
+    @retry_policy.setter
+    def retry_policy(self, value: RetryPolicy | None) -> None:
+        if value is not None and not isinstance(value, RetryPolicy):
+            raise TypeError(f"retry_policy must be a RetryPolicy or None, not {type(value).__name__}")
+        self._retry_policy = value
+        # An attempt that raises one of these is a failure for the retry step to judge; anything else propagates.
+        extra = tuple(e for e in (value.exceptions if value else ()) if not issubclass(e, asyncio.CancelledError))
+        self._catch = _TRANSIENT_ERRORS + extra
+
+    @property
+    def rate_limiter(self) -> HostRateLimiter | None:
+        """The per-host token buckets, or None when requests are not rate-limited."""
+        return self._limiter
+
+    @property
+    def host_pauses(self) -> HostPauses | None:
+        """The host-wide ``Retry-After`` pauses, or None when ``pause_on_retry_after`` is off."""
+        return self._pauses
+
+    @property
+    def coalesce(self) -> bool:
+        """Whether identical concurrent GET/HEAD requests share one network request."""
+        return self._coalescer is not None
 
     def __copy__(self) -> RequestHandler[A, P]:
         return self
@@ -395,17 +518,21 @@ class RequestHandler(Generic[A, P]):
                 messages.append("Cached Request")
             self.log(method=method.name, url=url, message=messages, **kwargs)
         self._clean_requests_kwargs(kwargs)
-        self._stats.requests += 1
         if self.hooks.on_request:
             call_hooks(self.hooks.on_request, method.name, URL(url))
         try:
             response = await session.request(method=method.name, url=url, **kwargs)
-        except _TRANSIENT_ERRORS as exc:
-            self._stats.errors += 1
+        except asyncio.CancelledError:
+            raise  # an abandoned attempt: neither a response nor an error
+        except self._catch as exc:
+            self._stats.error()
             if self.logger.isEnabledFor(logging.DEBUG):
                 self.log(method=method.name, url=url, message=f"Request failed: {type(exc).__name__}: {exc}")
             yield exc
             return
+        except Exception:
+            self._stats.error()  # could not be sent at all (a bad URL or option): counted, then raised as is
+            raise
         from_cache = _is_cached(response)
         stats = self._stats
         stats.response(response.status)
@@ -449,6 +576,7 @@ class RequestHandler(Generic[A, P]):
         if handled:
             waited = time.perf_counter() - started
             self._stats.waited(WAIT_STATUS, waited)
+            self._stats.resends += 1
             if self.hooks.on_wait:
                 call_hooks(self.hooks.on_wait, WAIT_STATUS, waited, response.url)
             chain.handled += 1
@@ -484,6 +612,7 @@ class RequestHandler(Generic[A, P]):
 
         Raises the original transport exception for a connection failure, ``ResponseError`` (with the
         response) for an error response, or ``RequestError("Max retries exceeded")`` when there was neither.
+        With a retry policy, the sleep gets the policy's jitter on top of the timer's value.
         """
         if timer is None or not timer.can_increase:
             if isinstance(response, BaseException):
@@ -492,22 +621,121 @@ class RequestHandler(Generic[A, P]):
                 raise ResponseError(message=await _body_text(response), response=response)
             raise RequestError("Max retries exceeded")
         self._handle_retry_timer(method, url, timer, _chain if _chain is not None else _Chain())
-        delay = float(timer)
+        base = float(timer)
+        policy = self._retry_policy
+        delay = policy.delay(base) if policy is not None else base
         self._stats.retries += 1
         if self.hooks.on_retry:
             cause = response.status if isinstance(response, ClientResponse) else response
             call_hooks(self.hooks.on_retry, str(method), URL(url), delay, cause)
-        await timer
+        if delay == base:
+            await timer
+        else:
+            await asyncio.sleep(delay)
         timer.increase()
         self._stats.waited(WAIT_RETRY, delay)
         if self.hooks.on_wait:
             call_hooks(self.hooks.on_wait, WAIT_RETRY, delay, URL(url))
 
+    # ----------------------------------------------------------------------------------------------
+    # flow control
+    # ----------------------------------------------------------------------------------------------
+    def _host_key(self, url: URLInput) -> HostKey:
+        # A relative URL goes to the session's base URL (aiohttp keeps it private; absent means none).
+        return host_key(url, getattr(self._session, "_base_url", None))
+
+    def _record_pause(self, host: HostKey, response: ClientResponse) -> float | None:
+        """Pause ``host`` as ``response``'s Retry-After asks; the time this response asked to pause until."""
+        assert self._pauses is not None
+        cap = None
+        index = self._dispatch.lookup(response.status)
+        if index is not None:
+            # Reuse the cap of the handler that waits out this status (RateLimitStatusHandler.max_retry_after).
+            limit = getattr(self._handler_list[index], "max_retry_after", None)
+            if isinstance(limit, numbers.Real) and not isinstance(limit, bool) and limit >= 0:
+                cap = float(limit)
+        until = self._pauses.pause_for(host, response.status, response.headers, cap=cap)
+        if until is not None and self.logger.isEnabledFor(logging.DEBUG):
+            self.logger.debug(
+                "Pausing %s for %.2f seconds after a %s response",
+                format_host(host),
+                until - _loop_time(),
+                response.status,
+            )
+        return until
+
+    def _check_pause(
+        self,
+        remaining: float,
+        status: int | None,
+        host: HostKey,
+        timer: Timer | None,
+        response: ClientResponse | None = None,
+    ) -> None:
+        """Fail fast when a pause of ``remaining`` seconds is longer than the request's remaining retry budget."""
+        budget = remaining_budget(timer)
+        if budget is None or remaining <= budget:
+            return
+        retry_at = _retry_at(remaining)
+        if response is not None:
+            raise ResponseError(
+                f"Retry-After wait of {remaining:.2f} seconds is greater than the remaining retry budget of "
+                f"{budget:.2f} seconds. Retry again at {retry_at}",
+                response=response,
+            )
+        raise ResponseError(
+            f"{format_host(host)} is paused for {remaining:.2f} more seconds after a {status} response with "
+            f"Retry-After, longer than the remaining retry budget of {budget:.2f} seconds. Retry again at {retry_at}"
+        )
+
+    async def _gate(self, host: HostKey, url: URLInput, timer: Timer | None, chain: _Chain) -> None:
+        """Wait until ``host`` may be sent to: its pause (if any) is over and this task's rate-limit slot came."""
+        pauses, limiter = self._pauses, self._limiter
+        while True:
+            if pauses is not None:
+                pause = pauses.get(host)
+                if pause is not None:
+                    remaining = pause.until - _loop_time()
+                    if pause.until > chain.pause_accepted:
+                        self._check_pause(remaining, pause.status, host, timer)
+                        chain.pause_accepted = pause.until
+                    if remaining > 0:
+                        await asyncio.sleep(remaining)
+                        self._waited(WAIT_PAUSE, remaining, url)
+                    continue  # the pause may have been extended meanwhile
+            if limiter is not None:
+                waited = await limiter.acquire(host)
+                if waited:
+                    self._waited(WAIT_RATE_LIMIT, waited, url)
+                    # A pause that began while this task waited for its slot wins: wait it out, then take a
+                    # new slot (going now would defy the server; going right after it would burst).
+                    if pauses is not None and pauses.get(host) is not None:
+                        continue
+            return
+
+    def _waited(self, reason: str, seconds: float, url: URLInput) -> None:
+        self._stats.waited(reason, seconds)
+        if self.hooks.on_wait:
+            call_hooks(self.hooks.on_wait, reason, seconds, URL(url))
+
+    def _retryable(self, failure: ClientResponse | BaseException, method: HTTPMethod) -> bool:
+        """Whether the retry policy (if any) retries ``failure``; without one every failure is (api.md §7.3)."""
+        policy = self._retry_policy
+        if policy is None:
+            return True
+        if isinstance(failure, BaseException):
+            return policy.retries_exception(failure, method)
+        return policy.retries_status(failure.status, method)
+
+    # ----------------------------------------------------------------------------------------------
+    # the request loop
+    # ----------------------------------------------------------------------------------------------
     async def request(self, **kwargs: Any) -> P:
-        """Send a request, handling statuses, authorisation, retries and caching as configured.
+        """Send a request, handling statuses, authorisation, retries, flow control and caching as configured.
 
         :raises RequestError: the session is closed, or retries ran out with no response.
-        :raises ResponseError: the final response was an error.
+        :raises ResponseError: the final response was an error, or (with ``pause_on_retry_after``) the host is
+            paused for longer than the request's remaining retry budget.
         :raises aiohttp.ClientError | TimeoutError: the final attempt failed in transport.
         """
         if self.closed:
@@ -520,7 +748,20 @@ class RequestHandler(Generic[A, P]):
         log_message = kwargs.pop("log_message", None)
         self._stats.calls += 1
         try:
+            coalescer = self._coalescer
+            if coalescer is not None:
+                key = coalescer.key(method, url, kwargs)
+                if key is not None:
+                    payload, joined = await coalescer.run(
+                        key, lambda: self._request_loop(method, url, log_message, kwargs)
+                    )
+                    if joined:
+                        self._stats.coalesced += 1
+                    return payload
             return await self._request_loop(method, url, log_message, kwargs)
+        except asyncio.CancelledError:
+            self._stats.cancelled += 1
+            raise
         except Exception:
             self._stats.failures += 1
             raise
@@ -529,44 +770,68 @@ class RequestHandler(Generic[A, P]):
         self, method: HTTPMethod, url: URLInput, log_message: str | list[str] | None, kwargs: dict[str, Any]
     ) -> P:
         retry_timer = self.retry_timer
+        policy = self._retry_policy
+        # A method the policy does not retry gives the status handlers no retry timer: a 429 is then not waited
+        # out and resent, and a host pause is not waited for either (there is no budget to wait with).
+        handler_timer = retry_timer if policy is None or policy.retries_method(method) else None
         chain = _Chain()
+        pauses = self._pauses
+        host = self._host_key(url) if self._limiter is not None or pauses is not None else None
 
         while True:
+            if host is not None:
+                await self._gate(host, url, handler_timer, chain)
             done = False
             payload: Any = None
             retry_after: Timer | None = None
             cause: ClientResponse | BaseException | None = None
             async with self._request(method, url, log_message, **kwargs) as response:
                 failure: ClientResponse | BaseException | None = None
+                pause_until: float | None = None
                 if isinstance(response, BaseException):
                     failure = response
-                elif await self._handle_response(response, retry_timer, chain):
-                    pass  # handled: send again without a retry-timer step
-                elif response.ok:
-                    try:
-                        payload = await self.payload_handler(response)
-                    except _TRANSIENT_ERRORS as exc:
-                        # D-10: a body that fails mid-read is a transient failure like any other.
-                        failure = exc
-                    else:
-                        done = True
                 else:
-                    await self._log_response(response, method, url)
-                    failure = response
+                    if pauses is not None and response.status in PAUSE_STATUSES:
+                        assert host is not None
+                        pause_until = self._record_pause(host, response)
+                    if await self._handle_response(response, handler_timer, chain):
+                        # handled: send again without a retry-timer step; the handler judged and waited out
+                        # this response's own Retry-After, so the gate need not judge that pause again.
+                        if pause_until is not None:
+                            chain.pause_accepted = max(chain.pause_accepted, pause_until)
+                    elif response.ok:
+                        try:
+                            payload = await self.payload_handler(response)
+                        except asyncio.CancelledError:
+                            raise
+                        except self._catch as exc:
+                            # D-10: a body that fails mid-read is a transient failure like any other.
+                            failure = exc
+                        else:
+                            done = True
+                    else:
+                        await self._log_response(response, method, url)
+                        failure = response
 
                 if failure is not None:
-                    if retry_timer is None or not retry_timer.can_increase:
-                        await self._retry(failure, method, url, retry_timer, chain)  # raises
-                    retry_after, cause = retry_timer, failure
+                    timer = retry_timer if self._retryable(failure, method) else None
+                    if timer is None or not timer.can_increase:
+                        await self._retry(failure, method, url, timer, chain)  # raises
+                    assert timer is not None
+                    if pause_until is not None and isinstance(failure, ClientResponse):
+                        # e.g. a 503 with Retry-After: the retry step runs, then the gate waits out the rest of
+                        # the pause - unless the pause is longer than this request can wait.
+                        assert host is not None
+                        self._check_pause(pause_until - _loop_time(), failure.status, host, timer, failure)
+                        chain.pause_accepted = max(chain.pause_accepted, pause_until)
+                    retry_after, cause = timer, failure
             # The response is released before any sleep so its connection returns to the pool at once.
             if retry_after is not None:
                 await self._retry(cause, method, url, retry_after, chain)
             if self.wait_timer is not None:
                 waited = float(self.wait_timer)
                 await self.wait_timer
-                self._stats.waited(WAIT_TIMER, waited)
-                if self.hooks.on_wait:
-                    call_hooks(self.hooks.on_wait, WAIT_TIMER, waited, URL(url))
+                self._waited(WAIT_TIMER, waited, url)
             if done:
                 return payload
 
@@ -621,6 +886,11 @@ def _is_cached(response: ClientResponse) -> bool:
         else:
             _CACHED_TYPES = (CachedResponse,)
     return isinstance(response, _CACHED_TYPES)
+
+
+def _loop_time() -> float:
+    """The running loop's clock (flow control schedules with it)."""
+    return asyncio.get_running_loop().time()
 
 
 async def _body_text(response: ClientResponse) -> str:

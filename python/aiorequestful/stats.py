@@ -4,6 +4,14 @@
 ``handler.stats`` is an immutable :class:`RequestStats` snapshot; ``handler.hooks`` holds lists of callbacks
 for users who export to their own monitoring. Counting is a few integer additions per attempt, so it is
 always on; a hook that raises is logged and never breaks a request.
+
+The counters add up (checked by :meth:`RequestStats.check`):
+
+* ``requests == sum(responses.values()) + errors``: every attempt that finished ended with a response or a
+  transport error (an attempt cancelled while in flight is in neither, nor in ``requests``);
+* ``calls == successes + failures + cancelled`` once no call is in flight;
+* ``coalesced`` calls shared another call's request; when every call succeeded,
+  ``requests == calls - coalesced + retries + resends``.
 """
 
 from __future__ import annotations
@@ -30,16 +38,22 @@ class RequestStats:
 
     #: ``request()`` calls made.
     calls: int = 0
-    #: Attempts sent (cache hits included): ``calls`` plus every retry and every handled resend.
+    #: Attempts that finished (cache hits included): each ended with a response or a transport error.
     requests: int = 0
     #: Responses received by status class: ``{"2xx": n, "4xx": m, ...}``.
     responses: MappingProxyType[str, int] = field(default_factory=lambda: MappingProxyType({}))
     #: Retry steps taken after a failed attempt.
     retries: int = 0
-    #: Attempts that failed in transport (connection errors, resets, time-outs).
+    #: Attempts sent again because a status handler asked (a 401 re-authorisation, a 429 ``Retry-After`` wait).
+    resends: int = 0
+    #: Attempts that failed in transport (connection errors, resets, time-outs) or could not be sent.
     errors: int = 0
     #: ``request()`` calls that ended in an exception.
     failures: int = 0
+    #: ``request()`` calls that were cancelled before they finished.
+    cancelled: int = 0
+    #: ``request()`` calls answered by an identical concurrent call's request (``coalesce=True``).
+    coalesced: int = 0
     #: Responses served from the cache / fetched from the network by a cached session.
     cache_hits: int = 0
     cache_misses: int = 0
@@ -51,8 +65,20 @@ class RequestStats:
 
     @property
     def successes(self) -> int:
-        """``request()`` calls that returned a payload."""
-        return self.calls - self.failures
+        """``request()`` calls that returned a payload (calls still in flight are counted here too)."""
+        return self.calls - self.failures - self.cancelled
+
+    def check(self) -> None:
+        """Raise ``AssertionError`` naming the first counter that does not add up (see the module docs)."""
+        answered = sum(self.responses.values())
+        if self.requests != answered + self.errors:
+            raise AssertionError(f"requests ({self.requests}) != responses ({answered}) + errors ({self.errors})")
+        if self.cache_hits + self.cache_misses > answered:
+            raise AssertionError("more cache look-ups than responses")
+        if min(self.calls, self.requests, self.retries, self.resends, self.errors, self.failures) < 0:
+            raise AssertionError("a counter is negative")
+        if self.failures + self.cancelled > self.calls or self.coalesced > self.calls:
+            raise AssertionError("more failed, cancelled or coalesced calls than calls")
 
     @property
     def cache_hit_rate(self) -> float:
@@ -100,9 +126,12 @@ class StatsRecorder:
         "cache_hits",
         "cache_misses",
         "calls",
+        "cancelled",
+        "coalesced",
         "errors",
         "failures",
         "requests",
+        "resends",
         "responses",
         "retries",
         "wait_seconds",
@@ -113,16 +142,26 @@ class StatsRecorder:
         self.requests = 0
         self.responses: dict[str, int] = {}
         self.retries = 0
+        self.resends = 0
         self.errors = 0
         self.failures = 0
+        self.cancelled = 0
+        self.coalesced = 0
         self.cache_hits = 0
         self.cache_misses = 0
         self.bytes_received = 0
         self.wait_seconds: dict[str, float] = {}
 
     def response(self, status: int) -> None:
+        """One finished attempt that got a response."""
+        self.requests += 1
         key = f"{status // 100}xx"
         self.responses[key] = self.responses.get(key, 0) + 1
+
+    def error(self) -> None:
+        """One finished attempt that failed in transport."""
+        self.requests += 1
+        self.errors += 1
 
     def waited(self, reason: str, seconds: float) -> None:
         self.wait_seconds[reason] = self.wait_seconds.get(reason, 0.0) + seconds
@@ -133,8 +172,11 @@ class StatsRecorder:
             requests=self.requests,
             responses=MappingProxyType(dict(sorted(self.responses.items()))),
             retries=self.retries,
+            resends=self.resends,
             errors=self.errors,
             failures=self.failures,
+            cancelled=self.cancelled,
+            coalesced=self.coalesced,
             cache_hits=self.cache_hits,
             cache_misses=self.cache_misses,
             bytes_received=self.bytes_received,
