@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import pytest
-
 from tests.backends import add_backend_options, deselect_native, kernels  # noqa: F401 - fixture re-export
 
 
@@ -18,8 +17,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         add_backend_options(parser)
     except ValueError:  # already added by tests/conftest.py in a combined run
         pass
+    parser.addoption(
+        "--bench-reverse",
+        action="store_true",
+        default=False,
+        help="run the collected benches in reverse order (benches.run alternates passes to cancel drift)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Idempotent: in a combined run tests/conftest.py has already dropped the native items.
     deselect_native(config, items)
+    if config.getoption("--bench-reverse"):
+        # The session-scoped ``kernels`` fixture groups every rust bench before every py bench; on a noisy machine
+        # a second pass in the opposite order keeps slow drift from favouring one backend.
+        items.reverse()

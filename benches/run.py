@@ -1,0 +1,1022 @@
+# SPDX-License-Identifier: MIT
+"""``make bench``: every benchmark in one run, as ratios, written to ``benches/results/`` (issue 7).
+
+Steps, all in one invocation so that every ratio compares numbers taken minutes apart on the same machine:
+
+1. pytest-benchmark over ``test_bench_kernels.py`` and ``test_bench_json.py`` (native vs twin per kernel; JSON
+   native vs twin vs orjson vs stdlib), in two passes of opposite order, combined per bench as the mean of the
+   two pass medians;
+2. a loopback ``aiohttp.web`` server in its own process (``benches.server``, 127.0.0.1 only);
+3. end-to-end throughput (``benches.e2e``): one client process per backend per round, native and pure
+   interleaved, each measuring ``RequestHandler.get`` and raw ``aiohttp`` + orjson in alternating order;
+4. cache hits and writes (``benches.cache_bench``), one client process per backend;
+5. RSS over a long crawl with the cache on (``benches.memory``), per backend;
+6. optionally (``--original``) the end-to-end client against PyPI ``aiorequestful==1.0.20`` in a throwaway
+   Python 3.12 venv; skipped cleanly when that cannot be installed. Never in CI.
+
+Then it writes ``latest.json`` (machine, configuration, every sample, the summary), ``REPORT.md`` and
+``ratios.png``. ``--quick`` shrinks every size; ``--smoke`` is the tiny size the CI smoke test runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import json
+import math
+import os
+import platform
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = ROOT / "benches" / "results"
+BENCH_FILES = ["benches/test_bench_kernels.py", "benches/test_bench_json.py"]
+ORIGINAL_PYTHON = "/root/.pyenv/versions/3.12.1/bin/python3.12"
+ORIGINAL_SPEC = "aiorequestful==1.0.20"
+
+BACKENDS = ("native", "pure")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much of everything to run."""
+
+    passes: int
+    pytest_args: tuple[str, ...]
+    e2e_n: int
+    e2e_rounds: int
+    e2e_warmup: int
+    cache_n: int
+    cache_items: int
+    cache_rounds: int
+    writes: int
+    memory_n: int
+    concurrencies: tuple[int, ...] = (1, 32)
+    memory_backends: tuple[str, ...] = BACKENDS
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+SIZES: dict[str, Sizes] = {
+    "full": Sizes(
+        passes=2,
+        pytest_args=("--benchmark-warmup=on", "--benchmark-max-time=1.0", "--benchmark-min-rounds=10"),
+        e2e_n=3000,
+        e2e_rounds=5,
+        e2e_warmup=300,
+        cache_n=3000,
+        cache_items=3000,
+        cache_rounds=3,
+        writes=20_000,
+        memory_n=100_000,
+    ),
+    "quick": Sizes(
+        passes=2,
+        pytest_args=("--benchmark-warmup=on", "--benchmark-max-time=0.1", "--benchmark-min-rounds=5"),
+        e2e_n=600,
+        e2e_rounds=2,
+        e2e_warmup=100,
+        cache_n=600,
+        cache_items=600,
+        cache_rounds=1,
+        writes=5_000,
+        memory_n=10_000,
+        memory_backends=("native",),
+    ),
+    "smoke": Sizes(
+        passes=1,
+        pytest_args=(
+            "--benchmark-warmup=off",
+            "--benchmark-max-time=0.00001",
+            "--benchmark-min-rounds=1",
+            "--benchmark-calibration-precision=1",
+        ),
+        e2e_n=20,
+        e2e_rounds=1,
+        e2e_warmup=5,
+        cache_n=20,
+        cache_items=10,
+        cache_rounds=1,
+        writes=200,
+        memory_n=200,
+        concurrencies=(1, 4),
+        memory_backends=("native",),
+    ),
+}
+
+# Targets from issue 7 (reported, never asserted by a test).
+TARGET_E2E = 0.9  # RequestHandler >= 0.9x raw aiohttp + orjson at concurrency 32
+TARGET_JSON_ORJSON = 1.0  # native decode >= 1.0x orjson on the 50 KB and 2 MB documents
+TARGET_JSON_STDLIB = 2.0  # native decode >= 2x stdlib json on the 50 KB and 2 MB documents
+TARGET_KERNEL = 1.0  # every native kernel faster than its twin
+TARGET_CACHE = 10.0  # cache-hit throughput >= 10x loopback network throughput
+JSON_TARGET_SIZES = ("50KB", "2MB")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# running things
+# ----------------------------------------------------------------------------------------------------------------
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def backend_env(backend: str) -> dict[str, str]:
+    """The environment of a child process that must use ``backend`` (and fail rather than fall back)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("AIOREQUESTFUL_NO_EXTENSIONS", "AIOREQUESTFUL_REQUIRE_EXTENSIONS")
+    }
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    if backend == "native":
+        env["AIOREQUESTFUL_REQUIRE_EXTENSIONS"] = "1"
+    elif backend == "pure":
+        env["AIOREQUESTFUL_NO_EXTENSIONS"] = "1"
+    return env
+
+
+def run_json(cmd: list[str], env: dict[str, str], timeout: float) -> dict[str, Any]:
+    """Run a bench script and parse the one JSON object it prints; its stderr is shown on failure."""
+    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{shlex.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout)
+
+
+def native_available() -> bool:
+    """Whether the native kernels import (``make bench`` sets AIOREQUESTFUL_REQUIRE_EXTENSIONS: then they must)."""
+    try:
+        importlib.import_module("aiorequestful._native")
+    except ImportError:
+        if os.environ.get("AIOREQUESTFUL_REQUIRE_EXTENSIONS", "").strip().lower() not in (
+            "",
+            "0",
+            "false",
+            "no",
+            "off",
+        ):
+            raise
+        return False
+    return True
+
+
+def run_pytest_benchmarks(sizes: Sizes, native: bool, workdir: Path) -> list[dict[str, Any]]:
+    """Run the pytest-benchmark files ``sizes.passes`` times (alternating order); returns every benchmark."""
+    benches: list[dict[str, Any]] = []
+    for p in range(sizes.passes):
+        out = workdir / f"pytest-benchmark-{p}.json"
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            *BENCH_FILES,
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--benchmark-enable",
+            "--benchmark-only",
+            f"--benchmark-json={out}",
+            "--benchmark-group-by=group",
+            "--benchmark-sort=name",
+            *sizes.pytest_args,
+            "--require-native" if native else "--no-native",
+        ]
+        if p % 2 == 1:
+            cmd.append("--bench-reverse")
+        log(f"pytest-benchmark pass {p + 1}/{sizes.passes}")
+        env = backend_env("native" if native else "pure")
+        proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"pytest-benchmark failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
+        data = json.loads(out.read_text())
+        for bench in data["benchmarks"]:
+            stats = bench["stats"]
+            benches.append(
+                {
+                    "pass": p,
+                    "name": bench["name"],
+                    **bench["extra_info"],
+                    "median_ns": stats["median"] * 1e9,
+                    "min_ns": stats["min"] * 1e9,
+                    "iqr_ns": stats["iqr"] * 1e9,
+                    "rounds": stats["rounds"],
+                    "iterations": stats["iterations"],
+                }
+            )
+    return benches
+
+
+def interleaved_rounds(rounds: int, backends: list[str]) -> list[tuple[int, str]]:
+    """(round, backend) in the order to run them: the backend that goes first alternates every round."""
+    order: list[tuple[int, str]] = []
+    for r in range(rounds):
+        for backend in backends if r % 2 == 0 else list(reversed(backends)):
+            order.append((r, backend))
+    return order
+
+
+def run_e2e(base: str, sizes: Sizes, backends: list[str]) -> list[dict[str, Any]]:
+    samples: list[dict[str, Any]] = []
+    for r, backend in interleaved_rounds(sizes.e2e_rounds, backends):
+        log(f"end-to-end round {r + 1}/{sizes.e2e_rounds} {backend}")
+        cmd = [
+            sys.executable,
+            "-m",
+            "benches.e2e",
+            "--base",
+            base,
+            "--n",
+            str(sizes.e2e_n),
+            "--concurrency",
+            ",".join(map(str, sizes.concurrencies)),
+            "--rounds",
+            "1",
+            "--start-round",
+            str(r),
+            "--warmup",
+            str(sizes.e2e_warmup),
+        ]
+        result = run_json(cmd, backend_env(backend), timeout=900)
+        check_backend(result, backend)
+        samples.extend({**s, "backend": backend} for s in result["samples"])
+    return samples
+
+
+def check_backend(result: dict[str, Any], backend: str) -> None:
+    if backend in BACKENDS and result["backend"]["native"] != (backend == "native"):
+        raise RuntimeError(f"a {backend} client ran with {result['backend']}")
+
+
+def run_cache(base: str, sizes: Sizes, backends: list[str]) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for backend in backends:
+        log(f"cache hits and writes, {backend}")
+        cmd = [
+            sys.executable,
+            "-m",
+            "benches.cache_bench",
+            "--base",
+            base,
+            "--n",
+            str(sizes.cache_n),
+            "--items",
+            str(sizes.cache_items),
+            "--concurrency",
+            ",".join(map(str, sizes.concurrencies)),
+            "--rounds",
+            str(sizes.cache_rounds),
+            "--writes",
+            str(sizes.writes),
+        ]
+        result = run_json(cmd, backend_env(backend), timeout=900)
+        check_backend(result, backend)
+        results[backend] = result
+    return results
+
+
+def run_memory(base: str, sizes: Sizes, backends: list[str]) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for backend in backends:
+        if backend not in sizes.memory_backends:
+            continue
+        log(f"memory crawl of {sizes.memory_n} requests, {backend}")
+        cmd = [sys.executable, "-m", "benches.memory", "--base", base, "--n", str(sizes.memory_n)]
+        result = run_json(cmd, backend_env(backend), timeout=1800)
+        check_backend(result, backend)
+        results[backend] = result
+    return results
+
+
+def run_original(base: str, sizes: Sizes, workdir: Path) -> dict[str, Any]:
+    """The end-to-end client against PyPI aiorequestful 1.0.20 (needs Python 3.12 and the index); never raises."""
+    python = shutil.which(ORIGINAL_PYTHON) or shutil.which("python3.12")
+    if python is None:
+        return {"skipped": "no Python 3.12 interpreter"}
+    venv = workdir / "original-venv"
+    try:
+        subprocess.run([python, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=300)
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", ORIGINAL_SPEC, "orjson", "psutil"]
+        subprocess.run(pip, check=True, capture_output=True, timeout=600)
+    except (subprocess.SubprocessError, OSError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        return {"skipped": f"could not install {ORIGINAL_SPEC}: {exc} {detail[-500:]!r}"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIOREQUESTFUL_")}
+    env["PYTHONPATH"] = str(ROOT)  # benches/ only: aiorequestful itself must come from the throwaway venv
+    cmd = [
+        str(venv / "bin" / "python"),
+        "-m",
+        "benches.e2e",
+        "--base",
+        base,
+        "--n",
+        str(sizes.e2e_n),
+        "--concurrency",
+        ",".join(map(str, sizes.concurrencies)),
+        "--rounds",
+        str(sizes.e2e_rounds),
+        "--warmup",
+        str(sizes.e2e_warmup),
+    ]
+    log("end-to-end, original aiorequestful 1.0.20")
+    try:
+        result = run_json(cmd, env, timeout=900)
+    except (RuntimeError, subprocess.SubprocessError) as exc:
+        return {"skipped": f"the original package did not complete the bench: {str(exc)[-1500:]}"}
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# machine
+# ----------------------------------------------------------------------------------------------------------------
+def _command_output(cmd: list[str]) -> str | None:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def machine_info(command: str) -> dict[str, Any]:
+    import psutil
+
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    native_version = None
+    try:
+        native_version = importlib.import_module("aiorequestful._native").__version__
+    except ImportError:
+        pass
+    commit = _command_output(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    dirty = _command_output(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"])
+    return {
+        "cpu": cpu,
+        "logical_cores": os.cpu_count(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "aiohttp": _version("aiohttp"),
+        "orjson": _version("orjson"),
+        "aiosqlite": _version("aiosqlite"),
+        "pytest_benchmark": _version("pytest-benchmark"),
+        "rustc": _command_output(["rustc", "--version"]),
+        "native_module": native_version,
+        "git_commit": (commit or "unknown") + ("-dirty" if dirty else ""),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": command,
+        "load_average_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def kernel_call_sites() -> dict[str, list[str]]:
+    """Where the public code calls each kernel (``kernels.<name>``), so the report can say what a kernel buys."""
+    sites: dict[str, list[str]] = defaultdict(list)
+    package = ROOT / "python" / "aiorequestful"
+    pattern = re.compile(r"\bkernels\.(timer_plan|DispatchTable|cache_key|json_loads|bucket_take)\b")
+    for path in sorted(package.rglob("*.py")):
+        if path.name in ("_native_py.py", "_backend.py"):
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if line.lstrip().startswith("#"):
+                continue
+            for match in pattern.finditer(line):
+                sites[match.group(1)].append(f"{path.relative_to(package.parent).as_posix()}:{number}")
+    return dict(sites)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# summarising
+# ----------------------------------------------------------------------------------------------------------------
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def summarise_kernels(benches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for b in benches:
+        if b["kernel"] != "json_loads":
+            by[(b["kernel"], b["case"])][b["backend"]].append(b["median_ns"])
+    rows = []
+    for (kernel, case), per in by.items():
+        rust, py = statistics.fmean(per["rust"]) if per.get("rust") else None, statistics.fmean(per["py"])
+        speedup = _ratio(py, rust)
+        rows.append(
+            {
+                "kernel": kernel,
+                "case": case,
+                "rust_ns": rust,
+                "py_ns": py,
+                "speedup": speedup,
+                "met": None if speedup is None else speedup > TARGET_KERNEL,
+            }
+        )
+    return rows
+
+
+def summarise_json(benches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    correct: dict[tuple[str, str], bool] = {}
+    size_bytes: dict[str, int] = {}
+    for b in benches:
+        if b["kernel"] == "json_loads":
+            by[b["case"]][b["backend"]].append(b["median_ns"])
+            correct[(b["case"], b["backend"])] = correct.get((b["case"], b["backend"]), True) and b["correct"]
+            size_bytes[b["case"]] = b["bytes"]
+    rows = []
+    for size in ("1KB", "50KB", "2MB"):
+        if size not in by:
+            continue
+        t = {name: statistics.fmean(values) for name, values in by[size].items()}
+        vs_orjson = _ratio(t.get("orjson"), t.get("rust"))
+        vs_stdlib = _ratio(t.get("stdlib"), t.get("rust"))
+        targeted = size in JSON_TARGET_SIZES
+        rows.append(
+            {
+                "size": size,
+                "bytes": size_bytes[size],
+                "rust_us": _us(t.get("rust")),
+                "py_us": _us(t.get("py")),
+                "orjson_us": _us(t.get("orjson")),
+                "stdlib_us": _us(t.get("stdlib")),
+                "rust_vs_orjson": vs_orjson,
+                "rust_vs_stdlib": vs_stdlib,
+                "rust_vs_py": _ratio(t.get("py"), t.get("rust")),
+                "correct": {name: correct[(size, name)] for name in t},
+                "met_orjson": (vs_orjson >= TARGET_JSON_ORJSON) if targeted and vs_orjson is not None else None,
+                "met_stdlib": (vs_stdlib >= TARGET_JSON_STDLIB) if targeted and vs_stdlib is not None else None,
+            }
+        )
+    return rows
+
+
+def _us(ns: float | None) -> float | None:
+    return None if ns is None else ns / 1000
+
+
+def summarise_e2e(samples: list[dict[str, Any]], label: str = "") -> list[dict[str, Any]]:
+    """Per backend and concurrency: median throughput of each mode and the median of the per-round ratios."""
+    grouped: dict[tuple[str, int], dict[int, dict[str, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
+    for s in samples:
+        grouped[(s.get("backend", label), s["concurrency"])][s["round"]][s["mode"]] = s
+    rows = []
+    for (backend, concurrency), by_round in sorted(grouped.items()):
+        raw = [r["raw"]["rps"] for r in by_round.values() if "raw" in r]
+        handler = [r["handler"]["rps"] for r in by_round.values() if "handler" in r]
+        ratios = [r["handler"]["rps"] / r["raw"]["rps"] for r in by_round.values() if "raw" in r and "handler" in r]
+        cpu_raw = [r["raw"]["cpu_us"] for r in by_round.values() if "raw" in r]
+        cpu_handler = [r["handler"]["cpu_us"] for r in by_round.values() if "handler" in r]
+        ratio = _median(ratios)
+        rows.append(
+            {
+                "backend": backend,
+                "concurrency": concurrency,
+                "rounds": len(by_round),
+                "raw_rps": _median(raw),
+                "handler_rps": _median(handler),
+                "handler_rps_range": [min(handler), max(handler)] if handler else None,
+                "ratio": ratio,
+                "ratio_range": [min(ratios), max(ratios)] if ratios else None,
+                "raw_cpu_us": _median(cpu_raw),
+                "handler_cpu_us": _median(cpu_handler),
+                "cpu_ratio": _ratio(_median(cpu_raw), _median(cpu_handler)),
+                "met": None if concurrency != 32 or ratio is None else ratio >= TARGET_E2E,
+            }
+        )
+    return rows
+
+
+def summarise_cache(results: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for backend, result in results.items():
+        by: dict[tuple[int, int], dict[str, dict[str, Any]]] = defaultdict(dict)
+        fill = None
+        for s in result["samples"]:
+            if s["mode"] == "cache_fill":
+                fill = s
+                continue
+            by[(s["concurrency"], s["round"])][s["mode"]] = s
+        for concurrency in sorted({c for c, _ in by}):
+            rounds = [v for (c, _), v in by.items() if c == concurrency]
+            hit = _median([r["cache_hit"]["rps"] for r in rounds])
+            net = _median([r["network"]["rps"] for r in rounds])
+            dct = _median([r["dict_orjson"]["rps"] for r in rounds])
+            ratio = _median([r["cache_hit"]["rps"] / r["network"]["rps"] for r in rounds])
+            rows.append(
+                {
+                    "backend": backend,
+                    "concurrency": concurrency,
+                    "cache_hit_rps": hit,
+                    "network_rps": net,
+                    "dict_orjson_rps": dct,
+                    "hit_vs_network": ratio,
+                    "hit_vs_dict": _ratio(hit, dct),
+                    "hit_cpu_us": _median([r["cache_hit"]["cpu_us"] for r in rounds]),
+                    "cache_fill_rps": fill["rps"] if fill else None,
+                    "writes_per_s": result["writes"]["rps"],
+                    "write_tasks": result["writes"]["tasks"],
+                    "writes": result["writes"]["n"],
+                    "leaked_to_network": result["checks"]["leaked_to_network"],
+                    "met": None if ratio is None else ratio >= TARGET_CACHE,
+                }
+            )
+    return rows
+
+
+def summarise_memory(results: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for backend, result in results.items():
+        f = result["flatness"]
+        rows.append(
+            {
+                "backend": backend,
+                "requests": result["n"],
+                "rps": result["rps"],
+                "cache_hits": result["cache_hits"],
+                "cache_misses": result["cache_misses"],
+                "start_mb": result["samples"][0]["rss"] / 2**20,
+                "warm_mb": f["warm_rss"] / 2**20,
+                "final_mb": f["final_rss"] / 2**20,
+                "peak_mb": f["peak_rss_after_warmup"] / 2**20,
+                "growth_mb": f["growth_bytes"] / 2**20,
+                "growth_pct": f["growth_pct"],
+                "slope_kb_per_10k": f["slope_bytes_per_10k"] / 1024,
+                "met": f["flat"],
+            }
+        )
+    return rows
+
+
+def _geomean(values: list[float]) -> float:
+    return math.exp(statistics.fmean(math.log(v) for v in values))
+
+
+def headline(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of the README table: one measured value each, its target, and whether it was met."""
+    rows: list[dict[str, Any]] = []
+
+    def add(label: str, value: float | None, unit: str, target: str, met: bool | None, chart: bool = True) -> None:
+        rows.append({"label": label, "value": value, "unit": unit, "target": target, "met": met, "chart": chart})
+
+    by_kernel: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in summary["kernels"]:
+        if row["speedup"] is not None:
+            by_kernel[row["kernel"]].append(row)
+    for kernel, krows in by_kernel.items():
+        speedups = [r["speedup"] for r in krows]
+        add(
+            f"`{kernel}` native vs twin (geomean of {len(krows)} inputs; slowest {min(speedups):.2f}x)",
+            _geomean(speedups),
+            "x",
+            "> 1.0x on every input",
+            all(r["met"] for r in krows),
+        )
+    for row in summary["json"]:
+        if row["rust_vs_orjson"] is None:
+            continue
+        targeted = row["size"] in JSON_TARGET_SIZES
+        add(
+            f"JSON decode {row['size']}: native vs orjson",
+            row["rust_vs_orjson"],
+            "x",
+            f"≥ {TARGET_JSON_ORJSON:.1f}x" if targeted else "-",
+            row["met_orjson"],
+        )
+        add(
+            f"JSON decode {row['size']}: native vs stdlib json",
+            row["rust_vs_stdlib"],
+            "x",
+            f"≥ {TARGET_JSON_STDLIB:.1f}x" if targeted else "-",
+            row["met_stdlib"],
+        )
+    for row in summary["e2e"]:
+        add(
+            f"End-to-end c={row['concurrency']}, {row['backend']}: RequestHandler vs raw aiohttp+orjson",
+            row["ratio"],
+            "x",
+            f"≥ {TARGET_E2E}x" if row["concurrency"] == 32 else "-",
+            row["met"],
+        )
+    e2e = {(r["backend"], r["concurrency"]): r for r in summary["e2e"]}
+    for concurrency in sorted({c for _, c in e2e}):
+        native, pure = e2e.get(("native", concurrency)), e2e.get(("pure", concurrency))
+        if native and pure:
+            add(
+                f"End-to-end c={concurrency}: RequestHandler native vs pure",
+                _ratio(native["handler_rps"], pure["handler_rps"]),
+                "x",
+                "-",
+                None,
+            )
+    for row in summary["cache"]:
+        add(
+            f"Cache hits c={row['concurrency']}, {row['backend']}: vs loopback network (RequestHandler)",
+            row["hit_vs_network"],
+            "x",
+            f"≥ {TARGET_CACHE:.0f}x",
+            row["met"],
+        )
+        add(
+            f"Cache hits c={row['concurrency']}, {row['backend']}: vs dict + orjson",
+            row["hit_vs_dict"],
+            "x",
+            "-",
+            None,
+        )
+    seen_writes: set[str] = set()
+    for row in summary["cache"]:
+        if row["backend"] not in seen_writes:
+            seen_writes.add(row["backend"])
+            add(
+                f"Cache writes, {row['write_tasks']} concurrent tasks, {row['backend']}",
+                row["writes_per_s"],
+                "writes/s",
+                "-",
+                None,
+                chart=False,
+            )
+    for row in summary["memory"]:
+        add(
+            f"RSS growth after warm-up over a {row['requests']:,}-request crawl, cache on, {row['backend']}",
+            row["growth_mb"],
+            "MB",
+            "flat",
+            row["met"],
+            chart=False,
+        )
+    if summary.get("original") and summary["original"].get("rows"):
+        for row in summary["original"]["rows"]:
+            add(
+                f"Original aiorequestful 1.0.20, c={row['concurrency']}: RequestHandler vs raw aiohttp+orjson",
+                row["ratio"],
+                "x",
+                "-",
+                None,
+            )
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# writing
+# ----------------------------------------------------------------------------------------------------------------
+def _fmt(value: float | None, unit: str = "x") -> str:
+    if value is None:
+        return "n/a"
+    if unit == "x":
+        return f"{value:.2f}x"
+    if unit == "writes/s":
+        return f"{value:,.0f} writes/s"
+    if unit == "MB":
+        return f"{value:+.1f} MB"
+    return f"{value:,.2f} {unit}"
+
+
+def _verdict(met: bool | None) -> str:
+    return {True: "met", False: "**missed**", None: ""}[met]
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def machine_line(machine: dict[str, Any]) -> str:
+    return (
+        f"{machine['cpu']}, {machine['logical_cores']} cores, {machine['memory_gb']} GB RAM; {machine['os']}; "
+        f"CPython {machine['python']}, aiohttp {machine['aiohttp']}, orjson {machine['orjson']}, "
+        f"{machine['rustc'] or 'rustc n/a'}; commit {machine['git_commit']}; {machine['date']}"
+    )
+
+
+def headline_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| Measure | Result | Target | Verdict |", "|---|---:|---|---|"]
+    for row in rows:
+        lines.append(
+            f"| {row['label']} | {_fmt(row['value'], row['unit'])} | {row['target']} | {_verdict(row['met'])} |"
+        )
+    return "\n".join(lines)
+
+
+def recommendations(summary: dict[str, Any]) -> list[str]:
+    """Plain statements for every missed target (issue 7: say so, and what to do about it)."""
+    out: list[str] = []
+    for row in summary["kernels"]:
+        if row["met"] is False:
+            out.append(
+                f"`{row['kernel']}` ({row['case']}) is slower natively ({row['rust_ns']:.0f} ns) than its twin "
+                f"({row['py_ns']:.0f} ns): the FFI call does not repay itself. Keep this path in Python or make the "
+                "call coarser (style.md S3)."
+            )
+    for row in summary["json"]:
+        if row["met_orjson"] is False:
+            out.append(
+                f"JSON {row['size']}: native decode runs at {row['rust_vs_orjson']:.2f}x orjson "
+                f"({row['rust_us']:,.1f} µs vs {row['orjson_us']:,.1f} µs); the ≥ 1.0x target is missed."
+            )
+        if row["met_stdlib"] is False:
+            out.append(
+                f"JSON {row['size']}: native decode runs at {row['rust_vs_stdlib']:.2f}x stdlib json; "
+                "the ≥ 2x target is missed."
+            )
+    for row in summary["e2e"]:
+        if row["met"] is False:
+            out.append(
+                f"End-to-end ({row['backend']}, c={row['concurrency']}): RequestHandler reaches {row['ratio']:.2f}x "
+                f"the raw aiohttp + orjson ceiling (per-round range {row['ratio_range'][0]:.2f}-"
+                f"{row['ratio_range'][1]:.2f}x; client CPU {row['handler_cpu_us']:.0f} µs vs {row['raw_cpu_us']:.0f} "
+                "µs per request). The gap is the handler's Python orchestration per request, not a kernel."
+            )
+    for row in summary["cache"]:
+        if row["met"] is False:
+            out.append(
+                f"Cache hits ({row['backend']}, c={row['concurrency']}): {row['cache_hit_rps']:,.0f} req/s is "
+                f"{row['hit_vs_network']:.1f}x the loopback network ({row['network_rps']:,.0f} req/s), short of 10x. "
+                f"A dict + orjson lookup does {row['dict_orjson_rps']:,.0f}/s, so the time goes to the per-hit "
+                "path (SQLite round trip on aiosqlite's thread, building the CachedResponse, decoding), not to JSON."
+            )
+    for row in summary["memory"]:
+        if row["met"] is False:
+            out.append(
+                f"Memory ({row['backend']}): RSS grew {row['growth_mb']:.1f} MB ({row['growth_pct']:.1f}%) after "
+                f"warm-up over {row['requests']:,} requests (slope {row['slope_kb_per_10k']:.0f} KB per 10,000): "
+                "not flat; look for a per-request leak."
+            )
+    rust_vs_pure = [r for r in summary["headline"] if "native vs pure" in r["label"] and r["value"] is not None]
+    for row in rust_vs_pure:
+        if abs(row["value"] - 1.0) < 0.05:
+            out.append(
+                f"{row['label']}: {row['value']:.2f}x, within noise. End to end, the kernels do not change "
+                "throughput: network, aiohttp and the handler's Python dominate (style.md S8)."
+            )
+    return out
+
+
+def write_report(latest: dict[str, Any], out_dir: Path) -> None:
+    s = latest["summary"]
+    m = latest["machine"]
+    lines = [
+        "# aiorequestful benchmark report",
+        "",
+        f"**Machine:** {machine_line(m)}",
+        "",
+        f"**Command:** `{m['command']}` (mode: {latest['mode']})",
+        "",
+        f"Load average at start {m['load_average_start']}, at end {m.get('load_average_end')}. The machine is a "
+        "shared, noisy 2-core VM: every ratio compares numbers taken in the same run (kernels: the same pytest "
+        "session; end to end: client processes for the two backends interleaved round by round, each measuring "
+        "both of its modes in alternating order; the ratio is the median of the per-round ratios).",
+        "",
+        "## Headline",
+        "",
+        headline_table(s["headline"]),
+        "",
+        "![ratios](ratios.png)",
+        "",
+    ]
+    recs = recommendations(s)
+    lines += ["## Missed targets and what to do", ""]
+    lines += [f"* {r}" for r in recs] if recs else ["Every target was met in this run."]
+    lines += ["", "## 1. Kernels: native vs pure twin (median ns per call)", ""]
+    lines += ["| Kernel | Input | Native (ns) | Twin (ns) | Native speedup | Verdict |", "|---|---|---:|---:|---:|---|"]
+    for row in s["kernels"]:
+        lines.append(
+            f"| `{row['kernel']}` | {row['case']} | {_num(row['rust_ns'])} | {_num(row['py_ns'])} | "
+            f"{_fmt(row['speedup'])} | {_verdict(row['met'])} |"
+        )
+    sites = latest.get("kernel_call_sites", {})
+    lines += ["", "Where the public code calls each kernel (what a kernel's speed can buy end to end):", ""]
+    for kernel in ("timer_plan", "DispatchTable", "cache_key", "json_loads", "bucket_take"):
+        where = sites.get(kernel)
+        lines.append(
+            f"* `{kernel}`: " + (", ".join(f"`{w}`" for w in where) if where else "**not called by the public code**")
+        )
+    lines += ["", "## 2. JSON decoding (median µs per document, UTF-8 bytes in)", ""]
+    lines += [
+        "| Document | Bytes | Native | Twin (= stdlib) | orjson | stdlib json | Native vs orjson | Native vs stdlib "
+        "| All equal to json.loads |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in s["json"]:
+        lines.append(
+            f"| {row['size']} | {row['bytes']:,} | {_num(row['rust_us'], 1)} | {_num(row['py_us'], 1)} | "
+            f"{_num(row['orjson_us'], 1)} | {_num(row['stdlib_us'], 1)} | {_fmt(row['rust_vs_orjson'])} | "
+            f"{_fmt(row['rust_vs_stdlib'])} | {'yes' if all(row['correct'].values()) else row['correct']} |"
+        )
+    cfg = latest["config"]
+    lines += [
+        "",
+        f"## 3. End to end ({cfg['e2e_n']:,} GETs per sample, {cfg['e2e_rounds']} rounds, ~1 KB JSON bodies, "
+        "loopback server in its own process)",
+        "",
+        "`RequestHandler.create(payload_handler=JSONPayloadHandler(), retry_timer=GeometricCountTimer(0.2, 3))` then "
+        "`await handler.get(url)`, against `aiohttp.ClientSession.get` + `orjson.loads(await resp.read())`.",
+        "",
+        "| Backend | Concurrency | Raw aiohttp+orjson (req/s) | RequestHandler (req/s) | Ratio (range) "
+        "| Client CPU µs/req raw / handler | Verdict |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in s["e2e"]:
+        rng = row["ratio_range"]
+        lines.append(
+            f"| {row['backend']} | {row['concurrency']} | {_num(row['raw_rps'])} | {_num(row['handler_rps'])} | "
+            f"{_fmt(row['ratio'])} ({rng[0]:.2f}-{rng[1]:.2f}) | {_num(row['raw_cpu_us'])} / "
+            f"{_num(row['handler_cpu_us'])} | {_verdict(row['met'])} |"
+        )
+    original = s.get("original") or {}
+    if original.get("rows"):
+        for row in original["rows"]:
+            rng = row["ratio_range"]
+            lines.append(
+                f"| original 1.0.20 (CPython 3.12) | {row['concurrency']} | {_num(row['raw_rps'])} | "
+                f"{_num(row['handler_rps'])} | {_fmt(row['ratio'])} ({rng[0]:.2f}-{rng[1]:.2f}) | "
+                f"{_num(row['raw_cpu_us'])} / {_num(row['handler_cpu_us'])} | |"
+            )
+    elif original.get("skipped"):
+        lines += ["", f"Original aiorequestful 1.0.20 comparison skipped: {original['skipped']}"]
+    else:
+        lines += ["", "Original aiorequestful 1.0.20 comparison not run (opt in with `--original`)."]
+    lines += [
+        "",
+        f"## 4. Cache ({cfg['cache_items']:,} cached ids, {cfg['cache_n']:,} requests per sample, "
+        f"{cfg['cache_rounds']} rounds; writes: {cfg['writes']:,} saves from 1,000 concurrent tasks)",
+        "",
+        "| Backend | Concurrency | Cache hits (req/s) | Loopback network (req/s) | dict + orjson (lookups/s) "
+        "| Hits vs network | Hits vs dict | Cold crawl, cache on (req/s) | Writes/s | Verdict |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in s["cache"]:
+        lines.append(
+            f"| {row['backend']} | {row['concurrency']} | {_num(row['cache_hit_rps'])} | {_num(row['network_rps'])} | "
+            f"{_num(row['dict_orjson_rps'])} | {_fmt(row['hit_vs_network'])} | {_fmt(row['hit_vs_dict'])} | "
+            f"{_num(row['cache_fill_rps'])} | {_num(row['writes_per_s'])} | {_verdict(row['met'])} |"
+        )
+    lines += [
+        "",
+        "Every cache-hit request was checked to be a hit (handler stats) and the server's request counter proves "
+        "none of them reached the network.",
+        "",
+        "## 5. Memory (RSS of the client process, crawl at concurrency 32 with the SQLite cache on; first half "
+        "misses + writes, second half hits)",
+        "",
+        "| Backend | Requests | req/s | RSS start | RSS after warm-up (20%) | RSS final | Peak after warm-up | Growth "
+        "| Slope per 10k req | Verdict |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in s["memory"]:
+        lines.append(
+            f"| {row['backend']} | {row['requests']:,} | {_num(row['rps'])} | {row['start_mb']:.1f} MB | "
+            f"{row['warm_mb']:.1f} MB | {row['final_mb']:.1f} MB | {row['peak_mb']:.1f} MB | "
+            f"{row['growth_mb']:+.1f} MB ({row['growth_pct']:+.1f}%) | {row['slope_kb_per_10k']:+.0f} KB | "
+            f"{'flat' if row['met'] else '**not flat**'} |"
+        )
+    lines += [
+        "",
+        "## How to reproduce",
+        "",
+        "`make bench` (builds the extension, then `AIOREQUESTFUL_REQUIRE_EXTENSIONS=1 .venv/bin/python -m "
+        "benches.run`); `--quick` for a shorter run, `--original` to add PyPI aiorequestful 1.0.20 (Python 3.12). "
+        "Raw numbers for every sample are in `latest.json`.",
+        "",
+    ]
+    (out_dir / "REPORT.md").write_text("\n".join(lines))
+
+
+def write_chart(latest: dict[str, Any], out_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in latest["summary"]["headline"] if r["chart"] and r["value"]]
+    labels = [re.sub(r"`", "", r["label"]) for r in rows]
+    values = [r["value"] for r in rows]
+    colours = ["#2e7d32" if r["met"] else "#c62828" if r["met"] is False else "#78909c" for r in rows]
+    fig, ax = plt.subplots(figsize=(11, 0.42 * len(rows) + 1.6))
+    y = list(range(len(rows)))[::-1]
+    ax.barh(y, values, color=colours)
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    for yi, row in zip(y, rows, strict=True):
+        target = re.search(r"([\d.]+)x", row["target"])
+        if target:
+            ax.plot([float(target.group(1))] * 2, [yi - 0.4, yi + 0.4], color="black", linewidth=2)
+        ax.text(row["value"] * 1.04, yi, f"{row['value']:.2f}x", va="center", fontsize=8)
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=8)
+    from matplotlib.patches import Patch
+
+    legend = [("#2e7d32", "target met"), ("#c62828", "target missed"), ("#78909c", "no target")]
+    ax.legend(handles=[Patch(color=c, label=t) for c, t in legend], loc="lower right", fontsize=8)
+    ax.set_xlabel("ratio (log scale; > 1 means the first-named is faster); black tick = target")
+    m = latest["machine"]
+    ax.set_title(f"aiorequestful benchmark ratios - {m['cpu']}, {m['logical_cores']} cores, {m['date']}", fontsize=9)
+    ax.set_xlim(min(min(values) * 0.7, 0.5), max(values) * 2.2)
+    fig.tight_layout()
+    fig.savefig(out_dir / "ratios.png", dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# main
+# ----------------------------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description="Run every aiorequestful benchmark and write the report.")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="shorter run (a couple of minutes)")
+    size.add_argument("--smoke", action="store_true", help="tiny sizes (the CI smoke test)")
+    parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--original", action="store_true", help="also bench PyPI aiorequestful 1.0.20 (Python 3.12)")
+    parser.add_argument("--skip", default="", help="comma list of parts to skip: pytest,e2e,cache,memory")
+    args = parser.parse_args(argv)
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    sizes = SIZES[mode]
+    skip = {part.strip() for part in args.skip.split(",") if part.strip()}
+    invoked = (
+        "make bench"
+        if argv is None and os.environ.get("MAKELEVEL")
+        else " ".join(["python -m benches.run", *map(shlex.quote, argv if argv is not None else sys.argv[1:])])
+    )
+    started = time.perf_counter()
+
+    native = native_available()
+    backends = list(BACKENDS) if native else ["pure"]
+    if not native:
+        log("aiorequestful._native is not built: measuring the pure backend only (make bench builds it)")
+    machine = machine_info(invoked)
+    out_dir: Path = args.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    from benches.server import running_server
+
+    with tempfile.TemporaryDirectory(prefix="aiorequestful-bench-") as tmp:
+        workdir = Path(tmp)
+        benches = [] if "pytest" in skip else run_pytest_benchmarks(sizes, native, workdir)
+        with running_server() as base:
+            e2e = [] if "e2e" in skip else run_e2e(base, sizes, backends)
+            cache = {} if "cache" in skip else run_cache(base, sizes, backends)
+            memory = {} if "memory" in skip else run_memory(base, sizes, backends)
+            original = run_original(base, sizes, workdir) if args.original and mode != "smoke" else None
+
+    machine["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    summary: dict[str, Any] = {
+        "kernels": summarise_kernels(benches),
+        "json": summarise_json(benches),
+        "e2e": summarise_e2e(e2e),
+        "cache": summarise_cache(cache),
+        "memory": summarise_memory(memory),
+    }
+    if original is not None:
+        summary["original"] = (
+            {"rows": summarise_e2e(original["samples"], label="original"), "backend": original["backend"]}
+            if "samples" in original
+            else original
+        )
+    summary["headline"] = headline(summary)
+    latest = {
+        "mode": mode,
+        "machine": machine,
+        "config": {k: v for k, v in asdict(sizes).items() if k != "notes"},
+        "seconds": time.perf_counter() - started,
+        "kernel_call_sites": kernel_call_sites(),
+        "summary": summary,
+        "headline": summary["headline"],
+        "raw": {"pytest_benchmark": benches, "e2e": e2e, "cache": cache, "memory": memory, "original": original},
+    }
+    (out_dir / "latest.json").write_text(json.dumps(latest, indent=1, ensure_ascii=False) + "\n")
+    write_report(latest, out_dir)
+    write_chart(latest, out_dir)
+    log(f"done in {latest['seconds']:.0f} s: {out_dir / 'REPORT.md'}")
+    return latest
+
+
+if __name__ == "__main__":
+    main()
