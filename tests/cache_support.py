@@ -6,6 +6,7 @@ Also imported by the subprocess scripts (``cache_writer_proc.py``), so it must n
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections import Counter
@@ -87,6 +88,11 @@ def pick_items(cache: Any, url: Any) -> Any:
     return cache.get("items") if "/items/" in URL(url).path else None
 
 
+def user_of(authorization: str) -> str:
+    """The user a test server reports for an ``Authorization`` value."""
+    return "user-" + hashlib.sha256(authorization.encode()).hexdigest()[:12]
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # test server
 # ----------------------------------------------------------------------------------------------------------------
@@ -98,7 +104,7 @@ async def _item(request: web.Request) -> web.Response:
     body = {"id": item, "title": f"Item {item}", "hit": request.app[HITS][item]}
     auth = request.headers.get("Authorization")
     if auth is not None:
-        body["user"] = auth  # a response that differs per user
+        body["user"] = user_of(auth)  # a response that differs per user (without echoing the credential)
     return web.json_response(
         body,
         status=status,

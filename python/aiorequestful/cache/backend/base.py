@@ -281,6 +281,13 @@ class ResponseRepository(AsyncIterable[tuple[K, V]], Generic[K, V], metaclass=AB
             )
             return
         value = await self.deserialize(response)
+        if value is None:
+            # Nothing the payload handler can read back (e.g. HTML for a JSON repository, an empty body): an
+            # entry would only ever be a miss.
+            self.logger.warning(
+                "Not caching a response for %r: the payload handler cannot read its body", self.settings.name
+            )
+            return
         await self._store(
             key,
             await self.serialize(value),
