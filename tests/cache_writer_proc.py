@@ -20,9 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cache_support import json_settings  # noqa: E402 - needs the path set above
-
-from aiorequestful.cache.backend.sqlite import SQLiteCache  # noqa: E402
+from aiorequestful.cache.backend.sqlite import SQLiteCache
+from cache_support import json_settings
 
 
 async def burst(db: str, writer: str, rows: int, concurrency: int) -> int:

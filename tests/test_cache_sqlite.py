@@ -134,7 +134,8 @@ async def test_table_from_the_original_schema_is_upgraded_in_place(tmp_path: Pat
     raw_execute(
         path,
         'CREATE TABLE "items" ("method" VARCHAR(7) NOT NULL, "id" VARCHAR(255) NOT NULL, "name" TEXT, '
-        '"cached_at" TIMESTAMP NOT NULL, "expires_at" TIMESTAMP NOT NULL, "payload" TEXT, PRIMARY KEY ("method", "id"))',
+        '"cached_at" TIMESTAMP NOT NULL, "expires_at" TIMESTAMP NOT NULL, "payload" TEXT, '
+        'PRIMARY KEY ("method", "id"))',
     )
     raw_execute(
         path,
