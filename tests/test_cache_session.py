@@ -454,3 +454,23 @@ async def test_cache_attribute_set_in_debug_mode_without_warnings(cache: SQLiteC
         assert session.cache is cache and session.logger.name == "aiorequestful.cache.session"
     finally:
         await session.close()
+
+
+async def test_session_used_without_async_with_opens_and_closes_the_cache(
+    server: tuple[URL, Any], cache: SQLiteCache
+) -> None:
+    base, app = server
+    session = CachedSession(cache=cache)
+    try:
+        first = await asyncio.gather(*(session.get(base / "items" / "lazy") for _ in range(10)))
+        for response in first:
+            await response.read()
+            response.release()
+        assert not cache.closed  # opened once, on first use, however many tasks asked at once
+        response = await session.get(base / "items" / "lazy")
+        assert isinstance(response, CachedResponse)
+        assert await cache["items"].count() == 1
+    finally:
+        await session.close()
+    assert cache.closed  # closed with the session that opened it
+    assert 1 <= app[HITS]["lazy"] <= 10  # tasks that found the cache open after the first save got a hit

@@ -72,7 +72,7 @@ class CachedSession(_QuietSubclass, ClientSession):
     """
 
     # aiohttp (in debug mode) warns when attributes it does not know are set on a session.
-    ATTRS = ClientSession.ATTRS | frozenset({"cache", "logger", "_cache_base_url"})
+    ATTRS = ClientSession.ATTRS | frozenset({"cache", "logger", "_cache_base_url", "_cache_opened_here"})
 
     def __init__(self, cache: ResponseCache, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -80,6 +80,7 @@ class CachedSession(_QuietSubclass, ClientSession):
         self.logger: logging.Logger = logger
         base_url = kwargs.get("base_url")
         self._cache_base_url: URL | None = None if base_url is None else URL(base_url)
+        self._cache_opened_here = False
 
     async def __aenter__(self) -> CachedSession:
         try:
@@ -99,7 +100,24 @@ class CachedSession(_QuietSubclass, ClientSession):
         try:
             await super().__aexit__(exc_type, exc_val, exc_tb)
         finally:
+            self._cache_opened_here = False
             await self.cache.__aexit__(exc_type, exc_val, exc_tb)
+
+    async def close(self) -> None:
+        """Close the session, and the cache too when the session opened it on first use."""
+        try:
+            await super().close()
+        finally:
+            if self._cache_opened_here:
+                self._cache_opened_here = False
+                await self.cache.close()
+
+    async def _ensure_cache_open(self) -> None:
+        # aiohttp sessions work without ``async with``; so does this one: a closed cache is opened on first use
+        # (and closed with the session).
+        if getattr(self.cache, "closed", False):
+            await self.cache
+            self._cache_opened_here = True
 
     # ------------------------------------------------------------------------------------------------------------
     # requests
@@ -259,6 +277,7 @@ class _CachedRequest(Coroutine[Any, Any, ClientResponse]):
             info = session._request_info(method, resolved, kwargs)
             repository = session.cache.get_repository_from_requests(info)
             if repository is not None:
+                await session._ensure_cache_open()
                 response = await session._lookup(repository, info)
             if session.logger.isEnabledFor(logging.DEBUG):
                 hit = "CACHE HIT" if response is not None else "HTTP REQUEST"

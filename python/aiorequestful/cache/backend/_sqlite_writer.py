@@ -218,7 +218,12 @@ class SQLiteWriter:
     async def _transaction(self, connection: Any, batch: list[_Op]) -> list[Any]:
         if all(op.sql is None and op.call is None for op in batch):
             return [None] * len(batch)  # barriers only: everything before them is already committed
-        await connection.execute("BEGIN IMMEDIATE")
+        try:
+            await connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            # A connection opened with autocommit=False (Python >= 3.12) always has a transaction open: use it.
+            if "within a transaction" not in str(exc):
+                raise
         try:
             results: list[Any] = []
             index, size = 0, len(batch)

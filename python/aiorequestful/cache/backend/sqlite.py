@@ -18,6 +18,7 @@ Corrections to the original (api.md §13), each cited where it is made:
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import sqlite3
 import tempfile
@@ -535,7 +536,7 @@ class SQLiteCache(ResponseCache[SQLiteTable]):
     :param expire: how long a saved response stays live.
     """
 
-    __slots__ = ("_connector", "connection")
+    __slots__ = ("_connector", "_lock", "connection")
 
     _required_module_names = ("aiosqlite",)
 
@@ -558,6 +559,7 @@ class SQLiteCache(ResponseCache[SQLiteTable]):
         super().__init__(cache_name=cache_name, repository_getter=repository_getter, expire=expire)
         self.connection: Any = None
         self._connector = connector
+        self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
 
     @property
     def closed(self) -> bool:
@@ -630,22 +632,30 @@ class SQLiteCache(ResponseCache[SQLiteTable]):
         return self._open().__await__()
 
     async def _open(self) -> SQLiteCache:
-        opened = False
-        if self.closed:
-            connection = await _start(self._connector())
-            mark_open(connection)
-            self.connection = connection
-            opened = True
-        try:
-            await writer_for(self.connection).flush()  # WAL, busy timeout
-            for table in self._repositories.values():
-                table.connection = self.connection
-                await table.create()
-        except BaseException:
-            if opened:  # an __aenter__ that fails gets no __aexit__: do not leak the connection
-                await self.close()
-            raise
+        # Tasks entering the cache at once must share one connection.
+        async with self._opening():
+            opened = False
+            if self.closed:
+                connection = await _start(self._connector())
+                mark_open(connection)
+                self.connection = connection
+                opened = True
+            try:
+                await writer_for(self.connection).flush()  # WAL, busy timeout
+                for table in self._repositories.values():
+                    table.connection = self.connection
+                    await table.create()
+            except BaseException:
+                if opened:  # an __aenter__ that fails gets no __aexit__: do not leak the connection
+                    await self.close()
+                raise
         return self
+
+    def _opening(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock[0] is not loop:  # a lock belongs to one event loop
+            self._lock = (loop, asyncio.Lock())
+        return self._lock[1]
 
     async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
         await self.close()
