@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import pickle
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from http import HTTPStatus
 from types import ModuleType
 from typing import Any
@@ -52,7 +52,7 @@ def test_empty_table(kernels: ModuleType) -> None:
 
 
 def test_any_iterables(kernels: ModuleType) -> None:
-    def codes() -> Iterator[range]:
+    def codes() -> Iterator[Iterable[int]]:
         yield range(500, 505)
         yield iter([200, 201])
 
