@@ -82,8 +82,12 @@ async def crawl(base: str, n: int, concurrency: int, workdir: Path) -> dict[str,
         stats = handler.stats
     if ok != n:
         raise AssertionError(f"only {ok} of {n} requests returned a JSON object")
-    if stats.cache_misses != distinct or stats.cache_hits != n - distinct:
-        raise AssertionError(f"expected {distinct} misses and {n - distinct} hits, got {stats}")
+    # Every distinct id misses once; a repeat can also miss when it starts while its first request's save is still
+    # queued for the group commit, so only the totals and the lower bound are exact.
+    if stats.cache_hits + stats.cache_misses != n or stats.cache_misses < distinct or stats.failures:
+        raise AssertionError(f"expected {n} cache lookups, at least {distinct} misses and no failures, got {stats}")
+    if n > distinct + 4 * concurrency and stats.cache_hits < (n - distinct) // 2:
+        raise AssertionError(f"the second half of the crawl should be served from the cache, got {stats}")
     return {
         "backend": backend_info(),
         "n": n,

