@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import subprocess
+import sys
 import warnings
 from http.client import InvalidURL
 from pathlib import Path
@@ -474,3 +476,25 @@ async def test_session_used_without_async_with_opens_and_closes_the_cache(
         await session.close()
     assert cache.closed  # closed with the session that opened it
     assert 1 <= app[HITS]["lazy"] <= 10  # tasks that found the cache open after the first save got a hit
+
+
+def test_no_warnings_in_aiohttp_debug_mode() -> None:
+    """In dev mode aiohttp warns about unknown session attributes; CachedSession declares its own (ATTRS)."""
+    code = (
+        "import asyncio\n"
+        "from aiohttp import client\n"
+        "from aiorequestful.cache.backend.sqlite import SQLiteCache\n"
+        "from aiorequestful.cache.session import CachedSession\n"
+        "assert client.DEBUG\n"
+        "async def main():\n"
+        "    cache = SQLiteCache.connect_with_in_memory_db()\n"
+        "    async with CachedSession(cache=cache) as session:\n"
+        "        session.cache = cache\n"
+        "    assert session.closed and cache.closed\n"
+        "asyncio.run(main())\n"
+        "print('clean')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "error", "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, "clean"), result.stderr
