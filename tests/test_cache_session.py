@@ -498,3 +498,16 @@ def test_no_warnings_in_aiohttp_debug_mode() -> None:
         [sys.executable, "-X", "dev", "-W", "error", "-c", code], capture_output=True, text=True, timeout=60
     )
     assert (result.returncode, result.stdout.strip()) == (0, "clean"), result.stderr
+
+
+async def test_entries_saved_by_key_get_a_content_type_from_the_payload_handler(
+    server: tuple[URL, Any], cache: SQLiteCache
+) -> None:
+    base, app = server
+    async with CachedSession(cache=cache) as session:
+        await cache["items"].save_response((("GET", "k"), {"saved": "directly"}))
+        async with session.get(base / "items" / "k") as response:
+            assert isinstance(response, CachedResponse)
+            assert response.content_type == "application/json"
+            assert await response.json() == {"saved": "directly"}  # aiohttp's default content-type check passes
+    assert app[HITS]["k"] == 0

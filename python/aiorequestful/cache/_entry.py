@@ -16,12 +16,15 @@ from typing import Any
 
 from multidict import istr
 
+from ..response.payload import BytesPayloadHandler, JSONPayloadHandler, StringPayloadHandler
+
 __all__ = (
     "DEFAULT_REASON",
     "DEFAULT_STATUS",
     "CacheEntry",
     "ResponseMeta",
     "decode_headers",
+    "default_headers",
     "encode_headers",
     "format_stamp",
     "safe_headers",
@@ -136,6 +139,18 @@ def decode_headers(text: Any) -> list[tuple[str, str]]:
 def with_utf8_charset(content_type: str) -> str:
     """``content_type`` with any charset parameter replaced by utf-8 (the cache stores text as UTF-8)."""
     return _CHARSET.sub(lambda match: match.group(1) + "utf-8", content_type)
+
+
+def default_headers(payload_handler: Any) -> list[tuple[str, str]]:
+    """Headers for an entry stored without any (saved by key, or by an older version): a Content-Type matching
+    what the repository's payload handler stores, so that ``json()``/``text()`` work as on the original."""
+    if isinstance(payload_handler, JSONPayloadHandler):
+        return [("Content-Type", "application/json; charset=utf-8")]
+    if isinstance(payload_handler, StringPayloadHandler):
+        return [("Content-Type", "text/plain; charset=utf-8")]
+    if isinstance(payload_handler, BytesPayloadHandler):
+        return [("Content-Type", "application/octet-stream")]
+    return []
 
 
 class ResponseMeta:

@@ -34,6 +34,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from .._utils import format_url_log
+from ._entry import default_headers
 from .backend.base import ResponseCache, ResponseRepository
 from .exception import CacheError
 from .response import CachedResponse
@@ -233,7 +234,10 @@ class CachedSession(_QuietSubclass, ClientSession):
             return None
         if entry is None:
             return None
-        return CachedResponse(info, entry.payload, status=entry.status, reason=entry.reason, headers=entry.headers)
+        headers = entry.headers
+        if headers is None:
+            headers = default_headers(repository.settings.payload_handler)
+        return CachedResponse(info, entry.payload, status=entry.status, reason=entry.reason, headers=headers)
 
     async def _persist(self, repository: ResponseRepository, info: RequestInfo, response: ClientResponse) -> None:
         try:
