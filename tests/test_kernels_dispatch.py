@@ -143,3 +143,8 @@ def test_reduce_rebuilds_from_groups(kernels: ModuleType) -> None:
     assert cls is kernels.DispatchTable
     assert groups == [[401, 429], [], [404, 500], [], [418]]
     assert kernels.DispatchTable([]).__reduce__()[1] == ([],)
+
+
+def test_not_subclassable(kernels: ModuleType) -> None:
+    with pytest.raises(TypeError, match="is not an acceptable base type"):
+        type("Sub", (kernels.DispatchTable,), {})

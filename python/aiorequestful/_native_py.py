@@ -217,6 +217,10 @@ class DispatchTable:
 
     __slots__ = ("_table",)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # The native class is final (a frozen pyclass); the twin refuses subclasses the same way.
+        raise TypeError(f"type '{__name__}.DispatchTable' is not an acceptable base type")
+
     def __init__(self, handler_codes: Sequence[Sequence[int]], /) -> None:
         table: dict[int, int] = {}
         for index, codes in enumerate(handler_codes):
