@@ -1,17 +1,21 @@
 # SPDX-License-Identifier: MIT
 """End-to-end throughput: N GETs through ``RequestHandler.get`` vs raw ``aiohttp`` + orjson (issue 7 §3).
 
-One client process measures both modes, alternating their order every round, against the loopback server of
+One client process measures every mode, rotating their order every round, against the loopback server of
 ``benches.server`` (a separate process). The backend (native or pure) is the one ``aiorequestful._backend`` picks
 from the environment, so ``benches.run`` starts one client per backend and interleaves them round by round.
 
-``python -m benches.e2e --base URL [--n N] [--concurrency 1,32] [--rounds R] [--warmup W]`` prints one JSON object.
+``python -m benches.e2e --base URL [--n N] [--concurrency 1,32] [--rounds R] [--warmup W] [--modes ...]`` prints
+one JSON object.
 
 Modes:
 
 * ``raw``: ``aiohttp.ClientSession.get`` + status check + ``orjson.loads(await resp.read())`` - the ceiling;
 * ``handler``: ``RequestHandler.create(payload_handler=JSONPayloadHandler(), retry_timer=GeometricCountTimer(
-  0.2, 3))`` then ``await handler.get(url)`` - the default status handlers, a retry budget, JSON decoding.
+  0.2, 3))`` then ``await handler.get(url)`` - the default status handlers, a retry budget, JSON decoding;
+* ``handler_flow``: the same with every flow-control feature on but never binding (a per-host token bucket of
+  a million requests per second, ``RetryPolicy()``, ``pause_on_retry_after=True``, ``coalesce=True``): the cost
+  of the gate, the coalescing key and the bookkeeping on every request. Skipped for the original package.
 
 Each mode runs ``n`` requests with ``concurrency`` workers pulling ids from one shared iterator, the way a
 crawler does. Outside the timed part, a sample of results is compared with ``json.loads`` of what the server sent.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -117,10 +122,40 @@ def backend_info() -> dict[str, Any]:
     return {"native": backend.NATIVE, "kernels": backend.kernels.__name__}
 
 
+def make_flow_handler() -> Any:
+    """``make_handler`` with every flow-control feature on, at limits no bench ever reaches."""
+    from aiorequestful.flow import RateLimit, RetryPolicy
+
+    return make_handler(
+        rate_limit=RateLimit(rate=1_000_000.0, burst=1_000_000.0),
+        retry_policy=RetryPolicy(),
+        pause_on_retry_after=True,
+        coalesce=True,
+    )
+
+
+def available_modes() -> list[str]:
+    try:
+        import aiorequestful.flow  # noqa: F401 - only probing for it
+    except ImportError:  # the original package has no flow control
+        return ["raw", "handler"]
+    return ["raw", "handler", "handler_flow"]
+
+
 async def throughput(
-    base: str, n: int, concurrencies: list[int], rounds: int = 1, warmup: int = 200, start_round: int = 0
+    base: str,
+    n: int,
+    concurrencies: list[int],
+    rounds: int = 1,
+    warmup: int = 200,
+    start_round: int = 0,
+    modes: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Measure ``raw`` and ``handler`` at each concurrency; returns every sample with its round and order."""
+    """Measure every mode at each concurrency; returns every sample with its round.
+
+    The order of the modes rotates with the round number, so no mode always runs first (or right after another).
+    """
+    modes = modes or available_modes()
     samples: list[dict[str, Any]] = []
     next_id = 0
 
@@ -130,19 +165,27 @@ async def throughput(
         next_id += count
         return block
 
-    async with aiohttp.ClientSession() as session, make_handler() as handler:
-        fetchers = {"raw": raw_fetcher(session, base), "handler": handler_fetcher(handler, base)}
+    async with contextlib.AsyncExitStack() as stack:
+        fetchers: dict[str, Fetch] = {}
+        handlers: dict[str, Any] = {}
+        for mode in modes:
+            if mode == "raw":
+                fetchers[mode] = raw_fetcher(await stack.enter_async_context(aiohttp.ClientSession()), base)
+                continue
+            factory = {"handler": make_handler, "handler_flow": make_flow_handler}[mode]
+            handlers[mode] = await stack.enter_async_context(factory())
+            fetchers[mode] = handler_fetcher(handlers[mode], base)
         for fetch in fetchers.values():
             await verify(fetch, range(0, POOL, max(1, POOL // 25)))
             await run_pool(fetch, ids(warmup), max(concurrencies))  # connections open, caches warm
         for r in range(start_round, start_round + rounds):
             for concurrency in concurrencies:
-                order = ["raw", "handler"] if r % 2 == 0 else ["handler", "raw"]
-                for mode in order:
+                shift = r % len(modes)
+                for mode in modes[shift:] + modes[:shift]:
                     sample = await timed(fetchers[mode], ids(n), concurrency)
                     samples.append({"mode": mode, "concurrency": concurrency, "round": r, **sample})
-        stats = getattr(handler, "stats", None)
-    return {"backend": backend_info(), "samples": samples, "handler_stats": _stats_dict(stats)}
+        stats = {mode: _stats_dict(getattr(handler, "stats", None)) for mode, handler in handlers.items()}
+    return {"backend": backend_info(), "modes": modes, "samples": samples, "handler_stats": stats}
 
 
 def _stats_dict(stats: Any) -> dict[str, Any]:
@@ -160,11 +203,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--start-round", type=int, default=0)
     parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--modes", default=None, help="comma list of raw,handler,handler_flow (default: all)")
     args = parser.parse_args(argv)
     if not args.base.startswith("http://127.0.0.1:"):
         parser.error("the benches only ever talk to 127.0.0.1")
     concurrencies = [int(c) for c in args.concurrency.split(",")]
-    result = asyncio.run(throughput(args.base, args.n, concurrencies, args.rounds, args.warmup, args.start_round))
+    modes = args.modes.split(",") if args.modes else None
+    result = asyncio.run(
+        throughput(args.base, args.n, concurrencies, args.rounds, args.warmup, args.start_round, modes)
+    )
     json.dump(result, sys.stdout)
 
 

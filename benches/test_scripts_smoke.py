@@ -37,13 +37,18 @@ def test_server_serves_the_bench_items(bench_server: str) -> None:
 async def test_e2e_throughput_smoke(bench_server: str) -> None:
     result = await e2e.throughput(bench_server, n=20, concurrencies=[1, 4], rounds=2, warmup=8)
     samples = result["samples"]
-    assert {(s["mode"], s["concurrency"]) for s in samples} == {(m, c) for m in ("raw", "handler") for c in (1, 4)}
+    modes = ("raw", "handler", "handler_flow")
+    assert result["modes"] == list(modes)
+    assert {(s["mode"], s["concurrency"]) for s in samples} == {(m, c) for m in modes for c in (1, 4)}
     assert all(s["n"] == 20 and s["rps"] > 0 and s["cpu_us"] >= 0 for s in samples)
-    # Round 1 swaps the order of the two modes (so neither always runs first).
+    # The order of the modes rotates every round (so none always runs first).
     firsts = [next(s["mode"] for s in samples if s["round"] == r) for r in (0, 1)]
     assert firsts == ["raw", "handler"]
-    stats = result["handler_stats"]
-    assert stats["failures"] == 0 and stats["retries"] == 0
+    for mode in ("handler", "handler_flow"):
+        stats = result["handler_stats"][mode]
+        assert (
+            stats["failures"] == 0 and stats["retries"] == 0 and stats["calls"] == 2 * 2 * 20 + 8 + 25
+        )  # timed + warm-up + verified
     assert result["backend"]["kernels"].startswith("aiorequestful._native")
 
 
