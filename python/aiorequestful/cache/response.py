@@ -52,7 +52,7 @@ def _parse_content_type(raw: str | None) -> tuple[str, dict[str, str]]:
         return "application/octet-stream", {}  # RFC 9110 §8.3: the default when none is given
     message = Message()
     message["content-type"] = raw
-    params = {str(key).lower(): str(value) for key, value in message.get_params()[1:]}
+    params = {str(key).lower(): str(value) for key, value in (message.get_params() or [])[1:]}
     return message.get_content_type(), params
 
 
@@ -124,23 +124,23 @@ class CachedResponse(ClientResponse):
     # ------------------------------------------------------------------------------------------------------------
     # request and status line
     # ------------------------------------------------------------------------------------------------------------
-    @property  # type: ignore[override]
+    @property
     def url(self) -> URL:
         return self._cached_url
 
-    @property  # type: ignore[override]
+    @property
     def real_url(self) -> URL:
         return self._cached_real_url
 
-    @property  # type: ignore[override]
+    @property
     def host(self) -> str:
         return self._cached_url.host or ""
 
-    @property  # type: ignore[override]
+    @property
     def request_info(self) -> RequestInfo:
         return self._cached_info
 
-    @property  # type: ignore[override]
+    @property
     def history(self) -> tuple[ClientResponse, ...]:
         return ()
 
@@ -157,11 +157,11 @@ class CachedResponse(ClientResponse):
     # ------------------------------------------------------------------------------------------------------------
     # headers
     # ------------------------------------------------------------------------------------------------------------
-    @property  # type: ignore[override]
+    @property
     def headers(self) -> CIMultiDictProxy[str]:
         return self._cached_headers
 
-    @property  # type: ignore[override]
+    @property
     def raw_headers(self) -> tuple[tuple[bytes, bytes], ...]:
         return tuple((name.encode("utf-8"), value.encode("utf-8")) for name, value in self._cached_headers.items())
 
@@ -177,18 +177,20 @@ class CachedResponse(ClientResponse):
     def content_length(self) -> int | None:
         return len(self._cached_body)
 
-    @property  # type: ignore[override]
+    @property
     def content_disposition(self) -> ContentDisposition | None:
         raw = self._cached_headers.get(hdrs.CONTENT_DISPOSITION)
         if raw is None:
             return None
         message = Message()
         message["content-disposition"] = raw
-        params = {str(key).lower(): str(value) for key, value in message.get_params(header="content-disposition")[1:]}
+        params = {
+            str(key).lower(): str(value) for key, value in (message.get_params(header="content-disposition") or [])[1:]
+        }
         disposition = message.get_content_disposition() or raw.split(";", 1)[0].strip().lower()
         return ContentDisposition(disposition, MappingProxyType(params), message.get_filename())
 
-    @property  # type: ignore[override]
+    @property
     def cookies(self) -> SimpleCookie:
         return SimpleCookie()  # Set-Cookie is never stored (D-47)
 
@@ -196,7 +198,7 @@ class CachedResponse(ClientResponse):
     def cookies(self, cookies: SimpleCookie) -> None:
         raise AttributeError("A cached response has no cookies to set")
 
-    @property  # type: ignore[override]
+    @property
     def links(self) -> MultiDictProxy[MultiDictProxy[str | URL]]:
         links: MultiDict[MultiDictProxy[str | URL]] = MultiDict()
         text = ", ".join(self._cached_headers.getall("link", []))
@@ -220,7 +222,7 @@ class CachedResponse(ClientResponse):
     # ------------------------------------------------------------------------------------------------------------
     # body
     # ------------------------------------------------------------------------------------------------------------
-    @property  # type: ignore[override]
+    @property
     def content(self) -> aiohttp.StreamReader:
         """A stream over the stored body (built on first use)."""
         if self._cached_content is None:

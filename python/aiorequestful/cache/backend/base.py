@@ -83,7 +83,7 @@ class ResponseRepositorySettings(Generic[V], metaclass=ABCMeta):
 
     name: str
     # api.md §8.1: one default instance shared by all settings (handlers are stateless).
-    payload_handler: PayloadHandler[V] = StringPayloadHandler()  # noqa: RUF009
+    payload_handler: PayloadHandler[V] = StringPayloadHandler()  # type: ignore[assignment]  # noqa: RUF009
 
     @property
     @abstractmethod
@@ -197,7 +197,7 @@ class ResponseRepository(AsyncIterable[tuple[K, V]], Generic[K, V], metaclass=AB
     # ------------------------------------------------------------------------------------------------------------
     # payload conversion
     # ------------------------------------------------------------------------------------------------------------
-    async def serialize(self, value: Any) -> V | None:
+    async def serialize(self, value: Any) -> Any:
         """``value`` in its stored form, or None when the payload handler cannot serialise it."""
         if value is None:
             return None
@@ -298,12 +298,12 @@ class ResponseRepository(AsyncIterable[tuple[K, V]], Generic[K, V], metaclass=AB
 
     async def _get_entry(self, request: Any) -> CacheEntry | None:
         """The live stored response for ``request`` with its metadata, or None."""
-        payload = await self.get_response(request)
+        payload: Any = await self.get_response(request)
         if payload is None:
             return None
         if not isinstance(payload, (str, bytes)):
             payload = await self.serialize(payload)
-            if payload is None:
+            if not isinstance(payload, (str, bytes)):
                 return None
         return CacheEntry(payload)
 
@@ -353,7 +353,7 @@ class ResponseCache(MutableMapping[str, R], Generic[R], metaclass=ABCMeta):
         self._repositories: dict[str, R] = {}
 
     @classproperty
-    def type(cls) -> str | None:  # noqa: N805 - a class property
+    def type(cls: type[ResponseCache[Any]]) -> str | None:  # noqa: N805 - a class property
         """The name of the backend (None on the abstract base)."""
         return None
 

@@ -127,7 +127,7 @@ class SQLiteTable(ResponseRepository[K, V]):
     _required_module_names = ("aiosqlite",)
 
     @classproperty
-    def _required_modules(cls) -> list[Any]:  # noqa: N805 - a class property
+    def _required_modules(cls: type[SQLiteTable]) -> list[Any]:  # noqa: N805 - a class property
         return [aiosqlite]
 
     def __init__(
@@ -506,10 +506,11 @@ class SQLiteTable(ResponseRepository[K, V]):
         return deleted > 0
 
     async def clear(self, expired_only: bool = False) -> int:
+        params: tuple[Any, ...] = ()
         if expired_only:
             sql, params = self._sql["clear_expired"], (format_stamp(utc_now()),)
         else:
-            sql, params = self._sql["clear"], ()
+            sql = self._sql["clear"]
         return await writer_for(self._live_connection()).call(lambda connection: _rowcount(connection, sql, params))
 
 
@@ -541,11 +542,11 @@ class SQLiteCache(ResponseCache[SQLiteTable]):
     _required_module_names = ("aiosqlite",)
 
     @classproperty
-    def _required_modules(cls) -> list[Any]:  # noqa: N805 - a class property
+    def _required_modules(cls: type[SQLiteCache]) -> list[Any]:  # noqa: N805 - a class property
         return [aiosqlite]
 
     @classproperty
-    def type(cls) -> str:  # noqa: N805 - a class property
+    def type(cls: type[SQLiteCache]) -> str:  # noqa: N805 - a class property
         return "sqlite"
 
     def __init__(
