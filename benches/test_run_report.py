@@ -1,0 +1,87 @@
+# SPDX-License-Identifier: MIT
+"""The report logic of ``benches.run``: verdicts, plain statements for every miss, run order. No timing."""
+
+from __future__ import annotations
+
+from benches import run
+
+
+def _kernel_bench(kernel: str, case: str, backend: str, ns: float, p: int = 0) -> dict:
+    return {"pass": p, "name": f"test[{backend}-{case}]", "kernel": kernel, "case": case, "backend": backend,
+            "median_ns": ns}  # fmt: skip
+
+
+def test_kernel_slower_than_its_twin_is_reported_plainly() -> None:
+    benches = [
+        _kernel_bench("dispatch_lookup", "200-miss", "rust", 90.0),
+        _kernel_bench("dispatch_lookup", "200-miss", "py", 60.0),
+        _kernel_bench("timer_plan", "geometric-count-5", "rust", 300.0, p=0),
+        _kernel_bench("timer_plan", "geometric-count-5", "rust", 500.0, p=1),
+        _kernel_bench("timer_plan", "geometric-count-5", "py", 4000.0),
+    ]
+    rows = {r["kernel"]: r for r in run.summarise_kernels(benches)}
+    assert rows["dispatch_lookup"]["met"] is False and rows["timer_plan"]["met"] is True
+    assert rows["timer_plan"]["rust_ns"] == 400.0  # the passes are averaged
+    summary = {"kernels": list(rows.values()), "json": [], "e2e": [], "cache": [], "memory": []}
+    summary["headline"] = run.headline(summary)
+    recs = run.recommendations(summary)
+    assert len(recs) == 1 and "`dispatch_lookup`" in recs[0] and "Keep this path in Python" in recs[0]
+    verdicts = {row["label"].split("`")[1]: row["met"] for row in summary["headline"]}
+    assert verdicts == {"dispatch_lookup": False, "timer_plan": True}
+    table = run.headline_table(summary["headline"])
+    assert "**missed**" in table and "| met |" in table
+
+
+def test_json_targets_apply_to_the_large_documents_only() -> None:
+    benches = []
+    for size, nbytes in (("1KB", 1000), ("50KB", 50_000), ("2MB", 2_000_000)):
+        for backend, ns in (("rust", 100.0), ("py", 300.0), ("orjson", 80.0), ("stdlib", 300.0)):
+            benches.append(
+                {
+                    "kernel": "json_loads",
+                    "case": size,
+                    "backend": backend,
+                    "median_ns": ns,
+                    "correct": True,
+                    "bytes": nbytes,
+                }
+            )
+    rows = {r["size"]: r for r in run.summarise_json(benches)}
+    assert rows["1KB"]["met_orjson"] is None and rows["1KB"]["met_stdlib"] is None
+    assert rows["50KB"]["met_orjson"] is False and rows["50KB"]["met_stdlib"] is True
+    assert rows["2MB"]["rust_vs_orjson"] == 0.8 and rows["2MB"]["rust_vs_stdlib"] == 3.0
+
+
+def test_e2e_ratio_is_the_median_of_per_round_ratios() -> None:
+    samples = []
+    for r, (raw, handler) in enumerate([(1000, 950), (2000, 1000), (1000, 920)]):
+        samples += [
+            {"backend": "native", "concurrency": 32, "round": r, "mode": "raw", "rps": raw, "cpu_us": 100},
+            {"backend": "native", "concurrency": 32, "round": r, "mode": "handler", "rps": handler, "cpu_us": 120},
+        ]
+    (row,) = run.summarise_e2e(samples)
+    assert row["ratio"] == 0.92 and row["ratio_range"] == [0.5, 0.95] and row["met"] is True
+    assert row["flow_ratio"] is None
+
+
+def test_backends_take_turns_going_first() -> None:
+    assert run.interleaved_rounds(3, ["native", "pure"]) == [
+        (0, "native"),
+        (0, "pure"),
+        (1, "pure"),
+        (1, "native"),
+        (2, "native"),
+        (2, "pure"),
+    ]
+
+
+def test_child_environments_pin_the_backend() -> None:
+    native, pure = run.backend_env("native"), run.backend_env("pure")
+    assert native["AIOREQUESTFUL_REQUIRE_EXTENSIONS"] == "1" and "AIOREQUESTFUL_NO_EXTENSIONS" not in native
+    assert pure["AIOREQUESTFUL_NO_EXTENSIONS"] == "1" and "AIOREQUESTFUL_REQUIRE_EXTENSIONS" not in pure
+
+
+def test_kernel_call_sites_are_found() -> None:
+    sites = run.kernel_call_sites()
+    assert any(site.startswith("aiorequestful/request.py:") for site in sites["DispatchTable"])
+    assert any(site.startswith("aiorequestful/response/payload.py:") for site in sites["json_loads"])
