@@ -55,7 +55,7 @@ logger = logging.getLogger("aiorequestful.cache.backend.base")
 #: The most operations one transaction takes (bounds how long the write lock is held).
 MAX_BATCH = 512
 #: SQLite's own busy wait per attempt, in milliseconds.
-BUSY_TIMEOUT_MS = 1000
+BUSY_TIMEOUT_MS = 250
 #: How long, in seconds, an operation keeps retrying a locked database before it fails with CacheError.
 LOCK_WAIT = 60.0
 
@@ -136,7 +136,9 @@ class SQLiteWriter:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._queue.append(_Op(future, sql, params, call))
-        if self._task is None or self._task.done():
+        task = self._task
+        # A task left on another (finished) event loop can never run again: start a fresh one on this loop.
+        if task is None or task.done() or task.get_loop() is not loop:
             self._task = loop.create_task(self._run())
         return future
 
