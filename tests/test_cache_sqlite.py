@@ -437,3 +437,20 @@ def test_type_and_column_names() -> None:
     table = SQLiteTable(connection=None, settings=PageSettings(name="p"))
     assert table._primary_key_columns == {"method": "VARCHAR(7)", "offset": "INT", "id": "VARCHAR(255)"}
     assert hash(table) == hash("p")
+
+
+def test_one_cache_object_across_event_loops(tmp_path: Path) -> None:
+    """Scripts call asyncio.run more than once with the same cache: each run gets a working connection."""
+    import asyncio
+
+    cache = SQLiteCache.connect_with_path(tmp_path / "loops")
+    table = cache.create_repository(json_settings())
+
+    async def run(key: str) -> int:
+        async with cache:
+            await table.save_response((("GET", key), {"k": key}))
+            return await table.count()
+
+    assert asyncio.run(run("a")) == 1
+    assert asyncio.run(run("b")) == 2
+    assert cache.closed
