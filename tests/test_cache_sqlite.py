@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -441,8 +442,6 @@ def test_type_and_column_names() -> None:
 
 def test_one_cache_object_across_event_loops(tmp_path: Path) -> None:
     """Scripts call asyncio.run more than once with the same cache: each run gets a working connection."""
-    import asyncio
-
     cache = SQLiteCache.connect_with_path(tmp_path / "loops")
     table = cache.create_repository(json_settings())
 
