@@ -540,3 +540,53 @@ async def test_many_concurrent_requests(app_url) -> None:
     async with json_handler() as handler:
         results = await asyncio.gather(*(handler.get(url / "json" / str(i)) for i in range(200)))
     assert [r["id"] for r in results] == [str(i) for i in range(200)]
+
+
+# --------------------------------------------------------------------------------------------------
+# flow control keywords (issue 6): opt-in, keyword-only, api.md behaviour by default
+# --------------------------------------------------------------------------------------------------
+def test_flow_control_keywords_are_keyword_only_and_off_by_default() -> None:
+    api_order = ["connector", "authoriser", "payload_handler", "response_handlers", "wait_timer", "retry_timer"]
+    flow = {"rate_limit": None, "retry_policy": None, "pause_on_retry_after": False, "coalesce": False}
+    init = inspect.signature(RequestHandler.__init__).parameters
+    assert [name for name, p in init.items() if p.kind is p.POSITIONAL_OR_KEYWORD][1:] == api_order
+    create = inspect.signature(RequestHandler.create).parameters
+    assert [name for name, p in create.items() if p.kind is p.POSITIONAL_OR_KEYWORD] == [
+        "authoriser",
+        "cache",
+        *api_order[2:],
+    ]
+    for params in (init, create):
+        assert {name: p.default for name, p in params.items() if p.kind is p.KEYWORD_ONLY} == flow
+    handler = RequestHandler(connector=aiohttp.ClientSession)
+    assert handler.rate_limiter is None and handler.host_pauses is None
+    assert handler.retry_policy is None and handler.coalesce is False
+
+
+async def test_stats_add_up_after_retries_resends_and_errors(app_url) -> None:
+    _app, url = app_url
+    async with json_handler(retry_timer=StepCountTimer(initial=0, count=3, step=0.01)) as handler:
+        await handler.get(url / "flaky" / "st", params={"fail": "2"})
+        await handler.get(url / "ratelimit" / "st", params={"n": "1", "retry_after": "0"})
+        await handler.get(url / "reset" / "st", params={"n": "3"})
+        with pytest.raises(ResponseError):
+            await handler.get(url / "status" / "404")
+    stats = handler.stats
+    stats.check()
+    assert stats.calls == 4 and stats.failures == 1 and stats.successes == 3
+    assert stats.resends == 1 and stats.retries >= 3 and stats.errors >= 1
+    assert stats.requests == sum(stats.responses.values()) + stats.errors
+    assert stats.requests == stats.calls + stats.retries + stats.resends
+
+
+async def test_cancelled_call_is_counted(app_url) -> None:
+    _app, url = app_url
+    async with json_handler() as handler:
+        task = asyncio.create_task(handler.get(url / "slow" / "cx", params={"n": "1", "delay": "2"}))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    stats = handler.stats
+    stats.check()
+    assert (stats.calls, stats.cancelled, stats.failures, stats.successes, stats.requests) == (1, 1, 0, 0, 0)

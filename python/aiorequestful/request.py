@@ -37,6 +37,7 @@ from .exception import RequestError
 from .flow import HostKey, HostPauses, HostRateLimiter, RateLimitInput, RetryPolicy, host_key
 from .flow._hosts import format_host
 from .flow.coalesce import Coalescer
+from .flow.limiter import sleep_until
 from .flow.pause import PAUSE_STATUSES, remaining_budget
 from .response.exception import ResponseError
 from .response.payload import PayloadHandler, StringPayloadHandler
@@ -688,30 +689,37 @@ class RequestHandler(Generic[A, P]):
             f"Retry-After, longer than the remaining retry budget of {budget:.2f} seconds. Retry again at {retry_at}"
         )
 
+    async def _wait_pauses(self, host: HostKey, url: URLInput, timer: Timer | None, chain: _Chain) -> float:
+        """Wait out ``host``'s pause, judging every new one against the retry budget; the seconds waited."""
+        pauses = self._pauses
+        assert pauses is not None
+        loop = asyncio.get_running_loop()
+        waited = 0.0
+        while (pause := pauses.get(host)) is not None:
+            remaining = pause.until - loop.time()
+            if pause.until > chain.pause_accepted:
+                self._check_pause(remaining, pause.status, host, timer)
+                chain.pause_accepted = pause.until
+            if remaining > 0:
+                await sleep_until(loop, pause.until)
+                self._waited(WAIT_PAUSE, remaining, url)
+                waited += remaining
+            # and look again: the pause may have been extended meanwhile
+        return waited
+
     async def _gate(self, host: HostKey, url: URLInput, timer: Timer | None, chain: _Chain) -> None:
-        """Wait until ``host`` may be sent to: its pause (if any) is over and this task's rate-limit slot came."""
+        """Wait until ``host`` may be sent to: its pause (if any) is over and this task's rate-limit turn came."""
         pauses, limiter = self._pauses, self._limiter
-        while True:
-            if pauses is not None:
-                pause = pauses.get(host)
-                if pause is not None:
-                    remaining = pause.until - _loop_time()
-                    if pause.until > chain.pause_accepted:
-                        self._check_pause(remaining, pause.status, host, timer)
-                        chain.pause_accepted = pause.until
-                    if remaining > 0:
-                        await asyncio.sleep(remaining)
-                        self._waited(WAIT_PAUSE, remaining, url)
-                    continue  # the pause may have been extended meanwhile
-            if limiter is not None:
-                waited = await limiter.acquire(host)
-                if waited:
-                    self._waited(WAIT_RATE_LIMIT, waited, url)
-                    # A pause that began while this task waited for its slot wins: wait it out, then take a
-                    # new slot (going now would defy the server; going right after it would burst).
-                    if pauses is not None and pauses.get(host) is not None:
-                        continue
-            return
+        if pauses is not None:
+            # Judged before queueing, so a request that cannot wait that long fails at once.
+            await self._wait_pauses(host, url, timer, chain)
+        if limiter is not None:
+            # At the head of the host's queue, a pause that began meanwhile is waited out before (and instead of)
+            # using a slot: the queue stays in order and no backlog goes through when the pause ends.
+            prepare = None if pauses is None else (lambda: self._wait_pauses(host, url, timer, chain))
+            waited = await limiter.acquire(host, prepare)
+            if waited > 0:
+                self._waited(WAIT_RATE_LIMIT, waited, url)
 
     def _waited(self, reason: str, seconds: float, url: URLInput) -> None:
         self._stats.waited(reason, seconds)
@@ -752,11 +760,9 @@ class RequestHandler(Generic[A, P]):
             if coalescer is not None:
                 key = coalescer.key(method, url, kwargs)
                 if key is not None:
-                    payload, joined = await coalescer.run(
-                        key, lambda: self._request_loop(method, url, log_message, kwargs)
-                    )
-                    if joined:
-                        self._stats.coalesced += 1
+                    if key in coalescer:
+                        self._stats.coalesced += 1  # counted on joining: the shared request may still fail
+                    payload, _ = await coalescer.run(key, lambda: self._request_loop(method, url, log_message, kwargs))
                     return payload
             return await self._request_loop(method, url, log_message, kwargs)
         except asyncio.CancelledError:

@@ -82,6 +82,10 @@ class Coalescer:
         """Requests in flight that others may join."""
         return len(self._flights)
 
+    def __contains__(self, key: object) -> bool:
+        """Whether a request with this key is in flight (a new caller would join it)."""
+        return key in self._flights
+
     @staticmethod
     def key(method: HTTPMethod, url: Any, kwargs: Mapping[str, Any], extra: Iterable[str] = ()) -> str | None:
         """The coalescing key of a request, or None when it must not be coalesced.

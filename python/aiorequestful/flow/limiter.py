@@ -1,21 +1,28 @@
 # SPDX-License-Identifier: MIT
 """Per-host rate limits: one token bucket per host, shared by every task of a handler (issue 6).
 
-Each bucket refills at ``rate`` tokens per second up to ``burst`` and starts full. A task takes a token by
-*reserving* it with the ``bucket_take`` kernel: when none is left it still takes one (the count goes negative)
-and is told exactly when its token becomes available. Reservations are made synchronously in the order tasks
-call, and each task sleeps until its own absolute slot, so:
+Each bucket refills at ``rate`` tokens per second up to ``burst`` and starts full. Its arithmetic is the
+``bucket_take`` kernel: a caller that finds less than one token still takes one (the count goes negative) and is
+told exactly when that token becomes available.
+
+Waiting tasks form a FIFO queue per host, and only the task at its head holds a reservation:
 
 * waiters are served in arrival order (no starvation, no thundering herd: one task wakes per slot);
-* the rate is exact over time: a task that wakes late never shifts the slots of the tasks behind it;
-* ``acquire`` is O(1): no lock, no queue of futures, one kernel call.
+* the rate is exact over time: the next head reserves as the previous one leaves, and the bucket's arithmetic is
+  continuous, so a head that wakes a little late does not shift the slots after it;
+* a stalled event loop (a loaded machine, a long GC) cannot release a backlog at once: nobody holds a slot in the
+  past, and the bucket never holds more than ``burst`` tokens, so after a stall at most ``burst`` requests go
+  right after the late head, then the rate resumes;
+* ``acquire`` is O(1): one kernel call, plus one future when it has to queue; no lock;
+* a head cancelled before its slot gives the token back (no later reservation depends on it); a queued waiter
+  that is cancelled simply leaves the queue.
 
-A waiter cancelled before its slot gives the slot back when no later reservation depends on it (it is the
-newest one, or all newer ones were cancelled too), so time-outs and cancelled crawls do not waste capacity.
-A slot in the middle of the queue is not reassigned: reassigning it would let two requests share one slot.
+An optional ``prepare`` coroutine runs at the head before a token is taken and again when the slot comes; the
+request handler waits out host-wide ``Retry-After`` pauses there, so a pause holds the whole queue in order and
+costs no slot.
 
-Idle buckets (full again) carry no information and are dropped once many hosts have been seen, so a crawl over
-millions of hosts does not keep millions of buckets.
+Idle buckets (full again, nobody queued) carry no information and are dropped once many hosts have been seen, so
+a crawl over millions of hosts does not keep millions of buckets.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ import asyncio
 import math
 import numbers
 import time
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +48,6 @@ DEFAULT_HOST = "*"
 
 # Buckets are pruned when the map reaches this size (and then again at twice the size left after pruning).
 _PRUNE_AT = 1024
-# Abandoned-slot records are pruned of past slots when they reach this size.
-_ABANDONED_PRUNE_AT = 256
 
 
 def _now() -> float:
@@ -50,6 +56,25 @@ def _now() -> float:
         return asyncio.get_running_loop().time()
     except RuntimeError:
         return time.monotonic()
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def sleep_until(loop: asyncio.AbstractEventLoop, when: float) -> None:
+    """Sleep until the loop clock reads ``when``.
+
+    Unlike ``asyncio.sleep(when - now)``, the deadline does not move when the process is descheduled between
+    reading the clock and scheduling the timer: slots reserved in order wake in order, exactly on time.
+    """
+    future = loop.create_future()
+    handle = loop.call_at(when, _wake, future)
+    try:
+        await future
+    finally:
+        handle.cancel()
 
 
 def _positive_number(value: Any, name: str, minimum: float, inclusive: bool) -> float:
@@ -100,55 +125,45 @@ RateLimitInput = RateLimit | float | Mapping[str, RateLimit | float | None] | No
 
 
 class _Bucket:
-    """One host's token bucket; its arithmetic is the ``bucket_take`` kernel."""
+    """One host's token bucket and the queue of tasks waiting behind its head."""
 
-    __slots__ = ("abandoned", "burst", "issued", "rate", "tokens", "updated")
+    __slots__ = ("burst", "busy", "rate", "tokens", "updated", "waiters")
 
     def __init__(self, limit: RateLimit, now: float) -> None:
         self.rate = limit.rate
         self.burst = limit.burst
         self.tokens = limit.burst  # a new bucket is full
         self.updated = now
-        # `issued` numbers the reservations that had to wait; the newest one is the queue's tail.
-        self.issued = 0
-        # ticket -> slot of waiters cancelled in the middle of the queue (their slots may be returned later).
-        self.abandoned: dict[int, float] = {}
+        #: True while a task is at the head (reserving, waiting for its slot or preparing).
+        self.busy = False
+        #: Tasks queued behind the head, in arrival order (cancelled ones are skipped when the head leaves).
+        self.waiters: deque[asyncio.Future[None]] = deque()
 
-    def take(self, now: float) -> tuple[float, int]:
-        """Reserve one token: ``(seconds to wait, ticket)``; the ticket is 0 when there is no wait."""
+    def take(self, now: float) -> float:
+        """Reserve one token; the seconds until it is available (0.0 when it is available now)."""
         wait, self.tokens, self.updated = kernels.bucket_take(self.tokens, self.updated, now, self.rate, self.burst)
-        if wait <= 0.0:
-            if self.abandoned:
-                self.abandoned.clear()  # no queue any more: every recorded slot is in the past
-            return 0.0, 0
-        self.issued += 1
-        return wait, self.issued
+        return wait
 
-    def give_back(self, ticket: int, slot: float, now: float) -> None:
-        """A waiter holding ``ticket`` (due at ``slot``) was cancelled: return its token when safe."""
-        if ticket != self.issued:
-            # Not the tail: later reservations are timed after this slot, so it cannot be handed out again now.
-            if slot > now:
-                self.abandoned[ticket] = slot
-                if len(self.abandoned) >= _ABANDONED_PRUNE_AT:
-                    self.abandoned = {t: s for t, s in self.abandoned.items() if s > now}
-            return
-        # The tail: returning its token moves the next reservation onto exactly this slot. Walk back through
-        # earlier cancelled slots that are now the tail too, as long as they are still in the future.
-        while slot > now:
-            self.tokens += 1.0
-            self.issued -= 1
-            previous = self.abandoned.pop(self.issued, None)
-            if previous is None:
+    def give_back(self) -> None:
+        """Return the head's unused token (it is the only outstanding reservation, so its slot is free again)."""
+        self.tokens += 1.0
+
+    def release(self) -> None:
+        """The head leaves: hand the head to the next live waiter, or mark the bucket free."""
+        waiters = self.waiters
+        while waiters:
+            future = waiters.popleft()
+            if not future.done():
+                future.set_result(None)  # `busy` stays True: the head passes straight to this waiter
                 return
-            slot = previous
+        self.busy = False
 
     def idle(self, now: float) -> bool:
-        """True when the bucket is full again (so it is no different from a new one)."""
-        return self.tokens + (now - self.updated) * self.rate >= self.burst
+        """True when the bucket is full again and nobody waits (so it is no different from a new one)."""
+        return not self.busy and self.tokens + (now - self.updated) * self.rate >= self.burst
 
     def next_free(self, now: float) -> float:
-        """Seconds until a new reservation would be served (0.0 when a token is available)."""
+        """Seconds until a token is available, ignoring the queue (0.0 when one is available now)."""
         available = min(self.burst, self.tokens + max(0.0, now - self.updated) * self.rate)
         return 0.0 if available >= 1.0 else (1.0 - available) / self.rate
 
@@ -264,30 +279,73 @@ class HostRateLimiter:
         self._prune_at = max(_PRUNE_AT, 2 * len(self._buckets))
 
     def delay(self, key: HostKey) -> float:
-        """Seconds a request to ``key`` would wait if it asked now (nothing is reserved)."""
+        """Seconds until a token of ``key``'s bucket is available (queued tasks not counted; nothing reserved)."""
         bucket = self._buckets.get(key)
         return 0.0 if bucket is None else bucket.next_free(_now())
 
-    async def acquire(self, key: HostKey) -> float:
-        """Wait for this task's slot on ``key``'s bucket; returns the seconds waited (0.0 when not limited).
+    def queued(self, key: HostKey) -> int:
+        """How many tasks wait behind the head of ``key``'s queue (cancelled ones may still be counted)."""
+        bucket = self._buckets.get(key)
+        return 0 if bucket is None else len(bucket.waiters)
 
-        Cancelling the wait gives the slot back when it is the newest one (see the module docs).
+    async def acquire(self, key: HostKey, prepare: Callable[[], Awaitable[float]] | None = None) -> float:
+        """Wait for this task's turn on ``key``'s bucket; returns the seconds waited for the rate limit.
+
+        :param prepare: awaited at the head of the queue before a token is taken, and again when the slot comes;
+            it returns the seconds it spent waiting (not counted in the result). When it waited after the slot
+            came, the token is returned and a new one taken, so a pause never lets a backlog through at once.
+            An exception it raises leaves the queue in order and propagates.
         """
         loop = asyncio.get_running_loop()
-        now = loop.time()
-        bucket = self._bucket(key, now)
+        start = loop.time()
+        bucket = self._bucket(key, start)
         if bucket is None:
+            if prepare is not None:
+                await prepare()
             return 0.0
-        wait, ticket = bucket.take(now)
-        if wait <= 0.0:
-            return 0.0
-        slot = now + wait
+        queued = bucket.busy
+        if queued:
+            future: asyncio.Future[None] = loop.create_future()
+            bucket.waiters.append(future)
+            try:
+                await future
+            except asyncio.CancelledError:
+                if future.done() and not future.cancelled():
+                    bucket.release()  # made head just as it was cancelled: pass the head on
+                raise
+        else:
+            bucket.busy = True
+        prepared = 0.0
+        slept = False
         try:
-            await asyncio.sleep(wait)
-        except asyncio.CancelledError:
-            bucket.give_back(ticket, slot, loop.time())
-            raise
-        return wait
+            while True:
+                if prepare is not None:
+                    prepared += await prepare()
+                now = loop.time()
+                wait = bucket.take(now)
+                if wait <= 0.0:
+                    break
+                slept = True
+                slot = now + wait
+                try:
+                    await sleep_until(loop, slot)
+                except asyncio.CancelledError:
+                    if loop.time() < slot:
+                        bucket.give_back()
+                    raise
+                if prepare is None:
+                    break
+                paused = await prepare()
+                if not paused:
+                    break
+                # Something (a host pause) held this task after its slot: the token went unused.
+                prepared += paused
+                bucket.give_back()
+        finally:
+            bucket.release()
+        if not (queued or slept):
+            return 0.0  # a token was there: no wait at all
+        return max(0.0, loop.time() - start - prepared)
 
     def __repr__(self) -> str:
         parts = [f"{DEFAULT_HOST!r}: {self._default!r}"] if self._default is not None else []

@@ -1,0 +1,211 @@
+# SPDX-License-Identifier: MIT
+"""Host servers for flow-control tests: each one counts and timestamps every arrival, and misbehaves on cue.
+
+One app is one *host*: tests start several on 127.0.0.1 (one port each; flow control keys hosts by
+``(scheme, host, port)``). Rates and pauses are asserted from the server's own arrival timestamps.
+
+``GET|POST /item/{key}?script=a,b,c`` answers the key's n-th arrival with the n-th action of its script and
+``ok`` once the script runs out. Actions:
+
+* ``ok`` - 200 JSON ``{"key", "host", "hits"}`` (counted as *answered*);
+* ``<status>`` - that status, e.g. ``503`` or ``404``;
+* ``<status>:<seconds>`` - that status with ``Retry-After: <seconds>`` (any text: ``-5``, `` 2 ``, ``soon``...);
+* ``<status>:date:<seconds>`` - ``Retry-After`` as an HTTP-date that many seconds ahead (rounded up);
+* ``raw429:<text>`` - a 429 written byte for byte with ``Retry-After: <text>`` (odd whitespace survives);
+* ``badheader`` - a response with a malformed header line (the client fails to parse it);
+* ``reset`` - the connection is dropped without a response;
+* ``stall:<seconds>`` - answer ``ok`` that late; an answer nobody waits for any more is not counted;
+* ``badjson`` - 200 with a body that is not JSON.
+
+A *storm* (``app[STORM] = Storm(...)``) makes the host answer 429 to every request for ``duration`` seconds each
+time ``every`` requests have been answered; the Retry-After alternates between delay-seconds and an HTTP-date.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+from aiohttp import web
+from yarl import URL
+
+ARRIVALS = web.AppKey("arrivals", list)
+HITS = web.AppKey("hits", Counter)
+NAME = web.AppKey("name", str)
+STORM = web.AppKey("storm", object)
+
+
+@dataclass
+class Arrival:
+    """One request as the server saw it: when (``time.monotonic``), which key, and what it was answered."""
+
+    at: float
+    key: str
+    method: str
+    outcome: str = "pending"
+
+
+@dataclass
+class Storm:
+    """Answer 429 to everything for ``duration`` s each time ``every`` requests have been answered."""
+
+    every: int
+    duration: float
+    until: float = 0.0
+    storms: int = 0
+    sent: int = 0
+    answered: int = 0
+    windows: list[tuple[float, float]] = field(default_factory=list)
+
+
+def http_date(seconds_ahead: float) -> str:
+    """An IMF-fixdate at least ``seconds_ahead`` seconds from now (HTTP-dates have one-second resolution)."""
+    when = datetime.now(UTC) + timedelta(seconds=seconds_ahead)
+    when = when.replace(microsecond=0) + timedelta(seconds=1)
+    return format_datetime(when, usegmt=True)
+
+
+def _ok(request: web.Request, arrival: Arrival, hits: int) -> web.Response:
+    arrival.outcome = "ok"
+    return web.json_response({"key": arrival.key, "host": request.app[NAME], "hits": hits})
+
+
+async def _raw(request: web.Request, arrival: Arrival, data: bytes, outcome: str) -> web.StreamResponse:
+    """Write ``data`` as the whole response, byte for byte, then close the connection."""
+    arrival.outcome = outcome
+    assert request.transport is not None
+    request.transport.write(data)
+    await asyncio.sleep(0)
+    request.transport.close()
+    raise asyncio.CancelledError  # nothing more may be written on this connection
+
+
+async def item(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    key = request.match_info["key"]
+    arrival = Arrival(time.monotonic(), key, request.method)
+    app[ARRIVALS].append(arrival)
+    app[HITS][key] += 1
+    hits = app[HITS][key]
+
+    storm: Storm | None = app[STORM]
+    if storm is not None:
+        now = time.monotonic()
+        if now < storm.until:
+            storm.sent += 1
+            arrival.outcome = "429"
+            left = storm.until - now
+            value = str(math.ceil(left)) if storm.storms % 2 else http_date(left)
+            return web.Response(status=429, text="storm", headers={"Retry-After": value})
+
+    script = [part for part in request.query.get("script", "").split(",") if part]
+    action = script[hits - 1] if hits <= len(script) else "ok"
+    name, _, arg = action.partition(":")
+
+    if name == "ok":
+        response = _ok(request, arrival, hits)
+    elif name == "reset":
+        arrival.outcome = "reset"
+        assert request.transport is not None
+        request.transport.abort()
+        raise asyncio.CancelledError
+    elif name == "stall":
+        await asyncio.sleep(float(arg))
+        if request.transport is None or request.transport.is_closing():
+            arrival.outcome = "abandoned"  # the client gave up: this answer reaches nobody
+            raise asyncio.CancelledError
+        response = _ok(request, arrival, hits)
+    elif name == "badjson":
+        arrival.outcome = "badjson"
+        response = web.Response(text='{"broken": ', content_type="application/json")
+    elif name == "badheader":
+        body = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\nBad Header Line\r\n\r\nok"
+        return await _raw(request, arrival, body, "badheader")
+    elif name == "raw429":
+        body = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After:" + arg.encode("latin-1")
+        body += b"\r\nContent-Length: 4\r\nConnection: close\r\n\r\nslow"
+        return await _raw(request, arrival, body, "429")
+    else:
+        status = int(name)
+        arrival.outcome = str(status)
+        headers = {}
+        if arg.startswith("date:"):
+            headers["Retry-After"] = http_date(float(arg.removeprefix("date:")))
+        elif arg:
+            headers["Retry-After"] = arg
+        response = web.Response(status=status, text=f"status {status}", headers=headers)
+
+    if storm is not None and arrival.outcome == "ok":
+        storm.answered += 1
+        if storm.answered % storm.every == 0:
+            now = time.monotonic()
+            storm.until = now + storm.duration
+            storm.storms += 1
+            storm.windows.append((now, storm.until))
+    return response
+
+
+def make_host(name: str, storm: Storm | None = None) -> web.Application:
+    app = web.Application()
+    app[STORM] = storm
+    app[NAME] = name
+    app[ARRIVALS] = []
+    app[HITS] = Counter()
+    app.router.add_route("*", "/item/{key}", item)
+    return app
+
+
+async def start_hosts(serve, count: int, storm: Storm | None = None) -> list[tuple[web.Application, URL]]:
+    """``count`` host servers on 127.0.0.1, one port each (each with a copy of ``storm`` when given)."""
+    hosts = []
+    for index in range(count):
+        app = make_host(f"h{index}", None if storm is None else Storm(every=storm.every, duration=storm.duration))
+        hosts.append((app, await serve(app)))
+    return hosts
+
+
+def arrivals(app: web.Application, outcome: str | None = None) -> list[Arrival]:
+    return [a for a in app[ARRIVALS] if outcome is None or a.outcome == outcome]
+
+
+def answered(app: web.Application) -> Counter[str]:
+    """How many times each key was answered 200."""
+    return Counter(a.key for a in app[ARRIVALS] if a.outcome == "ok")
+
+
+def rate(times: list[float]) -> float:
+    """Requests per second over a sorted list of arrival times: (n - 1) intervals over the span."""
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+def max_in_window(times: list[float], window: float) -> int:
+    """The most arrivals in any ``window`` seconds (a sliding window over sorted times)."""
+    best = 0
+    start = 0
+    for end, at in enumerate(times):
+        while at - times[start] > window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+__all__ = [
+    "ARRIVALS",
+    "HITS",
+    "NAME",
+    "STORM",
+    "Arrival",
+    "Storm",
+    "answered",
+    "arrivals",
+    "http_date",
+    "make_host",
+    "max_in_window",
+    "rate",
+    "start_hosts",
+]
