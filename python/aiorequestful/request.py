@@ -20,7 +20,6 @@ import inspect
 import json
 import logging
 import math
-import numbers
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -71,6 +70,10 @@ P = TypeVar("P")
 #: Failures of the transport that are worth another attempt: aiohttp's connection/payload errors and
 #: time-outs (aiohttp raises the built-in TimeoutError for total/connect time-outs).
 _TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError, asyncio.TimeoutError)
+
+#: What reading a body for a log line or an error message may raise (and must not escape, D-11).
+_LOG_BODY_ERRORS: tuple[type[BaseException], ...] = (*_TRANSIENT_ERRORS, UnicodeDecodeError, LookupError)
+_ERROR_BODY_ERRORS: tuple[type[BaseException], ...] = (*_TRANSIENT_ERRORS, LookupError, RuntimeError)
 
 #: D-8: a 401 may trigger re-authorisation once per ``request()`` call; after that it is an unhandled failure.
 _MAX_REAUTHORISATIONS = 1
@@ -472,7 +475,7 @@ class RequestHandler(Generic[A, P]):
             return
         try:
             body = await response.text(errors="replace")
-        except (*_TRANSIENT_ERRORS, UnicodeDecodeError, LookupError) as exc:
+        except _LOG_BODY_ERRORS as exc:
             body = f"<body unavailable: {type(exc).__name__}>"
         headers = json.dumps(_redact(dict(response.headers)), indent=2)
         self.log(
@@ -645,15 +648,19 @@ class RequestHandler(Generic[A, P]):
         # A relative URL goes to the session's base URL (aiohttp keeps it private; absent means none).
         return host_key(url, getattr(self._session, "_base_url", None))
 
-    def _record_pause(self, host: HostKey, response: ClientResponse) -> float | None:
-        """Pause ``host`` as ``response``'s Retry-After asks; the time this response asked to pause until."""
+    def _record_pause(self, response: ClientResponse) -> float | None:
+        """Pause the host that sent ``response`` (after redirects, the last one) as its Retry-After asks.
+
+        Returns the time (loop clock) this response asked to pause until, or None.
+        """
         assert self._pauses is not None
+        host = self._host_key(response.url)
         cap = None
         index = self._dispatch.lookup(response.status)
         if index is not None:
             # Reuse the cap of the handler that waits out this status (RateLimitStatusHandler.max_retry_after).
             limit = getattr(self._handler_list[index], "max_retry_after", None)
-            if isinstance(limit, numbers.Real) and not isinstance(limit, bool) and limit >= 0:
+            if isinstance(limit, (int, float)) and not isinstance(limit, bool) and limit >= 0:
                 cap = float(limit)
         until = self._pauses.pause_for(host, response.status, response.headers, cap=cap)
         if until is not None and self.logger.isEnabledFor(logging.DEBUG):
@@ -798,8 +805,7 @@ class RequestHandler(Generic[A, P]):
                     failure = response
                 else:
                     if pauses is not None and response.status in PAUSE_STATUSES:
-                        assert host is not None
-                        pause_until = self._record_pause(host, response)
+                        pause_until = self._record_pause(response)
                     if await self._handle_response(response, handler_timer, chain):
                         # handled: send again without a retry-timer step; the handler judged and waited out
                         # this response's own Retry-After, so the gate need not judge that pause again.
@@ -827,8 +833,9 @@ class RequestHandler(Generic[A, P]):
                     if pause_until is not None and isinstance(failure, ClientResponse):
                         # e.g. a 503 with Retry-After: the retry step runs, then the gate waits out the rest of
                         # the pause - unless the pause is longer than this request can wait.
-                        assert host is not None
-                        self._check_pause(pause_until - _loop_time(), failure.status, host, timer, failure)
+                        self._check_pause(
+                            pause_until - _loop_time(), failure.status, self._host_key(failure.url), timer, failure
+                        )
                         chain.pause_accepted = max(chain.pause_accepted, pause_until)
                     retry_after, cause = timer, failure
             # The response is released before any sleep so its connection returns to the pool at once.
@@ -903,5 +910,5 @@ async def _body_text(response: ClientResponse) -> str:
     """The body for an error message; never raises (D-11: non-UTF-8 bodies are decoded leniently)."""
     try:
         return await response.text(errors="ignore")
-    except (*_TRANSIENT_ERRORS, LookupError, RuntimeError):
+    except _ERROR_BODY_ERRORS:
         return ""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from http import HTTPMethod
 from typing import Any, TypeVar
@@ -126,7 +127,7 @@ class Coalescer:
             task = asyncio.ensure_future(factory())
             flight = _Flight(task)
             self._flights[key] = flight
-            task.add_done_callback(lambda _t, k=key, f=flight: self._done(k, f))
+            task.add_done_callback(functools.partial(self._finished, key, flight))
         flight.waiters += 1
         try:
             # shield: cancelling this caller must not cancel the request the others are waiting for.
@@ -139,6 +140,9 @@ class Coalescer:
                 self._done(key, flight)
                 flight.task.cancel()
         return (_share(result) if joined else result), joined
+
+    def _finished(self, key: str, flight: _Flight, _task: asyncio.Future[Any]) -> None:
+        self._done(key, flight)
 
     def _done(self, key: str, flight: _Flight) -> None:
         if self._flights.get(key) is flight:

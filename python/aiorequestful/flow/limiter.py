@@ -249,7 +249,7 @@ class HostRateLimiter:
         if (host, port) in self._by_host_port:
             return self._by_host_port[(host, port)]  # type: ignore[index]
         if host in self._by_host:
-            return self._by_host[host]  # type: ignore[index]
+            return self._by_host[host]
         return self._default
 
     @property

@@ -72,7 +72,7 @@ class HostPauses:
             raise ValueError(f"max_pause must be a non-negative number of seconds, not {max_pause!r}")
         self.max_pause: float = float(max_pause)
         self._pauses: dict[HostKey, HostPause] = {}
-        self._prune_at = _PRUNE_AT
+        self._prune_at: int = _PRUNE_AT
 
     def pause(
         self, key: HostKey, seconds: float, status: int | None = None, *, cap: float | None = None

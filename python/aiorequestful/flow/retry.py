@@ -61,6 +61,20 @@ DEFAULT_RETRY_EXCEPTIONS: tuple[type[BaseException], ...] = (
 _NOT_TRANSIENT: tuple[type[BaseException], ...] = (aiohttp.ClientSSLError,)
 
 
+def _ranges(numbers: Iterable[int]) -> str:
+    """``[408, 429, 500, 502-504]``: runs of consecutive codes shown as ranges."""
+    parts: list[str] = []
+    run: list[int] = []
+    for code in sorted(numbers):
+        if run and code != run[-1] + 1:
+            parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+            run = []
+        run.append(code)
+    if run:
+        parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+    return f"[{', '.join(parts)}]"
+
+
 def _method(value: Any) -> HTTPMethod:
     if isinstance(value, HTTPMethod):
         return value
@@ -146,6 +160,6 @@ class RetryPolicy:
     def __repr__(self) -> str:
         methods = sorted(m.value for m in self.methods)
         return (
-            f"{type(self).__name__}(statuses={sorted(self.statuses)!r}, methods={methods!r}, "
+            f"{type(self).__name__}(statuses={_ranges(self.statuses)}, methods={methods!r}, "
             f"exceptions={tuple(e.__name__ for e in self.exceptions)!r}, jitter={self.jitter!r})"
         )

@@ -1,0 +1,534 @@
+# SPDX-License-Identifier: MIT
+"""Flow control shared by a fleet of crawler processes through Redis (issue 8).
+
+* :class:`RedisHostRateLimiter` - the per-host token bucket of :mod:`.limiter`, with its state in Redis and updated
+  atomically by a Lua script, so N processes *together* keep to the configured rate.
+* :class:`RedisHostPauses` - the host-wide ``Retry-After`` pauses of :mod:`.pause`: a pause seen by any worker
+  pauses that host for every worker.
+
+Both are drop-in subclasses of the local classes: pass them to ``RequestHandler(rate_limit=...,
+pause_on_retry_after=...)`` as you would a ``HostRateLimiter``/``HostPauses``. When Redis is unreachable they
+fall back to the local behaviour of their base class (limits and pauses per process) and go back to the shared
+state as soon as Redis answers again (see :class:`~aiorequestful.shared.RedisConnection`).
+
+Rate limiting
+    The bucket's arithmetic is that of the ``bucket_take`` kernel, run inside Redis: refill at ``rate`` up to
+    ``burst``, take one token, and when none is left take it anyway (the count goes negative) and wait until it
+    is due. Time is the Redis server's ``TIME``, so the workers' clocks do not matter. Every process keeps a FIFO
+    queue per host and only its head holds a reservation, so reservations are served fleet-wide in the order the
+    heads made them, and a process never holds more than one future slot per host. A head cancelled before its
+    slot gives the token back when no later reservation depends on it (its reservation is the newest one in
+    Redis); otherwise the token is not reassigned (two requests would share one slot).
+
+    The bucket keys expire once the bucket would be full again (a full bucket is no different from a missing
+    one), so idle hosts cost no memory. All workers should use the same limits: a reservation refills and caps
+    the bucket with the rate and burst of the worker making it.
+
+Pauses
+    A pause is a Redis key per host whose TTL is the pause (again no clock is compared across machines) and a
+    message on a channel. Each process mirrors the pauses in its local ``HostPauses`` from a background listener,
+    so ``get()`` stays synchronous and costs no round trip. The listener re-reads every pause in force whenever
+    it (re)subscribes, and pushes the pauses recorded while Redis was away, so a worker that starts, or a Redis
+    that restarts, during a pause still honours it. A pause never shortens one in force and is capped by each
+    process's ``max_pause``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import math
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..response.status import DEFAULT_MAX_RETRY_AFTER
+from ..shared.connection import _REDIS_ERRORS, _UNAVAILABLE, RedisConnection, RedisScript
+from ._hosts import HostKey
+from .limiter import HostRateLimiter, RateLimit, RateLimitInput, sleep_until
+from .pause import HostPauses
+
+__all__ = ("RedisHostPauses", "RedisHostRateLimiter")
+
+# -------------------------------------------------------------------------------------------------------------
+# Lua: the bucket_take kernel (api of _native_py.bucket_take) on a hash {tokens, updated, seq}, in server time.
+# Numbers are returned as strings: Redis turns Lua numbers into integers in replies. "%.17g" keeps every bit of
+# a double (epoch seconds with microseconds need 16 digits; Lua's tostring keeps 14).
+# -------------------------------------------------------------------------------------------------------------
+_TAKE = RedisScript(
+    """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'updated', 'seq')
+local tokens = tonumber(state[1])
+local updated = tonumber(state[2])
+local seq = tonumber(state[3]) or 0
+if tokens == nil or updated == nil then
+  tokens = burst
+  updated = now
+end
+local elapsed = now - updated
+if elapsed > 0 then
+  tokens = math.min(burst, tokens + elapsed * rate)
+  updated = now
+end
+tokens = tokens - 1
+local wait = 0
+local ticket = 0
+if tokens < 0 then
+  wait = -tokens / rate
+  seq = seq + 1
+  ticket = seq
+end
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'updated', string.format('%.17g', updated),
+  'seq', string.format('%d', seq))
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
+return {string.format('%.17g', wait), ticket, string.format('%.17g', now), string.format('%.17g', tokens)}
+"""
+)
+
+# Return the token of reservation ARGV[1] (due at server time ARGV[2]) if it is still the newest and not yet due.
+_GIVE_BACK = RedisScript(
+    """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+if tonumber(ARGV[2]) <= now then
+  return 0
+end
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'seq')
+local tokens = tonumber(state[1])
+if tokens == nil or tonumber(state[2]) ~= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens + 1), 'seq', string.format('%d', tonumber(ARGV[1]) - 1))
+return 1
+"""
+)
+
+# Pause a host for ARGV[1] ms unless a longer pause is in force; announce a change on the channel ARGV[3].
+_PAUSE = RedisScript(
+    """
+local ms = tonumber(ARGV[1])
+local current = redis.call('PTTL', KEYS[1])
+if current >= ms then
+  return current
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ms)
+redis.call('PUBLISH', ARGV[3], ARGV[4] .. '|' .. ARGV[1] .. '|' .. ARGV[2] .. '|' .. ARGV[5])
+return ms
+"""
+)
+
+_RESUME = RedisScript(
+    """
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[1], ARGV[2] .. '|0|0|' .. ARGV[3])
+return 1
+"""
+)
+
+#: Seconds the pause listener waits for a message before checking its connection.
+_LISTEN_TIMEOUT = 1.0
+#: Idle listen periods between two PINGs on the subscription (a silent server is detected this way).
+_PING_EVERY = 5
+
+
+def _host_json(key: HostKey) -> str:
+    return json.dumps(list(key), separators=(",", ":"))
+
+
+def _parse_host(text: str) -> HostKey | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    if not (isinstance(value, list) and len(value) == 3):
+        return None
+    scheme, host, port = value
+    if not (scheme is None or isinstance(scheme, str)) or not (host is None or isinstance(host, str)):
+        return None
+    if not (port is None or (isinstance(port, int) and not isinstance(port, bool))):
+        return None
+    return (scheme, host, port)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+class _Queue:
+    """The tasks of this process waiting for one host's shared bucket: one head at a time, the rest in order."""
+
+    __slots__ = ("busy", "waiters")
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    async def enter(self) -> None:
+        if not self.busy:
+            self.busy = True
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(future)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.leave()  # made head just as it was cancelled: pass the head on
+            raise
+
+    def leave(self) -> None:
+        while self.waiters:
+            future = self.waiters.popleft()
+            if not future.done():
+                future.set_result(None)  # the head passes straight to this waiter
+                return
+        self.busy = False
+
+    @property
+    def idle(self) -> bool:
+        return not self.busy and not self.waiters
+
+
+class _Mirror:
+    """What this process last learnt of a host's shared bucket (for :meth:`RedisHostRateLimiter.delay`)."""
+
+    __slots__ = ("burst", "rate", "seen_at", "tokens")
+
+    def __init__(self, tokens: float, seen_at: float, rate: float, burst: float) -> None:
+        self.tokens, self.seen_at, self.rate, self.burst = tokens, seen_at, rate, burst
+
+    def next_free(self, now: float) -> float:
+        available = min(self.burst, self.tokens + max(0.0, now - self.seen_at) * self.rate)
+        return 0.0 if available >= 1.0 else (1.0 - available) / self.rate
+
+
+class RedisHostRateLimiter(HostRateLimiter):
+    """Token buckets by host, shared by every process using the same Redis namespace.
+
+    :param connection: the shared Redis.
+    :param limits: as for :class:`~aiorequestful.flow.HostRateLimiter`: one limit for every host, or limits by
+        host. Every worker should give the same limits.
+
+    ``shared_reservations``/``local_reservations`` count the reservations made in Redis and, while it was
+    unavailable, in this process's local buckets.
+    """
+
+    __slots__ = ("_connection", "_mirrors", "_queues", "local_reservations", "shared_reservations")
+
+    def __init__(self, connection: RedisConnection, limits: RateLimitInput = None) -> None:
+        super().__init__(limits)
+        if not isinstance(connection, RedisConnection):
+            raise TypeError(f"connection must be a RedisConnection, not {type(connection).__name__}")
+        self._connection = connection
+        self._queues: dict[HostKey, _Queue] = {}
+        self._mirrors: dict[HostKey, _Mirror] = {}
+        self.shared_reservations = 0
+        self.local_reservations = 0
+
+    @property
+    def connection(self) -> RedisConnection:
+        """The shared Redis."""
+        return self._connection
+
+    def bucket_key(self, key: HostKey) -> str:
+        """The Redis key of the bucket of host ``key``."""
+        return self._connection.key("rate", _host_json(key))
+
+    def delay(self, key: HostKey) -> float:
+        """Seconds until a token of ``key``'s bucket is available, as far as this process knows (nothing reserved)."""
+        if not self._connection.available:
+            return super().delay(key)
+        mirror = self._mirrors.get(key)
+        if mirror is None:
+            return 0.0
+        return mirror.next_free(asyncio.get_running_loop().time())
+
+    def queued(self, key: HostKey) -> int:
+        """How many tasks of this process wait behind the head of ``key``'s queue."""
+        queue = self._queues.get(key)
+        local = getattr(super(), "queued", None)
+        return (len(queue.waiters) if queue is not None else 0) + (local(key) if local is not None else 0)
+
+    async def _reserve(self, key: HostKey, limit: RateLimit) -> tuple[float, int, float] | None:
+        """Take a token from the shared bucket: ``(wait, ticket, slot in server time)``; None if Redis failed."""
+        bucket = self.bucket_key(key)
+
+        async def take(client: Any) -> Any:
+            return await _TAKE(client, keys=(bucket,), args=(repr(limit.rate), repr(limit.burst)))
+
+        reply = await self._connection.call(take, None)
+        if reply is None:
+            return None
+        wait, ticket, now, tokens = float(reply[0]), int(reply[1]), float(reply[2]), float(reply[3])
+        self.shared_reservations += 1
+        if len(self._mirrors) >= 1024:
+            self._mirrors.clear()  # only a hint for delay(): cheaper to forget than to prune
+        self._mirrors[key] = _Mirror(tokens, asyncio.get_running_loop().time(), limit.rate, limit.burst)
+        return wait, ticket, now + wait
+
+    async def _give_back(self, key: HostKey, ticket: int, slot: float) -> None:
+        bucket = self.bucket_key(key)
+
+        async def give_back(client: Any) -> Any:
+            return await _GIVE_BACK(client, keys=(bucket,), args=(str(ticket), repr(slot)))
+
+        await self._connection.call(give_back, 0)
+
+    async def acquire(self, key: HostKey, prepare: Callable[[], Awaitable[float]] | None = None) -> float:
+        """Wait for this task's turn on ``key``'s shared bucket; returns the seconds waited for the rate limit.
+
+        ``prepare`` is as for :meth:`HostRateLimiter.acquire` (awaited at the head of the queue before a token is
+        taken, and again when the slot comes). While Redis is unavailable the local bucket is used instead.
+        """
+        limit = self.limit_for(key)
+        if limit is None or not self._connection.usable():
+            if limit is not None:
+                self.local_reservations += 1
+            return await self._local_acquire(key, prepare)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = _Queue()
+        await queue.enter()
+        prepared = 0.0
+        fallback = False
+        try:
+            while True:
+                if prepare is not None:
+                    prepared += await prepare()
+                reservation = await self._reserve(key, limit)
+                if reservation is None:
+                    fallback = True
+                    break
+                wait, ticket, slot_time = reservation
+                if wait <= 0.0:
+                    break
+                slot = loop.time() + wait
+                try:
+                    await sleep_until(loop, slot)
+                except asyncio.CancelledError:
+                    if loop.time() < slot:
+                        self._connection.spawn(self._give_back(key, ticket, slot_time))
+                    raise
+                if prepare is None:
+                    break
+                paused = await prepare()
+                if not paused:
+                    break
+                # A pause held this task past its slot: the token went unused. It can only be returned while it
+                # is the newest reservation and still in the future; otherwise it is lost (never handed out twice).
+                prepared += paused
+                await self._give_back(key, ticket, slot_time)
+        finally:
+            queue.leave()
+            if queue.idle and self._queues.get(key) is queue:
+                del self._queues[key]
+        waited = max(0.0, loop.time() - start - prepared)
+        if fallback:
+            self.local_reservations += 1
+            return waited + await self._local_acquire(key, prepare)
+        return waited
+
+    async def _local_acquire(self, key: HostKey, prepare: Callable[[], Awaitable[float]] | None) -> float:
+        if prepare is None:
+            return await super().acquire(key)
+        return await super().acquire(key, prepare)  # type: ignore[call-arg,unused-ignore]
+
+    def __repr__(self) -> str:
+        return f"{super().__repr__()[:-1]}, connection={self._connection!r})"
+
+
+class RedisHostPauses(HostPauses):
+    """Host-wide ``Retry-After`` pauses shared by every process using the same Redis namespace.
+
+    :param connection: the shared Redis.
+    :param max_pause: the longest pause accepted, in seconds, from a response or from another worker.
+
+    ``received`` counts the pauses learnt from other workers.
+    """
+
+    __slots__ = ("_channel", "_connection", "_origin", "_service", "received")
+
+    _ids = itertools.count(1)
+
+    def __init__(self, connection: RedisConnection, max_pause: float = DEFAULT_MAX_RETRY_AFTER) -> None:
+        super().__init__(max_pause)
+        if not isinstance(connection, RedisConnection):
+            raise TypeError(f"connection must be a RedisConnection, not {type(connection).__name__}")
+        self._connection = connection
+        self._channel = connection.key("pause")
+        #: Tells this object's own announcements apart from other workers'.
+        self._origin = uuid.uuid4().hex
+        self.received = 0
+        self._service = f"pauses-{next(self._ids)}"
+        connection.register_service(self._service, self._listen)
+
+    @property
+    def connection(self) -> RedisConnection:
+        """The shared Redis."""
+        return self._connection
+
+    def pause_key(self, key: HostKey) -> str:
+        """The Redis key of the pause of host ``key``."""
+        return self._connection.key("pause", _host_json(key))
+
+    # ----------------------------------------------------------------------------------------------
+    # the HostPauses interface
+    # ----------------------------------------------------------------------------------------------
+    def pause(
+        self, key: HostKey, seconds: float, status: int | None = None, *, cap: float | None = None
+    ) -> float | None:
+        """Pause ``key`` here at once, and for every worker as soon as Redis has it (see :meth:`HostPauses.pause`)."""
+        until = super().pause(key, seconds, status, cap=cap)
+        if until is None:
+            return None
+        self._connection.ensure_service(self._service)
+        current = self._pauses.get(key)
+        if current is not None:
+            remaining = current.until - _loop_time()
+            self._connection.spawn(self._announce(key, remaining, current.status))
+        return until
+
+    def get(self, key: HostKey) -> Any:
+        """The pause in force for ``key`` (from this worker or another), or None."""
+        self._connection.ensure_service(self._service)
+        return super().get(key)
+
+    def resume(self, key: HostKey) -> None:
+        """Lift ``key``'s pause here and for every worker."""
+        super().resume(key)
+        self._connection.spawn(self._announce_resume(key))
+
+    # ----------------------------------------------------------------------------------------------
+    # Redis side
+    # ----------------------------------------------------------------------------------------------
+    async def _announce(self, key: HostKey, seconds: float, status: int | None) -> None:
+        ms = math.ceil(seconds * 1000.0)
+        if ms <= 0:
+            return
+        name, host = self.pause_key(key), _host_json(key)
+        args = (str(ms), str(status or 0), self._channel, self._origin, host)
+
+        async def announce(client: Any) -> Any:
+            return await _PAUSE(client, keys=(name,), args=args)
+
+        await self._connection.call(announce, None)
+
+    async def _announce_resume(self, key: HostKey) -> None:
+        name, host = self.pause_key(key), _host_json(key)
+
+        async def resume(client: Any) -> Any:
+            return await _RESUME(client, keys=(name,), args=(self._channel, self._origin, host))
+
+        await self._connection.call(resume, None)
+
+    def _apply(self, key: HostKey, ms: int, status: int | None) -> None:
+        if ms <= 0:
+            HostPauses.resume(self, key)
+            return
+        HostPauses.pause(self, key, ms / 1000.0, status or None)
+
+    def _on_message(self, data: Any) -> None:
+        parts = _text(data).split("|", 4)
+        if len(parts) != 4 or parts[0] == self._origin:
+            return
+        key = _parse_host(parts[3])
+        try:
+            ms, status = int(parts[1]), int(parts[2])
+        except ValueError:
+            return
+        if key is None:
+            return
+        self.received += 1
+        self._apply(key, ms, status)
+
+    async def _sync(self, client: Any) -> None:
+        """Mirror every pause in force in Redis, then push the local ones Redis does not have (made while away)."""
+        prefix = self._connection.key("pause", "")
+        pattern = _glob_escape(prefix) + "*"
+        names: list[bytes] = [name async for name in client.scan_iter(match=pattern, count=200)]
+        for start in range(0, len(names), 200):
+            chunk = names[start : start + 200]
+            async with client.pipeline(transaction=False) as pipe:
+                for name in chunk:
+                    pipe.pttl(name)
+                    pipe.get(name)
+                replies = await pipe.execute()
+            for index, name in enumerate(chunk):
+                ttl, status = replies[2 * index], replies[2 * index + 1]
+                key = _parse_host(_text(name)[len(prefix) :])
+                if key is None or not isinstance(ttl, int) or ttl <= 0:
+                    continue
+                try:
+                    code = int(status) if status is not None else 0
+                except ValueError:
+                    code = 0
+                self._apply(key, ttl, code)
+        now = _loop_time()
+        for key, pause in list(self._pauses.items()):
+            if pause.until > now:
+                await self._announce(key, pause.until - now, pause.status)
+
+    async def _listen(self) -> None:
+        """Keep a subscription to the pause channel, resubscribing (and resyncing) after any failure."""
+        connection = self._connection
+        while True:
+            pubsub = None
+            try:
+                client = connection.client()
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                await pubsub.subscribe(self._channel)
+                connection.mark_available()
+                await self._sync(client)
+                idle = 0
+                pinged: float | None = None
+                while True:
+                    message = await pubsub.get_message(timeout=_LISTEN_TIMEOUT)
+                    if message is None:
+                        idle += 1
+                        if pinged is not None and _loop_time() - pinged > 2 * _LISTEN_TIMEOUT + connection.timeout:
+                            raise TimeoutError("no answer to PING on the pause subscription")
+                        if pinged is None and idle >= _PING_EVERY:
+                            await pubsub.ping()
+                            pinged, idle = _loop_time(), 0
+                        continue
+                    if message.get("type") == "pong":
+                        pinged = None
+                    elif message.get("type") == "message":
+                        self._on_message(message.get("data"))
+            except asyncio.CancelledError:
+                raise
+            except _UNAVAILABLE as exc:
+                connection.mark_unavailable(exc)
+            except _REDIS_ERRORS as exc:
+                connection._refused(exc)
+            finally:
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()
+            await connection.wait_for_retry()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(max_pause={self.max_pause!r}, paused={len(self)}, connection={self._connection!r})"
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` as a literal in a Redis glob pattern (``SCAN MATCH``)."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def _loop_time() -> float:
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        import time
+
+        return time.monotonic()
