@@ -116,8 +116,8 @@ async def cache_throughput(
         # The hits never reached the server: only the network mode's requests did.
         leaked = server_hits(base) - before_server - network_requests  # /stats reads are not counted
         checks = {"cache_hits": hits, "cache_misses": misses, "hit_requests": hit_requests, "leaked_to_network": leaked}
-        if hits != hit_requests or misses != 0:
-            raise AssertionError(f"cache hits were not all hits: {checks}")
+        if hits != hit_requests or misses != 0 or leaked != 0:
+            raise AssertionError(f"cache hits were not all hits, or reached the server: {checks}")
 
     write = await cache_writes(workdir / "writes", writes)
     return {"backend": backend_info(), "samples": samples, "checks": checks, "writes": write}

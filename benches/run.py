@@ -81,12 +81,12 @@ SIZES: dict[str, Sizes] = {
             "--benchmark-min-rounds=10",
         ),
         e2e_n=600,
-        e2e_rounds=4,
+        e2e_rounds=6,
         e2e_blocks=5,
         e2e_warmup=300,
         cache_n=600,
         cache_items=3000,
-        cache_rounds=8,
+        cache_rounds=10,
         writes=20_000,
         memory_n=100_000,
         original=True,
@@ -974,8 +974,8 @@ def write_report(latest: dict[str, Any], out_dir: Path) -> None:
         "",
         f"Load average at start {m['load_average_start']}, at end {m.get('load_average_end')}. The machine is a "
         "shared, noisy 2-core VM: every ratio compares numbers taken in the same run (kernels: the same pytest "
-        "session; end to end: client processes for the two backends interleaved round by round, each measuring "
-        "both of its modes in alternating order; the ratio is the median of the per-round ratios).",
+        "session, two passes in opposite order; end to end: client processes for the two backends interleaved, each "
+        "measuring every mode in rotating order; a ratio is the median of the per-round ratios).",
         "",
         *_load_warning(m),
         "## Summary",
@@ -1064,13 +1064,15 @@ def write_report(latest: dict[str, Any], out_dir: Path) -> None:
         "from 1,000 concurrent tasks)",
         "",
         "| Backend | Concurrency | Cache hits (req/s) | Loopback network (req/s) | dict + orjson (lookups/s) "
-        "| Hits vs network | Hits vs dict | Cold crawl, cache on (req/s) | Writes/s | Verdict |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| Hits vs network | Hits vs dict | Client CPU µs per hit | Cold crawl, cache on (req/s) | Writes/s "
+        "| Verdict |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in s["cache"]:
         lines.append(
             f"| {row['backend']} | {row['concurrency']} | {_num(row['cache_hit_rps'])} | {_num(row['network_rps'])} | "
             f"{_num(row['dict_orjson_rps'])} | {_fmt(row['hit_vs_network'])} | {_fmt(row['hit_vs_dict'])} | "
+            f"{_num(row['hit_cpu_us'])} | "
             f"{_num(row['cache_fill_rps'])} | {_num(row['writes_per_s'])} | {_verdict(row['met'])} |"
         )
     lines += [
