@@ -159,8 +159,8 @@ def sync_client(url: str) -> Any:
 # ----------------------------------------------------------------------------------------------------------------
 # fixtures
 # ----------------------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+@pytest.fixture(scope="session", name="redis_url")
+def redis_url_fixture() -> Iterator[str]:
     """The URL of the Redis server the tests share (see the module docs)."""
     url = os.environ.get(ENV_URL)
     if url:
@@ -181,16 +181,16 @@ def redis_url() -> Iterator[str]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-@pytest.fixture
-def redis_namespace(redis_url: str) -> Iterator[str]:
+@pytest.fixture(name="redis_namespace")
+def redis_namespace_fixture(redis_url: str) -> Iterator[str]:
     """A namespace of this test's own; its keys are deleted afterwards."""
     namespace = f"aiorequestful-test-{uuid.uuid4().hex[:12]}"
     yield namespace
     flush_namespace(redis_url, namespace)
 
 
-@pytest.fixture
-async def redis_connection(redis_url: str, redis_namespace: str) -> AsyncIterator[Any]:
+@pytest.fixture(name="redis_connection")
+async def redis_connection_fixture(redis_url: str, redis_namespace: str) -> AsyncIterator[Any]:
     """A ``RedisConnection`` on the test server in this test's namespace, closed afterwards."""
     from aiorequestful.shared import RedisConnection
 
@@ -199,8 +199,8 @@ async def redis_connection(redis_url: str, redis_namespace: str) -> AsyncIterato
     await connection.aclose()
 
 
-@pytest.fixture
-def dedicated_redis(tmp_path: Path) -> Iterator[RedisServer]:
+@pytest.fixture(name="dedicated_redis")
+def dedicated_redis_fixture(tmp_path: Path) -> Iterator[RedisServer]:
     """A running redis-server of this test's own, which it may kill and start again on the same port."""
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (scripts/redis.sh install); the test kills its own server")

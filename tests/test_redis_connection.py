@@ -20,11 +20,11 @@ from aiorequestful.shared import connection as connection_module
 
 from .redis_support import (  # noqa: F401 - fixtures
     RedisServer,
-    dedicated_redis,
+    dedicated_redis_fixture,
     free_port,
-    redis_connection,
-    redis_namespace,
-    redis_url,
+    redis_connection_fixture,
+    redis_namespace_fixture,
+    redis_url_fixture,
 )
 
 LOGGER = "aiorequestful.shared.connection"
@@ -215,6 +215,7 @@ async def test_passwords_never_reach_messages(caplog: pytest.LogCaptureFixture) 
         ({"timeout": float("nan")}, "timeout"),
         ({"retry_min": -1}, "retry_min"),
         ({"retry_min": 2.0, "retry_max": 1.0}, "retry_max"),
+        ({"max_connections": 0}, "max_connections"),
     ],
 )
 def test_invalid_settings_are_refused(kwargs: dict[str, Any], message: str) -> None:
@@ -224,7 +225,9 @@ def test_invalid_settings_are_refused(kwargs: dict[str, Any], message: str) -> N
 
 def test_without_redis_py_the_module_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(connection_module, "redis_asyncio", None)
-    with pytest.raises(AIORequestfulImportError, match="Cannot create RedisConnection object. Required modules: redis"):
+    with pytest.raises(
+        AIORequestfulImportError, match=r"Cannot create RedisConnection object\. Required modules: redis"
+    ):
         RedisConnection()
 
 

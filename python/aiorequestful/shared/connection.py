@@ -131,7 +131,8 @@ class RedisConnection:
     :param timeout: seconds to connect, and to wait for any reply, before Redis counts as unavailable.
     :param retry_min: the first back-off (seconds) before Redis is tried again after a failure.
     :param retry_max: the longest back-off (seconds); the back-off doubles from ``retry_min`` up to it.
-    :param client_kwargs: further keyword arguments for ``redis.asyncio.Redis.from_url`` (e.g. ``ssl_ca_certs``).
+    :param max_connections: the most connections a process (per event loop) opens; operations beyond wait for one.
+    :param client_kwargs: further keyword arguments for the connections (e.g. ``ssl_ca_certs``, ``username``).
     """
 
     __slots__ = (
@@ -146,6 +147,7 @@ class RedisConnection:
         "_state",
         "client_kwargs",
         "logger",
+        "max_connections",
         "namespace",
         "outages",
         "retry_max",
@@ -164,6 +166,7 @@ class RedisConnection:
         timeout: float = 1.0,
         retry_min: float = 0.1,
         retry_max: float = 5.0,
+        max_connections: int = 64,
         client_kwargs: dict[str, Any] | None = None,
     ) -> None:
         required_modules_installed([redis_asyncio], self)
@@ -175,6 +178,8 @@ class RedisConnection:
         for name, value in (("timeout", timeout), ("retry_min", retry_min), ("retry_max", retry_max)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
+            raise ValueError(f"max_connections must be a positive integer, not {max_connections!r}")
         if retry_max < retry_min:
             raise ValueError(f"retry_max ({retry_max!r}) must not be less than retry_min ({retry_min!r})")
         self.logger: logging.Logger = logger
@@ -184,6 +189,7 @@ class RedisConnection:
         self.timeout = float(timeout)
         self.retry_min = float(retry_min)
         self.retry_max = float(retry_max)
+        self.max_connections = max_connections
         self.client_kwargs: dict[str, Any] = dict(client_kwargs or {})
         #: How many times Redis went from available to unavailable (each one logged one WARNING).
         self.outages = 0
@@ -337,7 +343,12 @@ class RedisConnection:
                 "decode_responses": False,
             }
             kwargs.update(self.client_kwargs)
-            state.client = redis_asyncio.Redis.from_url(str(self.url), **kwargs)
+            # A blocking pool: more concurrent operations than connections wait for one (local back-pressure)
+            # instead of failing with "Too many connections", which would look like an outage.
+            pool = redis_asyncio.BlockingConnectionPool.from_url(
+                str(self.url), max_connections=self.max_connections, timeout=None, **kwargs
+            )
+            state.client = redis_asyncio.Redis.from_pool(pool)
         return state.client
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | None:

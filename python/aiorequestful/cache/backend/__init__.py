@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""Cache backends (api.md §9.3): the abstract ``ResponseCache`` and the SQLite implementation."""
+"""Cache backends (api.md §9.3): the abstract ``ResponseCache``, the SQLite implementation and, when redis-py is
+installed (``pip install aiorequestful[redis]``), the Redis one (issue 8)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,18 @@ from .sqlite import SQLiteCache
 
 __all__ = ("CACHE_CLASSES", "CACHE_TYPES", "ResponseCache", "SQLiteCache")
 
-#: Every concrete cache class.
-CACHE_CLASSES: frozenset[type[ResponseCache]] = frozenset({SQLiteCache})
+_classes: set[type[ResponseCache]] = {SQLiteCache}
+try:
+    import redis as _redis  # noqa: F401 - only probing whether the optional dependency is there
+except ImportError:  # pragma: no cover - exercised without the [redis] extra
+    pass
+else:
+    from .redis import RedisCache
+
+    _classes.add(RedisCache)
+    __all__ += ("RedisCache",)
+
+#: Every concrete cache class (``RedisCache`` only when redis-py is installed).
+CACHE_CLASSES: frozenset[type[ResponseCache]] = frozenset(_classes)
 #: The backend names of ``CACHE_CLASSES`` (``cls.type``).
 CACHE_TYPES: frozenset[str] = frozenset(str(cls.type) for cls in CACHE_CLASSES if cls.type is not None)

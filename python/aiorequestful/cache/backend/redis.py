@@ -1,0 +1,633 @@
+# SPDX-License-Identifier: MIT
+"""Redis backend: a response cache shared by every process of a crawler fleet (issue 8).
+
+The repository contract is that of ``SQLiteTable`` (api.md §8); the storage is Redis:
+
+* one key per entry, a small hash (payload, display name, original status/reason/safe headers, credential
+  digest, stamp), with a native Redis TTL from the repository's ``expire``: Redis itself drops expired entries;
+* payloads of 1 KiB or more are zlib-compressed when that saves at least a tenth, so values stay compact;
+* keys are namespaced ``<namespace>:cache:{<cache name>/<repository>}:...``, so several caches (and fleets) can
+  share one server; the braces are a Redis Cluster hash tag that keeps a repository's keys in one slot;
+* each repository keeps a sorted set of its keys by expiry, so ``count``/``clear``/iteration never scan the
+  server's keyspace;
+* entries are scoped to the credentials of the request that fetched them, as in SQLite (only a digest is stored,
+  never the credentials; ``ResponseRepositorySettings.share_across_credentials`` opts out).
+
+Failure behaviour: when Redis is unavailable a lookup is a miss, a save is skipped and a delete finds nothing,
+with one WARNING per outage (see :class:`~aiorequestful.shared.RedisConnection`); no request fails because of the
+cache. ``count``, ``clear`` and iteration, which a program uses to inspect the cache, raise ``CacheError`` then,
+rather than report an empty cache.
+
+Differences from ``SQLiteTable`` that come from Redis: expired entries do not linger (``count(True)`` equals
+``count(False)``, and ``clear(expired_only=True)`` only tidies the index, returning how many expired entries it
+dropped); every save is durable when it returns as far as the server's persistence goes (``commit`` has nothing
+to do); ``close`` leaves the connection to its owner (the cache, or the fleet's shared connection).
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import AsyncIterator, Generator
+from datetime import timedelta
+from enum import Enum
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import ClientRequest, ClientResponse, RequestInfo
+from dateutil.relativedelta import relativedelta
+from yarl import URL
+
+from ..._utils import classproperty, required_modules_installed
+from ...shared.connection import RedisConnection, RedisScript
+from .._credentials import NO_CREDENTIALS, credential_digest
+from .._entry import DEFAULT_REASON, DEFAULT_STATUS, CacheEntry, ResponseMeta, decode_headers, encode_headers, utc_now
+from ..exception import CacheError
+from .base import (
+    _UNSET,
+    DEFAULT_EXPIRE,
+    K,
+    ResponseCache,
+    ResponseRepository,
+    ResponseRepositorySettings,
+    V,
+    _request_info,
+)
+
+try:
+    import redis
+except ImportError:  # pragma: no cover - exercised when the [redis] extra is not installed
+    redis = None  # type: ignore[assignment]
+
+__all__ = ("DEFAULT_CACHE_NAME", "RedisCache", "RedisTable", "redis")
+
+#: The cache name ``RedisCache.connect`` uses when none is given.
+DEFAULT_CACHE_NAME = "cache"
+
+#: Payloads at least this long are compressed when that pays.
+_COMPRESS_AT = 1024
+_FLAG_ZLIB = 1
+_FLAG_BYTES = 2
+_CHUNK = 256
+
+# Store one entry: replace the hash, set its TTL, index it by expiry (server time), tidy the index.
+# KEYS: entry, index. ARGV: ttl ms, index member, then the hash's field/value pairs.
+_SAVE = RedisScript(
+    """
+local ttl = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('DEL', KEYS[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if ttl <= 0 then
+  redis.call('ZREM', KEYS[2], ARGV[2])
+  return 0
+end
+local fields = {}
+for i = 3, #ARGV do
+  fields[#fields + 1] = ARGV[i]
+end
+redis.call('HSET', KEYS[1], 't', string.format('%.0f', now), unpack(fields))
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('ZADD', KEYS[2], now + ttl, ARGV[2])
+if redis.call('PTTL', KEYS[2]) < ttl then
+  redis.call('PEXPIRE', KEYS[2], ttl)
+end
+return 1
+"""
+)
+
+_DELETE = RedisScript(
+    """
+local deleted = redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return deleted
+"""
+)
+
+_COUNT = RedisScript(
+    """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZCARD', KEYS[1])
+"""
+)
+
+_CLEAR_EXPIRED = RedisScript(
+    """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+"""
+)
+
+# Delete up to ARGV[2] entries of the index (entry keys are ARGV[1] .. member); returns {deleted, left}.
+_CLEAR_CHUNK = RedisScript(
+    """
+local members = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+local deleted = 0
+for _, member in ipairs(members) do
+  deleted = deleted + redis.call('DEL', ARGV[1] .. member)
+end
+if #members > 0 then
+  redis.call('ZREM', KEYS[1], unpack(members))
+end
+return {deleted, redis.call('ZCARD', KEYS[1])}
+"""
+)
+
+_MISSING: Any = object()
+
+
+def _check_name(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise CacheError(f"Invalid {what}: {value!r} (must be a non-empty string)")
+    if "\x00" in value:
+        raise CacheError(f"Invalid {what}: {value!r} (must not contain NUL)")
+    return value
+
+
+def _as_key_parts(key: Any) -> tuple[Any, ...]:
+    if isinstance(key, tuple):
+        return key
+    if isinstance(key, list):
+        return tuple(key)
+    return (key,)
+
+
+def _storable(part: Any) -> Any:
+    """A key part as JSON can hold it (as SQLite binds it: numbers and text as they are, anything else as text)."""
+    if isinstance(part, Enum) and isinstance(part, str):
+        return part.value
+    if part is None or isinstance(part, (bool, int, float, str)):
+        return part
+    if isinstance(part, (bytes, bytearray)):
+        return bytes(part).decode("utf-8", "backslashreplace")
+    return str(part)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _encode_payload(value: str | bytes) -> tuple[bytes, int]:
+    """The stored form of a serialised payload and its flags (compressed, bytes rather than text)."""
+    flags = 0
+    if isinstance(value, str):
+        data = value.encode("utf-8", "surrogatepass")
+    else:
+        data, flags = bytes(value), _FLAG_BYTES
+    if len(data) >= _COMPRESS_AT:
+        packed = zlib.compress(data, 1)
+        if len(packed) <= len(data) * 0.9:
+            return packed, flags | _FLAG_ZLIB
+    return data, flags
+
+
+def _decode_payload(data: Any, flags: Any) -> str | bytes:
+    if not isinstance(data, bytes):
+        raise TypeError(f"stored payload is {type(data).__name__}, not bytes")
+    bits = int(flags or 0)
+    if bits & ~(_FLAG_ZLIB | _FLAG_BYTES):
+        raise ValueError(f"unknown payload flags {bits}")
+    if bits & _FLAG_ZLIB:
+        data = zlib.decompress(data)
+    return data if bits & _FLAG_BYTES else data.decode("utf-8", "surrogatepass")
+
+
+class RedisTable(ResponseRepository[K, V]):
+    """A repository stored in Redis: one hash per entry with a native TTL (see the module docs).
+
+    :param connection: the shared Redis.
+    :param settings: how requests are keyed and payloads stored; ``settings.name`` names the repository.
+    :param expire: how long a saved response stays live (the entry's Redis TTL).
+    :param cache_name: the name of the cache the repository belongs to (part of every key).
+    """
+
+    __slots__ = ("_entry_prefix", "_fields", "_index_key")
+
+    _required_module_names = ("redis",)
+
+    @classproperty
+    def _required_modules(cls: type[RedisTable]) -> list[Any]:  # noqa: N805 - a class property
+        return [redis]
+
+    def __init__(
+        self,
+        connection: RedisConnection,
+        settings: ResponseRepositorySettings[V],
+        expire: timedelta | relativedelta = DEFAULT_EXPIRE,
+        cache_name: str = DEFAULT_CACHE_NAME,
+    ) -> None:
+        super().__init__(settings=settings, expire=expire)
+        if not isinstance(connection, RedisConnection):
+            raise TypeError(f"connection must be a RedisConnection, not {type(connection).__name__}")
+        self.connection = connection
+        name = _check_name(settings.name, "repository name")
+        cache = _check_name(cache_name, "cache name")
+        self._fields = self._validate_fields(settings.fields)
+        tag = "{" + quote(cache, safe="") + "/" + quote(name, safe="") + "}"
+        self._entry_prefix = connection.key("cache", tag, "e", "")
+        self._index_key = connection.key("cache", tag, "index")
+
+    def _validate_fields(self, fields: Any) -> tuple[str, ...]:
+        if isinstance(fields, str):
+            fields = (fields,)
+        columns = ["method", *(_check_name(field, "key field name") for field in fields)]
+        seen: set[str] = set()
+        for column in columns:
+            if column in seen:
+                raise CacheError(f"Key field {column!r} of repository {self.settings.name!r} is given twice")
+            seen.add(column)
+        return tuple(columns)
+
+    @property
+    def index_key(self) -> str:
+        """The Redis key of this repository's index (a sorted set of entry members by expiry, in ms)."""
+        return self._index_key
+
+    def entry_key(self, key: Any) -> str | None:
+        """The Redis key of the entry for ``key`` (a key tuple or a request); None when it is not cacheable."""
+        member = self._member(self.get_key_from_request(key))
+        return None if member is None else self._entry_prefix + member
+
+    # ----------------------------------------------------------------------------------------------
+    # lifecycle (nothing to create or commit in Redis)
+    # ----------------------------------------------------------------------------------------------
+    def __await__(self) -> Generator[Any, None, RedisTable[K, V]]:
+        return self.create().__await__()
+
+    async def create(self) -> RedisTable[K, V]:
+        """Nothing to set up in Redis (entries and the index appear with the first save); returns the table."""
+        return self
+
+    async def commit(self) -> None:
+        """Nothing to do: a save is written when it returns."""
+
+    async def close(self) -> None:
+        """Nothing to do: the connection belongs to the cache (or to the fleet's shared connection)."""
+
+    # ----------------------------------------------------------------------------------------------
+    # keys and credentials
+    # ----------------------------------------------------------------------------------------------
+    def get_key_from_request(self, request: Any) -> K | None:
+        """The key of ``request``: ``(METHOD, *settings.get_key(...))``; a key tuple is returned unchanged.
+
+        None when the settings give a None part (the request is not cacheable).
+        """
+        if isinstance(request, (ClientRequest, ClientResponse)):
+            request = request.request_info
+        if not isinstance(request, RequestInfo):
+            return request  # type: ignore[no-any-return]
+        parts = _as_key_parts(self.settings.get_key(method=request.method, url=request.url, headers=request.headers))
+        if any(part is None for part in parts):
+            return None
+        return (str(request.method).upper(), *parts)  # type: ignore[return-value]
+
+    def _member(self, key: Any) -> str | None:
+        """The index member (and entry key suffix) for ``key``: its parts as compact JSON; None: not cacheable."""
+        if key is None:
+            return None
+        parts = _as_key_parts(key)
+        if not parts or any(part is None for part in parts):
+            return None
+        if len(parts) != len(self._fields):
+            raise CacheError(
+                f"Key {parts!r} does not match the key fields {list(self._fields)} of repository {self.settings.name!r}"
+            )
+        method, *rest = (_storable(part) for part in parts)
+        if isinstance(method, str):
+            method = method.upper()
+        return json.dumps([method, *rest], ensure_ascii=False, separators=(",", ":"))
+
+    async def _credentials_for(self, request: Any) -> str | None:
+        """The credential digest an entry must carry to be served to ``request``; None: no constraint."""
+        if self.settings.share_across_credentials:
+            return None
+        info = _request_info(request)
+        if info is None:
+            return None  # a bare key tuple: the application addressing its own cache
+        return await credential_digest(info.headers)
+
+    def _unavailable(self) -> CacheError:
+        return CacheError(f"Redis at {self.connection.display_url} is unavailable")
+
+    # ----------------------------------------------------------------------------------------------
+    # reads
+    # ----------------------------------------------------------------------------------------------
+    async def count(self, include_expired: bool = True) -> int:
+        """The number of stored responses (expired ones are gone already, so ``include_expired`` changes nothing).
+
+        Raises ``CacheError`` when Redis is unavailable.
+        """
+        index = self._index_key
+
+        async def count(client: Any) -> Any:
+            return await _COUNT(client, keys=(index,))
+
+        result = await self.connection.call(count, _MISSING)
+        if result is _MISSING:
+            raise self._unavailable()
+        return int(result)
+
+    async def contains(self, request: Any) -> bool:
+        member = self._member(self.get_key_from_request(request))
+        if member is None:
+            return False
+        name = self._entry_prefix + member
+        stored = await self.connection.call(lambda client: client.hget(name, "c"), None)
+        if stored is None:
+            return False
+        required = await self._credentials_for(request)
+        return required is None or _text(stored) == required
+
+    async def get_response(self, request: Any) -> V | None:
+        loaded = await self._load(request)
+        return None if loaded is None else loaded[1]
+
+    async def _get_entry(self, request: Any) -> CacheEntry | None:
+        loaded = await self._load(request)
+        return None if loaded is None else loaded[0]
+
+    async def _load(self, request: Any) -> tuple[CacheEntry, Any] | None:
+        """The live entry for ``request`` and its deserialised payload; None for a miss, a corrupt entry, or when
+        Redis is unavailable."""
+        member = self._member(self.get_key_from_request(request))
+        if member is None:
+            return None
+        name = self._entry_prefix + member
+        row = await self.connection.call(lambda client: client.hmget(name, "p", "f", "s", "r", "h", "c"), None)
+        if row is None or row[0] is None:
+            return None
+        data, flags, status, reason, headers, stored_credentials = row
+        required = await self._credentials_for(request)
+        if required is not None and _text(stored_credentials) != required:
+            self.logger.debug("Cache entry in %r for %s belongs to other credentials: miss", self.settings.name, member)
+            return None
+        try:
+            return await self._check(data, flags, status, reason, headers)
+        except Exception as exc:  # a corrupt entry must never crash the crawl: log it and miss
+            self.logger.warning(
+                "Ignoring a corrupt cache entry in %r for key %s: %s: %s",
+                self.settings.name,
+                member,
+                type(exc).__name__,
+                exc,
+            )
+            return None
+
+    async def _check(self, data: Any, flags: Any, status: Any, reason: Any, headers: Any) -> tuple[CacheEntry, Any]:
+        payload = _decode_payload(data, flags)
+        value = await self.settings.payload_handler.deserialize(payload)
+        if status is None:  # saved by key: no response metadata
+            entry_status, entry_reason = DEFAULT_STATUS, DEFAULT_REASON if reason is None else _text(reason)
+        else:
+            entry_status = int(status)
+            if not 100 <= entry_status <= 599:
+                raise ValueError(f"stored status {entry_status!r} is not an HTTP status code")
+            entry_reason = _text(reason)
+        entry_headers = None if headers is None else decode_headers(_text(headers))
+        return CacheEntry(payload, entry_status, entry_reason, entry_headers), value
+
+    def __aiter__(self) -> AsyncIterator[tuple[K, V]]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[tuple[K, V]]:
+        """Live entries as ``(key, deserialised payload)``; corrupt ones are logged and skipped.
+
+        Raises ``CacheError`` when Redis is unavailable.
+        """
+        index, prefix = self._index_key, self._entry_prefix
+        cursor: Any = 0
+        seen: set[bytes] = set()
+        while True:
+            current = cursor
+
+            async def scan(client: Any, at: Any = current) -> Any:
+                return await client.zscan(index, cursor=at, count=_CHUNK)
+
+            page = await self.connection.call(scan, None)
+            if page is None:
+                raise self._unavailable()
+            cursor, members = page
+            # No clock comparison: an entry Redis still holds is live (its TTL is the expiry).
+            chunk = [member for member, _score in members if member not in seen]
+            seen.update(chunk)
+            if chunk:
+                names = [prefix + member.decode("utf-8") for member in chunk]
+
+                async def fetch(client: Any, names: list[str] = names) -> Any:
+                    async with client.pipeline(transaction=False) as pipe:
+                        for name in names:
+                            pipe.hmget(name, "p", "f")
+                        return await pipe.execute()
+
+                rows = await self.connection.call(fetch, None)
+                if rows is None:
+                    raise self._unavailable()
+                for member, (data, flags) in zip(chunk, rows, strict=True):
+                    if data is None:
+                        continue  # expired or deleted since the scan
+                    key = tuple(json.loads(member))
+                    try:
+                        value = await self.settings.payload_handler.deserialize(_decode_payload(data, flags))
+                    except Exception as exc:
+                        self.logger.warning(
+                            "Skipping a corrupt cache entry in %r for key %r: %s: %s",
+                            self.settings.name,
+                            key,
+                            type(exc).__name__,
+                            exc,
+                        )
+                        continue
+                    yield key, value  # type: ignore[misc]
+            if int(cursor) == 0:
+                return
+
+    # ----------------------------------------------------------------------------------------------
+    # writes
+    # ----------------------------------------------------------------------------------------------
+    async def _set_item_from_key_value_pair(self, key: K, value: Any) -> None:
+        await self._store(key, value)
+
+    def _ttl_ms(self) -> int:
+        now = utc_now()
+        return int(((now + self._expire) - now) / timedelta(milliseconds=1))
+
+    async def _store(
+        self,
+        key: Any,
+        value: Any,
+        *,
+        payload: Any = _UNSET,
+        meta: ResponseMeta | None = None,
+        request: Any = None,
+    ) -> None:
+        member = self._member(key)
+        if member is None or value is None:
+            return
+        if not isinstance(value, (str, bytes, bytearray)):
+            raise CacheError(f"Cannot store a {type(value).__name__} payload in {self.settings.name!r}: not serialised")
+        if payload is _UNSET:
+            payload = await self.deserialize(value)
+        credentials = NO_CREDENTIALS
+        if request is not None and not self.settings.share_across_credentials:
+            credentials = await credential_digest(request.headers)
+        data, flags = _encode_payload(bytes(value) if isinstance(value, bytearray) else value)
+        fields: list[Any] = ["p", data, "f", str(flags), "c", credentials]
+        name = self._display_name(payload)
+        if name is not None:
+            fields += ["n", name]
+        if meta is not None:
+            fields += ["s", str(meta.status), "h", encode_headers(meta.headers)]
+            if meta.reason is not None:
+                fields += ["r", meta.reason]
+        keys = (self._entry_prefix + member, self._index_key)
+        args = (str(self._ttl_ms()), member, *fields)
+
+        async def save(client: Any) -> Any:
+            return await _SAVE(client, keys=keys, args=args)
+
+        await self.connection.call(save, None)
+
+    def _display_name(self, payload: Any) -> str | None:
+        if payload is None:
+            return None
+        try:
+            name = self.settings.get_name(payload)
+        except Exception as exc:  # a display name is never worth losing the entry for
+            self.logger.debug("get_name failed for repository %r: %s: %s", self.settings.name, type(exc).__name__, exc)
+            return None
+        return name if name is None or isinstance(name, str) else str(name)
+
+    async def delete_response(self, request: Any) -> bool:
+        member = self._member(self.get_key_from_request(request))
+        if member is None:
+            return False
+        keys = (self._entry_prefix + member, self._index_key)
+
+        async def delete(client: Any) -> Any:
+            return await _DELETE(client, keys=keys, args=(member,))
+
+        return bool(await self.connection.call(delete, 0))
+
+    async def clear(self, expired_only: bool = False) -> int:
+        """Delete every entry (or, with ``expired_only``, tidy the index of the entries Redis already expired);
+        returns how many went. Raises ``CacheError`` when Redis is unavailable."""
+        index, prefix = self._index_key, self._entry_prefix
+        if expired_only:
+
+            async def tidy(client: Any) -> Any:
+                return await _CLEAR_EXPIRED(client, keys=(index,))
+
+            result = await self.connection.call(tidy, _MISSING)
+            if result is _MISSING:
+                raise self._unavailable()
+            return int(result)
+        total = 0
+        while True:
+
+            async def chunk(client: Any) -> Any:
+                return await _CLEAR_CHUNK(client, keys=(index,), args=(prefix, str(_CHUNK)))
+
+            result = await self.connection.call(chunk, _MISSING)
+            if result is _MISSING:
+                raise self._unavailable()
+            deleted, left = result
+            total += int(deleted)
+            if int(left) == 0:
+                return total
+
+
+class RedisCache(ResponseCache[RedisTable]):
+    """A cache of Redis repositories, shared by every process that uses the same server, namespace and name.
+
+    :param cache_name: names this cache in Redis (several caches can share one server).
+    :param connector: the :class:`~aiorequestful.shared.RedisConnection` to use (shared with the fleet's other
+        components), or a Redis URL for a connection of the cache's own.
+    :param repository_getter: ``(cache, url) -> repository | None``.
+    :param expire: how long a saved response stays live.
+    """
+
+    __slots__ = ("_open", "connection")
+
+    _required_module_names = ("redis",)
+
+    @classproperty
+    def _required_modules(cls: type[RedisCache]) -> list[Any]:  # noqa: N805 - a class property
+        return [redis]
+
+    @classproperty
+    def type(cls: type[RedisCache]) -> str:  # noqa: N805 - a class property
+        return "redis"
+
+    def __init__(
+        self,
+        cache_name: str,
+        connector: RedisConnection | str | URL,
+        repository_getter: Any = None,
+        expire: timedelta | relativedelta = DEFAULT_EXPIRE,
+    ) -> None:
+        required_modules_installed(self._required_modules, self)
+        super().__init__(
+            cache_name=_check_name(cache_name, "cache name"), repository_getter=repository_getter, expire=expire
+        )
+        if isinstance(connector, RedisConnection):
+            self.connection = connector
+        elif isinstance(connector, (str, URL)):
+            self.connection = RedisConnection(connector)
+        else:
+            raise TypeError(f"connector must be a RedisConnection or a Redis URL, not {type(connector).__name__}")
+        self._open = False
+
+    @classmethod
+    def connect(cls, value: RedisConnection | str | URL, **kwargs: Any) -> RedisCache:  # type: ignore[override]
+        """A cache on ``value`` (a shared connection or a Redis URL); ``cache_name`` defaults to ``"cache"``."""
+        kwargs.pop("connection", None)
+        cache_name = kwargs.pop("cache_name", DEFAULT_CACHE_NAME)
+        return cls(cache_name=cache_name, connector=value, **kwargs)
+
+    @property
+    def closed(self) -> bool:
+        """True until the cache is entered (or awaited), and again after it is closed."""
+        return not self._open
+
+    def __await__(self) -> Generator[Any, None, RedisCache]:
+        return self._enter().__await__()
+
+    async def _enter(self) -> RedisCache:
+        if not self._open:
+            await self.connection.__aenter__()
+            self._open = True
+            # Tell the user now, not at the first request, when Redis cannot be reached (never raises).
+            await self.connection.call(lambda client: client.ping(), None)
+        for table in self._repositories.values():
+            table.connection = self.connection
+            await table.create()
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
+        await self.close()
+
+    async def commit(self) -> None:
+        """Nothing to do: every save is written when it returns."""
+
+    async def close(self) -> None:
+        """Leave the connection (closed when nothing else uses it)."""
+        if not self._open:
+            return
+        self._open = False
+        await self.connection.__aexit__(None, None, None)
+
+    def create_repository(self, settings: ResponseRepositorySettings[Any]) -> RedisTable:
+        """Register a repository for ``settings`` (usable at once: Redis needs no schema)."""
+        if settings.name in self._repositories:
+            raise CacheError(f"Repository already exists: {settings.name}")
+        table: RedisTable = RedisTable(
+            connection=self.connection, settings=settings, expire=self.expire, cache_name=self.cache_name
+        )
+        self._repositories[settings.name] = table
+        return table
