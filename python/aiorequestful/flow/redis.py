@@ -56,14 +56,18 @@ __all__ = ("RedisHostPauses", "RedisHostRateLimiter")
 # -------------------------------------------------------------------------------------------------------------
 # Lua: the bucket_take kernel (api of _native_py.bucket_take) on a hash {tokens, updated, seq}, in server time.
 # Numbers are returned as strings: Redis turns Lua numbers into integers in replies. "%.17g" keeps every bit of
-# a double (epoch seconds with microseconds need 16 digits; Lua's tostring keeps 14).
+# a double (epoch seconds with microseconds need 16 digits; Lua's tostring keeps 14). ARGV[3], when given,
+# replaces the server time (the parity test against the kernel uses it; the limiter never passes it).
 # -------------------------------------------------------------------------------------------------------------
 _TAKE = RedisScript(
     """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local now = tonumber(ARGV[3])
+if now == nil then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'updated', 'seq')
 local tokens = tonumber(state[1])
 local updated = tonumber(state[2])
@@ -105,7 +109,8 @@ local tokens = tonumber(state[1])
 if tokens == nil or tonumber(state[2]) ~= tonumber(ARGV[1]) then
   return 0
 end
-redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens + 1), 'seq', string.format('%d', tonumber(ARGV[1]) - 1))
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens + 1),
+  'seq', string.format('%d', tonumber(ARGV[1]) - 1))
 return 1
 """
 )
@@ -170,10 +175,11 @@ class _Queue:
         self.busy = False
         self.waiters: deque[asyncio.Future[None]] = deque()
 
-    async def enter(self) -> None:
+    async def enter(self) -> bool:
+        """Become the head, waiting behind the others; True when it had to wait."""
         if not self.busy:
             self.busy = True
-            return
+            return False
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.waiters.append(future)
         try:
@@ -182,6 +188,7 @@ class _Queue:
             if future.done() and not future.cancelled():
                 self.leave()  # made head just as it was cancelled: pass the head on
             raise
+        return True
 
     def leave(self) -> None:
         while self.waiters:
@@ -297,9 +304,10 @@ class RedisHostRateLimiter(HostRateLimiter):
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = _Queue()
-        await queue.enter()
+        queued = await queue.enter()
         prepared = 0.0
         fallback = False
+        slept = False
         try:
             while True:
                 if prepare is not None:
@@ -312,6 +320,7 @@ class RedisHostRateLimiter(HostRateLimiter):
                 if wait <= 0.0:
                     break
                 slot = loop.time() + wait
+                slept = True
                 try:
                     await sleep_until(loop, slot)
                 except asyncio.CancelledError:
@@ -331,7 +340,9 @@ class RedisHostRateLimiter(HostRateLimiter):
             queue.leave()
             if queue.idle and self._queues.get(key) is queue:
                 del self._queues[key]
-        waited = max(0.0, loop.time() - start - prepared)
+        # The time spent queued and sleeping for a slot; a grant without either waited for nothing (the round
+        # trip to Redis is not rate-limit waiting).
+        waited = max(0.0, loop.time() - start - prepared) if queued or slept else 0.0
         if fallback:
             self.local_reservations += 1
             return waited + await self._local_acquire(key, prepare)
@@ -517,7 +528,8 @@ class RedisHostPauses(HostPauses):
             await connection.wait_for_retry()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(max_pause={self.max_pause!r}, paused={len(self)}, connection={self._connection!r})"
+        name = type(self).__name__
+        return f"{name}(max_pause={self.max_pause!r}, paused={len(self)}, connection={self._connection!r})"
 
 
 def _glob_escape(text: str) -> str:
