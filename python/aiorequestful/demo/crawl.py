@@ -168,8 +168,8 @@ def format_summary(result: PassResult) -> str:
         f"{result.name}: {len(result.items)} items in {result.seconds:.2f}s "
         f"({stats.calls} calls, {stats.requests} requests, {rate:.0f} req/s)",
         f"  responses     {responses}",
-        f"  retries       {stats.retries}",
-        f"  errors        {stats.errors} transport, {stats.failures} failed calls",
+        f"  retries       {stats.retries} after failures, {stats.resends} resends after a handled status",
+        f"  errors        {stats.errors} transport, {stats.failures} failed calls, {stats.cancelled} cancelled",
         f"  waits         {stats.wait_seconds:.2f}s ({waits})",
         f"  cache         {stats.cache_hits} hits, {stats.cache_misses} misses, hit rate {stats.cache_hit_rate:.0%}",
         f"  received      {stats.bytes_received} bytes from the network",
