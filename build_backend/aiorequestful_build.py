@@ -38,7 +38,7 @@ def _native_build() -> bool:
 
 
 def _maturin() -> Any:
-    import maturin  # noqa: PLC0415 - only imported when a Rust build is possible
+    import maturin  # only imported when a Rust build is possible
 
     return maturin
 

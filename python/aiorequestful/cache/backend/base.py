@@ -92,8 +92,12 @@ class ResponseRepositorySettings(Generic[V], metaclass=ABCMeta):
         raise NotImplementedError
 
     @abstractmethod
-    def get_key(self, **kwargs: Any) -> tuple:
-        """The key parts for a request given as ``method=``, ``url=`` and ``headers=``; a None part: not cacheable."""
+    def get_key(self, *args: Any, **kwargs: Any) -> tuple:
+        """The key parts for a request given as ``method=``, ``url=`` and ``headers=``; a None part: not cacheable.
+
+        Declared with ``*args, **kwargs`` so that subclasses may name the keywords they use (as api.md §10.3
+        does) without a type checker calling the override incompatible.
+        """
         raise NotImplementedError
 
     @staticmethod
