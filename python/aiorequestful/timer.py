@@ -41,12 +41,36 @@ __all__ = (
     "Timer",
 )
 
+#: Python's ints are unbounded, but a timer value of more than this many bits (about 10**19728 seconds) cannot
+#: mean anything, and computing one can exhaust memory (``PowerCountTimer(2, 1, 2**62).final`` would ask for a
+#: 2**62-bit number). Such a step raises OverflowError instead, as float arithmetic does.
+_MAX_INT_BITS = 1 << 16
+_TOO_LARGE = "timer value is too large"
+
+
+def _checked(result: Any) -> Any:
+    if type(result) is int and result.bit_length() > _MAX_INT_BITS:
+        raise OverflowError(_TOO_LARGE)
+    return result
+
+
+def _add(a: Any, b: Any) -> Any:
+    return _checked(a + b)
+
+
+def _mul(a: Any, b: Any) -> Any:
+    return _checked(a * b)
+
+
+def _pow(a: Any, b: Any) -> Any:
+    # Refuse before computing: the result of int ** int has about bit_length(a) * b bits.
+    if type(a) is int and type(b) is int and b > 1 and abs(a) > 1 and (abs(a).bit_length() - 1) * b > _MAX_INT_BITS:
+        raise OverflowError(_TOO_LARGE)
+    return _checked(a**b)
+
+
 #: The Python operation of each kernel timer kind (must match TIMER_KINDS in _native_py.py).
-_OPERATIONS: dict[str, Callable[[Any, Any], Any]] = {
-    "step": operator.add,
-    "geometric": operator.mul,
-    "power": operator.pow,
-}
+_OPERATIONS: dict[str, Callable[[Any, Any], Any]] = {"step": _add, "geometric": _mul, "power": _pow}
 
 #: (last value, sum of all values, sum of the values after the start, number of steps) - see kernels.timer_plan.
 _Plan = tuple[Any, Any, Any, int]
@@ -82,7 +106,7 @@ def _normalise_count(count: Any) -> int | None:
             integral = False
         if not integral:
             raise ValueError(f"count must be a non-negative whole number, not {count!r}")
-        whole = int(math.trunc(count))
+        whole = int(math.trunc(count))  # noqa: RUF046 - trunc may return any Integral (e.g. numpy)
     if whole < 0:
         raise ValueError(f"count must be a non-negative whole number, not {count!r}")
     return whole
