@@ -16,14 +16,14 @@ from email.utils import parsedate_to_datetime
 
 __all__ = ("parse_retry_after",)
 
-# delay-seconds is 1*DIGIT; we also accept a sign and a fraction ("1.5") from lenient servers.
-_SECONDS = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+# delay-seconds is 1*DIGIT (ASCII digits only); a sign and a fraction ("1.5") from lenient servers are accepted too.
+_SECONDS = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 
 # RFC 850: "Sunday, 06-Nov-94 08:49:37 GMT". Its two-digit year needs RFC 9110's rule, not email.utils'.
 _RFC850 = re.compile(
     r"(?P<weekday>[A-Za-z]+),\s*(?P<day>\d{1,2})-(?P<month>[A-Za-z]{3})-(?P<year>\d{2})\s+"
     r"(?P<hour>\d{1,2}):(?P<minute>\d{2}):(?P<second>\d{2})\s*(?:GMT|UTC|UT|Z)?",
-    re.IGNORECASE,
+    re.IGNORECASE | re.ASCII,
 )
 _MONTHS = {name: index for index, name in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), 1)}
 
