@@ -9,6 +9,7 @@ What they add to the reference (api.md §13):
 * one authorisation at a time per authoriser and event loop: concurrent callers share its result, so an
   expired token costs one token request whatever the concurrency;
 * :meth:`OAuth2Authoriser.invalidate` lets a 401 force a refresh (D-8, the bound lives in RequestHandler);
+* an opt-in ``token_store`` shares one token between the processes of a fleet, one of which renews it (issue 8);
 * the consent callback is served without blocking the loop, with a real HTTP reply, a checked state and a
   time-out that raises :class:`AuthoriserError` (D-51, D-52, D-53); PKCE verifiers are new per authorisation
   (D-55);
@@ -33,7 +34,7 @@ from abc import ABC, abstractmethod
 from base64 import b64encode, urlsafe_b64encode
 from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPMethod
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 from uuid import UUID, uuid4
 
@@ -58,6 +59,18 @@ _SECRET_FIELDS = frozenset({"client_secret", "code", "code_verifier", "refresh_t
 #: Opens the authorisation page; may be a plain or an async callable. A plain one runs in a worker thread
 #: because ``webbrowser.open`` can block (console browsers run until they exit).
 BrowserOpener = Callable[[str], Any]
+
+
+class TokenStore(Protocol):
+    """Shares an authoriser's token between workers (see :class:`~aiorequestful.shared.RedisTokenStore`).
+
+    ``authorise`` returns the headers for a usable token, calling ``local()`` (the authoriser's own
+    authorisation, which fills ``authoriser.response``) when the token has to be renewed.
+    """
+
+    async def authorise(
+        self, authoriser: OAuth2Authoriser, local: Callable[[], Awaitable[Headers]]
+    ) -> Headers: ...  # pragma: no cover - protocol
 
 
 def _is_async_callable(func: Any) -> bool:
@@ -89,7 +102,7 @@ class OAuth2Authoriser(Authoriser, ABC):
     :param response_tester: Decides whether the stored token is usable; a new :class:`AuthTester` by default.
     """
 
-    __slots__ = ("_flight", "_rejected", "response", "tester", "token_request")
+    __slots__ = ("_flight", "_rejected", "response", "tester", "token_request", "token_store")
 
     def __init__(
         self,
@@ -106,6 +119,10 @@ class OAuth2Authoriser(Authoriser, ABC):
         self._flight: SingleFlight[Headers] = SingleFlight()
         #: The Authorization value a server refused (see invalidate); None when nothing was refused.
         self._rejected: str | None = None
+        #: Opt-in (issue 8): a token store shared by several workers, e.g. a
+        #: :class:`~aiorequestful.shared.RedisTokenStore`. When set, :meth:`authorise` uses the shared token and
+        #: only one worker at a time renews it; None (default): this authoriser keeps its token to itself.
+        self.token_store: TokenStore | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(service_name={self.service_name!r}, token_url={self._token_url()!r})"
@@ -123,9 +140,13 @@ class OAuth2Authoriser(Authoriser, ABC):
     async def authorise(self) -> Headers:
         """Return ``Authorization`` headers for a valid token, loading, refreshing or requesting one as needed.
 
-        Concurrent calls share one authorisation: the callers that arrive while it runs get its result.
+        Concurrent calls share one authorisation: the callers that arrive while it runs get its result. With a
+        :attr:`token_store`, that authorisation goes through the store (one renewal for a whole fleet).
         """
-        return await self._flight.run(self._authorise)
+        store = self.token_store
+        if store is None:
+            return await self._flight.run(self._authorise)
+        return await self._flight.run(lambda: store.authorise(self, self._authorise))
 
     @abstractmethod
     async def _authorise(self) -> Headers:
