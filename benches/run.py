@@ -619,7 +619,8 @@ def headline(summary: dict[str, Any]) -> list[dict[str, Any]]:
     for kernel, krows in by_kernel.items():
         speedups = [r["speedup"] for r in krows]
         add(
-            f"`{kernel}` native vs twin (geomean of {len(krows)} inputs; slowest {min(speedups):.2f}x)",
+            f"`{kernel}` native vs twin"
+            + (f" (geomean of {len(krows)} inputs; slowest {min(speedups):.2f}x)" if len(krows) > 1 else ""),
             _geomean(speedups),
             "x",
             "> 1.0x on every input",
@@ -1126,7 +1127,8 @@ def write_chart(latest: dict[str, Any], out_dir: Path) -> None:
         target = re.search(r"([\d.]+)x", row["target"])
         if target:
             ax.plot([float(target.group(1))] * 2, [yi - 0.4, yi + 0.4], color="black", linewidth=2)
-        ax.text(row["value"] * 1.04, yi, f"{row['value']:.2f}x", va="center", fontsize=8)
+        right = max(row["value"], float(target.group(1)) if target else 0.0)
+        ax.text(right * 1.06, yi, f"{row['value']:.2f}x", va="center", fontsize=8)
     ax.set_yticks(y)
     ax.set_yticklabels(labels, fontsize=8)
     from matplotlib.patches import Patch
