@@ -16,9 +16,10 @@ import inspect
 import logging
 import math
 import numbers
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable
-from datetime import datetime, timedelta
+from datetime import datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -50,10 +51,14 @@ def _seconds_text(value: Any) -> str:
         return str(value)
 
 
-def _retry_at(wait: float) -> str:
-    """The local time ``wait`` seconds from now, as ``%Y-%m-%d %H:%M:%S``."""
+def _retry_at(moment: float) -> str:
+    """The POSIX time ``moment`` as local ``%Y-%m-%d %H:%M:%S``, rounded to the nearest second.
+
+    Rounding (not truncating) makes an HTTP-date come back as itself even when ``now + (date - now)`` lands a
+    hair below it, so requests told the same date share one warning (D-25).
+    """
     try:
-        return (datetime.now() + timedelta(seconds=wait)).strftime("%Y-%m-%d %H:%M:%S")
+        return datetime.fromtimestamp(round(moment)).strftime("%Y-%m-%d %H:%M:%S")
     except (OverflowError, ValueError, OSError):
         return _FAR_FUTURE
 
@@ -214,22 +219,24 @@ class RateLimitStatusHandler(StatusHandler):
         self._log(response=response, message="Rate limit exceeded")
 
         if wait_timer is not None:
+            # Pass the value, not the timer: a handler formatting the record later must see this value.
             if wait_timer.increase():
-                self.logger.debug("Increasing wait time between requests to %.2fs", wait_timer)
+                self.logger.debug("Increasing wait time between requests to %.2fs", float(wait_timer))
             else:
-                self.logger.debug("Cannot increase wait time. Already at maximum of %.2fs", wait_timer)
+                self.logger.debug("Cannot increase wait time. Already at maximum of %.2fs", float(wait_timer))
 
         header = response.headers.get("Retry-After")
         if header is None:
             return False
-        wait = parse_retry_after(header)
+        now = time.time()  # one clock reading for both the wait and the retry time shown
+        wait = parse_retry_after(header, now=now)
         if wait is None:  # D-23: neither delay-seconds nor an HTTP-date
             self.logger.warning("Ignoring unusable Retry-After header: %r", header[:100])
             return False
         if retry_timer is None:
             return False
 
-        retry_at = _retry_at(wait)
+        retry_at = _retry_at(now + wait)
         if not retry_timer.can_increase:  # D-9: the retry budget is spent
             raise ResponseError(
                 f"Rate limit exceeded and no retries remain. Retry again at {retry_at}", response=response
