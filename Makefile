@@ -33,11 +33,12 @@ demo: build-dev ## Main job: crawl the bundled local demo server through Request
 	$(PY) -m aiorequestful.demo
 
 .PHONY: test
-test: build-dev ## Everything CI runs: Rust tests, the suite native then pure, and the no-Rust sdist install
+test: build-dev ## Everything CI runs: Rust tests, the suite native then pure, the no-Rust sdist install, oldest deps
 	cargo test --workspace --quiet
 	AIOREQUESTFUL_REQUIRE_EXTENSIONS=1 $(PY) -m pytest --require-native -q
 	AIOREQUESTFUL_NO_EXTENSIONS=1 $(PY) -m pytest --no-native -q
 	bash scripts/check_sdist_pure.sh
+	bash scripts/check_oldest.sh
 
 .PHONY: test-py
 test-py: build-dev ## The Python suite only, native then pure
@@ -65,4 +66,4 @@ bench: build-dev ## Full benchmarks: writes benches/results/{latest.json,REPORT.
 
 .PHONY: clean
 clean: ## Remove build outputs and the venvs
-	rm -rf target dist $(VENV) .venv-pure python/aiorequestful/_native*.so
+	rm -rf target dist $(VENV) .venv-oldest python/aiorequestful/_native*.so
