@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from aiorequestful.flow import HostPauses, HostRateLimiter, RateLimit
+from aiorequestful.flow import HostPauses, HostRateLimiter, RateLimit, host_key
 from aiorequestful.flow.redis import _TAKE, RedisHostPauses, RedisHostRateLimiter
 from aiorequestful.request import RequestHandler
 from aiorequestful.response.payload import JSONPayloadHandler
@@ -350,3 +350,31 @@ async def test_a_retry_after_seen_by_one_handler_pauses_another(serve: Any, work
     quiet = [a for a in arrivals if t429 + 0.15 < a.at < t429 + 0.9]
     assert quiet == [], f"{len(quiet)} requests reached the host during the pause"
     assert handlers[1].stats.wait_seconds_by_reason.get("pause", 0.0) > 0.5
+
+
+async def test_a_handler_starts_and_stops_its_shared_flow_control(
+    serve: Any, redis_url: str, redis_namespace: str
+) -> None:
+    app = make_host("h0")
+    base = await serve(app)
+    sender = RedisConnection(redis_url, namespace=redis_namespace)
+    announcer = RedisHostPauses(sender)
+    async with sender:
+        announcer.pause(host_key(base), 1.0, 429)  # another worker saw a Retry-After: 1
+        await asyncio.sleep(0.1)
+    connection = RedisConnection(redis_url, namespace=redis_namespace)
+    pauses = RedisHostPauses(connection)
+    handler = RequestHandler.create(
+        payload_handler=JSONPayloadHandler(),
+        retry_timer=StepCountTimer(initial=1, count=3, step=1),
+        rate_limit=RedisHostRateLimiter(connection, 100),
+        pause_on_retry_after=pauses,
+    )
+    assert connection._state is None
+    async with handler:
+        assert pauses.get(host_key(base)) is not None  # mirrored on entering, before any request
+        start = time.monotonic()
+        await handler.get(base / "item" / "x")
+        assert time.monotonic() - start >= 0.6
+    assert connection._state is None  # listener stopped, client closed
+    assert [a.key for a in app[ARRIVALS]] == ["x"]

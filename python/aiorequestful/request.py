@@ -171,8 +171,9 @@ class RequestHandler(Generic[A, P]):
         and served in arrival order. A :class:`~aiorequestful.flow.RateLimit` or a number of requests per second
         for every host; a mapping from ``"host"``, ``"host:port"`` or ``"scheme://host[:port]"`` (and ``"*"`` for
         any other host) to a limit or None (no limit); or a :class:`~aiorequestful.flow.HostRateLimiter` to share
-        one set of buckets between handlers. None (default): no limit. The ``wait_timer`` still applies after
-        every attempt, as a minimum gap per task.
+        one set of buckets between handlers (a :class:`~aiorequestful.flow.redis.RedisHostRateLimiter` shares
+        them between processes). None (default): no limit. The ``wait_timer`` still applies after every attempt,
+        as a minimum gap per task.
     :param retry_policy: a :class:`~aiorequestful.flow.RetryPolicy` narrowing retries to transient failures
         (connection errors, time-outs, 5xx, 429 and the statuses it lists) of idempotent methods, with optional
         jitter; a POST/PATCH is then never retried unless the policy lists it. None (default): api.md §7.3 -
@@ -182,7 +183,9 @@ class RequestHandler(Generic[A, P]):
         just the task that saw it; a request whose remaining retry budget (``retry_timer.total_remaining``; none
         without a retry timer) is shorter than the pause fails fast with ``ResponseError`` naming the status. A
         503 is still retried by the retry step, after the larger of the retry delay and the pause. Pass a
-        :class:`~aiorequestful.flow.HostPauses` to share pauses between handlers. False (default): no pauses.
+        :class:`~aiorequestful.flow.HostPauses` to share pauses between handlers (a
+        :class:`~aiorequestful.flow.redis.RedisHostPauses` between processes). False (default): no pauses.
+        Flow-control objects that are async context managers (the Redis ones) are entered with the handler.
     :param coalesce: when True, identical concurrent GET/HEAD requests (same URL, query, headers and options)
         share one network request; every caller but the first gets a deep copy of the payload. False (default).
     """
@@ -192,6 +195,7 @@ class RequestHandler(Generic[A, P]):
         "_coalescer",
         "_connector",
         "_dispatch",
+        "_flow_contexts",
         "_handler_list",
         "_limiter",
         "_pauses",
@@ -296,6 +300,8 @@ class RequestHandler(Generic[A, P]):
         if not isinstance(coalesce, bool):
             raise TypeError(f"coalesce must be a bool, not {type(coalesce).__name__}")
         self._coalescer: Coalescer | None = Coalescer() if coalesce else None
+        #: Flow-control parts entered with the handler (issue 8: shared ones, e.g. Redis, start and stop with it).
+        self._flow_contexts: list[Any] = []
         self._retry_policy: RetryPolicy | None = None
         self._catch: tuple[type[BaseException], ...] = _TRANSIENT_ERRORS
         self.retry_policy = retry_policy
@@ -396,6 +402,7 @@ class RequestHandler(Generic[A, P]):
     # context and authorisation
     # ----------------------------------------------------------------------------------------------
     async def __aenter__(self) -> RequestHandler[A, P]:
+        await self._enter_flow()
         if self.closed:
             self._session = self._connector()
         self.payload_handler = self._payload_handler  # push it onto the cache's repositories
@@ -412,8 +419,26 @@ class RequestHandler(Generic[A, P]):
 
     async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
         session, self._session = self._session, None
-        if session is not None:
-            await session.__aexit__(exc_type, exc_val, exc_tb)
+        try:
+            if session is not None:
+                await session.__aexit__(exc_type, exc_val, exc_tb)
+        finally:
+            await self._exit_flow()
+
+    async def _enter_flow(self) -> None:
+        """Enter the flow-control parts that are async context managers (a shared limiter or pauses backed by
+        Redis start their connection and listener here); plain local ones are not, and cost nothing."""
+        if self._flow_contexts:
+            return
+        for part in (self._limiter, self._pauses):
+            if part is not None and hasattr(type(part), "__aenter__"):
+                await part.__aenter__()
+                self._flow_contexts.append(part)
+
+    async def _exit_flow(self) -> None:
+        contexts, self._flow_contexts = self._flow_contexts, []
+        for part in reversed(contexts):
+            await part.__aexit__(None, None, None)
 
     async def authorise(self) -> dict[str, str]:
         """Authorise the session and return the headers that were applied (D-4: not always ``{}``)."""
@@ -429,8 +454,11 @@ class RequestHandler(Generic[A, P]):
     async def close(self) -> None:
         """Close the current session; a no-op when none is open (D-5)."""
         session, self._session = self._session, None
-        if session is not None and not session.closed:
-            await session.__aexit__(None, None, None)
+        try:
+            if session is not None and not session.closed:
+                await session.__aexit__(None, None, None)
+        finally:
+            await self._exit_flow()
 
     # ----------------------------------------------------------------------------------------------
     # logging

@@ -244,6 +244,14 @@ class RedisHostRateLimiter(HostRateLimiter):
         """The shared Redis."""
         return self._connection
 
+    async def __aenter__(self) -> RedisHostRateLimiter:
+        """Enter the shared connection (``RequestHandler`` does this when it is entered)."""
+        await self._connection.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self._connection.__aexit__(*exc_info)
+
     def bucket_key(self, key: HostKey) -> str:
         """The Redis key of the bucket of host ``key``."""
         return self._connection.key("rate", _host_json(key))
@@ -386,6 +394,16 @@ class RedisHostPauses(HostPauses):
     def connection(self) -> RedisConnection:
         """The shared Redis."""
         return self._connection
+
+    async def __aenter__(self) -> RedisHostPauses:
+        """Enter the shared connection, which starts the listener (``RequestHandler`` does this when it is entered,
+        so the pauses in force are mirrored before its first request)."""
+        await self._connection.__aenter__()
+        await self._connection.call(self._sync, None)
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self._connection.__aexit__(*exc_info)
 
     def pause_key(self, key: HostKey) -> str:
         """The Redis key of the pause of host ``key``."""
