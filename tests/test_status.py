@@ -161,7 +161,7 @@ async def test_match(session: aiohttp.ClientSession, base_url: URL) -> None:
 
 async def test_match_message_lists_every_code(session: aiohttp.ClientSession, base_url: URL) -> None:
     class Several(StatusHandler):
-        status_codes = property(lambda self: [500, 502, 503])  # type: ignore[assignment]
+        status_codes = property(lambda self: [500, 502, 503])
 
         async def handle(self, response: ClientResponse, *_: Any, **__: Any) -> bool:
             return False

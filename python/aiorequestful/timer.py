@@ -79,6 +79,9 @@ _Plan = tuple[Any, Any, Any, int]
 # the retry timer (api.md §7.1) cheap.
 _ATOMIC_TYPES = frozenset({int, float, bool, str, type(None)})
 
+# "The schedule has ended" marker for next(iterator, default): None could be a legitimate (custom) value.
+_END = object()
+
 _SLOT_NAMES: weakref.WeakKeyDictionary[type, tuple[str, ...]] = weakref.WeakKeyDictionary()
 
 
@@ -297,7 +300,7 @@ class CountTimer(Timer, ABC):
 
     __slots__ = ("_count",)
 
-    def __init__(self, initial: Number = 1, count: int | None = None) -> None:
+    def __init__(self, initial: Number = 1, count: Number | None = None) -> None:
         super().__init__(initial=initial)
         self._count: int | None = _normalise_count(count)
 
@@ -317,7 +320,7 @@ class _OperationCountTimer(CountTimer, ABC):
 
     _kind: ClassVar[str]
 
-    def __init__(self, initial: Number, count: int | None) -> None:
+    def __init__(self, initial: Number, count: Number | None) -> None:
         super().__init__(initial=initial, count=count)
         self._plan: tuple[Any, Any] | None = None
         self._remaining: tuple[int, float] | None = None
@@ -394,7 +397,7 @@ class StepCountTimer(_OperationCountTimer):
     __slots__ = ("_step",)
     _kind = "step"
 
-    def __init__(self, initial: Number = 0, count: int | None = None, step: Number = 1) -> None:
+    def __init__(self, initial: Number = 0, count: Number | None = None, step: Number = 1) -> None:
         super().__init__(initial=initial, count=count)
         self._step: Number = _check_number(step, "step")
 
@@ -419,7 +422,7 @@ class GeometricCountTimer(_OperationCountTimer):
     __slots__ = ("_factor",)
     _kind = "geometric"
 
-    def __init__(self, initial: Number = 1, count: int | None = None, factor: Number = 2) -> None:
+    def __init__(self, initial: Number = 1, count: Number | None = None, factor: Number = 2) -> None:
         super().__init__(initial=initial, count=count)
         self._factor: Number = _check_number(factor, "factor")
 
@@ -444,7 +447,7 @@ class PowerCountTimer(_OperationCountTimer):
     __slots__ = ("_exponent",)
     _kind = "power"
 
-    def __init__(self, initial: Number = 1, count: int | None = None, exponent: Number = 2) -> None:
+    def __init__(self, initial: Number = 1, count: Number | None = None, exponent: Number = 2) -> None:
         super().__init__(initial=initial, count=count)
         self._exponent: Number = _check_number(exponent, "exponent")
 
@@ -554,9 +557,6 @@ class CeilingTimer(Timer, ABC):
         self._value = nxt
         self._counter += 1
         return True
-
-
-_END = object()
 
 
 class _OperationCeilingTimer(CeilingTimer, ABC):
