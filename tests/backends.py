@@ -44,8 +44,13 @@ def kernels(request: pytest.FixtureRequest) -> ModuleType:
     if request.param == "py":
         return importlib.import_module("aiorequestful._native_py")
     try:
-        return importlib.import_module("aiorequestful._native")
+        native = importlib.import_module("aiorequestful._native")
+        twin = importlib.import_module("aiorequestful._native_py")
+        if getattr(native, "KERNEL_API", None) != twin.KERNEL_API:
+            # A stale .so must fail (or skip) here, not as AttributeErrors inside the tests.
+            raise ImportError(f"aiorequestful._native is stale (KERNEL_API {getattr(native, 'KERNEL_API', None)})")
     except ImportError:
         if request.config.getoption("--require-native"):
             raise
-        pytest.skip("aiorequestful._native is not built")
+        pytest.skip("aiorequestful._native is not built or is stale")
+    return native

@@ -590,3 +590,12 @@ async def test_cancelled_call_is_counted(app_url) -> None:
     stats = handler.stats
     stats.check()
     assert (stats.calls, stats.cancelled, stats.failures, stats.successes, stats.requests) == (1, 1, 0, 0, 0)
+
+
+async def test_retry_warning_with_a_schedule_too_long_to_sum(app_url, caplog) -> None:
+    """A retry timer longer than the kernel sums must not crash the retry warning."""
+    _, url = app_url
+    caplog.set_level(logging.WARNING, logger="aiorequestful.request")
+    async with json_handler(retry_timer=StepCountTimer(initial=0, count=2_000_000, step=0)) as handler:
+        assert (await handler.get(url / "flaky" / "long", params={"fail": "1"}))["ok"]
+    assert any("Will retry request 2000000 more times..." in r.getMessage() for r in caplog.records)

@@ -622,12 +622,15 @@ class RequestHandler(Generic[A, P]):
             _chain.warned = True
             if self.logger.isEnabledFor(logging.WARNING):
                 remaining = timer.count_remaining
-                total = timer.total_remaining
-                # D-7: unbounded timers have no count/total; say so instead of crashing on None.
-                if remaining is None or total is None:
+                # D-7: unbounded timers have no count/total; say so instead of crashing on None. A schedule too
+                # long for the kernel to sum also has no total (remaining_budget gives None for both).
+                total = remaining_budget(timer)
+                if remaining is None:
                     detail = "Will keep retrying the request with no retry limit..."
+                elif total is None:
+                    detail = f"Will retry request {remaining} more times..."
                 else:
-                    detail = f"Will retry request {remaining} more times and timeout in {float(total):.2f} seconds..."
+                    detail = f"Will retry request {remaining} more times and timeout in {total:.2f} seconds..."
                 self.logger.warning("%sRequest failed. %s%s", _ANSI_YELLOW, detail, _ANSI_RESET)
         if self.logger.isEnabledFor(logging.DEBUG):
             self.log(method=str(method), url=url, message=f"Request failed: retrying in {float(timer):.2f} seconds...")
