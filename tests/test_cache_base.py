@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Generator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -165,7 +165,8 @@ def test_repository_basics() -> None:
     assert repository.connection is None
     assert hash(repository) == hash("items")
     assert repository != DictRepository(json_settings("items"))  # equality is identity
-    expected = datetime.now(UTC) + timedelta(hours=2)
+    expected = datetime.now() + timedelta(hours=2)
+    assert repository.expire.tzinfo is None  # api.md §8.2: datetime.now() + expire
     assert abs((repository.expire - expected).total_seconds()) < 5
     with pytest.raises(TypeError):
         ResponseRepository(json_settings())  # type: ignore[abstract]

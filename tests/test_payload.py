@@ -203,7 +203,7 @@ async def test_bytes_serialize_uses_the_encoding() -> None:
     assert await BytesPayloadHandler("latin-1").serialize("Zoë".encode("latin-1")) == "Zoë"
 
 
-@pytest.mark.parametrize("payload", [3, 0, {"a": 1}, None, 1.5, [1, 2]])
+@pytest.mark.parametrize("payload", [3, 0, {"a": 1}, None, 1.5, ["a"]])
 async def test_d27_bytes_serialize_rejects_non_bytes(payload: Any) -> None:
     # The reference turned 3 into "\x00\x00\x00" and raised TypeError for a dict.
     with pytest.raises(PayloadHandlerError, match=f"^{re.escape(f'Unrecognised input type: {payload}')}$"):
@@ -417,3 +417,14 @@ def test_json_handler_uses_the_backend_kernels() -> None:
     from aiorequestful._backend import kernels
 
     assert payload_module.kernels is kernels
+
+
+async def test_bytes_handler_accepts_sequences_of_byte_values() -> None:
+    """api.md §5: anything else -> bytes(r); D-27 only excludes ints and mappings."""
+    handler = BytesPayloadHandler()
+    assert await handler.deserialize([97, 98]) == b"ab"
+    assert await handler.deserialize(range(97, 99)) == b"ab"
+    assert await handler.serialize((97,)) == "a"
+    for bad in (3, {"a": 1}, [300], ["a"], object()):
+        with pytest.raises(PayloadHandlerError, match=r"^Unrecognised input type: "):
+            await handler.deserialize(bad)

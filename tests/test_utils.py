@@ -275,6 +275,8 @@ def test_format_url_log_drops_the_query_and_joins_messages() -> None:
     assert format_url_log(http.HTTPMethod.DELETE, url, "single").endswith(" | single")
     assert format_url_log("get", url, "single").startswith("GET    : https://example.com/v1/items ")
     assert format_url_log("patch", "https://example.com/x?y=1", ("a", "b")).endswith("| a | b")
+    # With no messages the line still ends in the separator (api.md §3's format).
+    assert format_url_log("get", url, None) == f"GET    : {'https://example.com/v1/items':<30} | "
 
 
 def test_required_modules_installed() -> None:

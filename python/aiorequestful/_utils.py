@@ -48,9 +48,8 @@ def format_url_log(method: str, url: URL | str, messages: Any) -> str:
     url = URL(url).with_query(None) if not isinstance(url, URL) else url.with_query(None)
     url_str = str(url)
     width = next((w for w in _URL_WIDTHS if w > len(url_str)), _URL_WIDTHS[-1])
-    line = f"{str(method).upper():<7}: {url_str:<{width}}"
-    parts = [str(message) for message in get_iterator(messages)]
-    return " | ".join([line, *parts])
+    # api.md §3: the separator after the URL is always there, even with no messages.
+    return f"{str(method).upper():<7}: {url_str:<{width}} | " + " | ".join(str(m) for m in get_iterator(messages))
 
 
 def required_modules_installed(modules: list[Any], this: object = None) -> bool:

@@ -137,21 +137,29 @@ class OAuth2Authoriser(Authoriser, ABC):
         credentials = b64encode(f"{client_id}:{client_secret}".encode()).decode("ascii")
         return {"Authorization": f"Basic {credentials}"}
 
+    @abstractmethod
     async def authorise(self) -> Headers:
-        """Return ``Authorization`` headers for a valid token, loading, refreshing or requesting one as needed.
+        """Return ``Authorization`` headers for a valid token (api.md §11.1: the abstract member).
 
-        Concurrent calls share one authorisation: the callers that arrive while it runs get its result. With a
-        :attr:`token_store`, that authorisation goes through the store (one renewal for a whole fleet).
+        The built-in flows implement it as :meth:`_single_flight` over their ``_authorise`` step; a user subclass
+        may implement it directly, as the contract allows, or the same way.
+        """
+        raise NotImplementedError
+
+    async def _single_flight(self) -> Headers:
+        """Run :meth:`_authorise` once for every concurrent caller, loading, refreshing or requesting a token.
+
+        The callers that arrive while an authorisation runs get its result. With a :attr:`token_store`, the
+        authorisation goes through the store (one renewal for a whole fleet).
         """
         store = self.token_store
         if store is None:
             return await self._flight.run(self._authorise)
         return await self._flight.run(lambda: store.authorise(self, self._authorise))
 
-    @abstractmethod
     async def _authorise(self) -> Headers:
-        """One authorisation, run by :meth:`authorise` under single-flight."""
-        raise NotImplementedError
+        """One authorisation, run by :meth:`_single_flight`; the built-in flows implement it."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement _authorise()")
 
     async def invalidate(self, rejected: str | None = None) -> None:
         """Mark the current token as refused by the server so that the next :meth:`authorise` renews it.
@@ -355,6 +363,10 @@ class ClientCredentialsFlow(OAuth2Authoriser):
         _use_basic_credentials(flow.token_request, cls._encode_client_credentials_as_headers(client_id, client_secret))
         return flow
 
+    async def authorise(self) -> Headers:
+        """Return ``Authorization`` headers for a valid token; concurrent callers share one authorisation."""
+        return await self._single_flight()
+
     async def _authorise(self) -> Headers:
         self._load()
         valid = await self._is_valid()
@@ -525,6 +537,10 @@ class AuthorisationCodeFlow(OAuth2Authoriser):
     # ----------------------------------------------------------------------------------------------
     # authorisation
     # ----------------------------------------------------------------------------------------------
+    async def authorise(self) -> Headers:
+        """Return ``Authorization`` headers for a valid token; concurrent callers share one authorisation."""
+        return await self._single_flight()
+
     async def _authorise(self) -> Headers:
         loaded = self._load()
         changed = False

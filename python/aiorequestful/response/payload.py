@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any, Generic, TypeVar
 
 from aiohttp import ClientResponse
@@ -32,12 +32,21 @@ def _unrecognised(value: Any) -> PayloadHandlerError:
 
 
 def _as_buffer(value: Any) -> memoryview | None:
-    """A view of ``value`` when it is bytes-like (supports the buffer protocol), else None."""
-    if isinstance(value, str):
+    """A view of ``value`` as bytes, else None.
+
+    Bytes-like objects (the buffer protocol) and iterables of byte values (``[97, 98]``, ``range(97, 99)``:
+    api.md §5's ``bytes(r)``) qualify; D-27: an int (``bytes(3)`` is three zero bytes), a mapping, a str or any
+    value ``bytes()`` refuses does not.
+    """
+    if isinstance(value, (str, int, Mapping)) or value is None:
         return None
     try:
         return memoryview(value)
     except TypeError:
+        pass
+    try:
+        return memoryview(bytes(value))
+    except (TypeError, ValueError):
         return None
 
 

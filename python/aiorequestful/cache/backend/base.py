@@ -32,7 +32,7 @@ from ..._utils import classproperty, get_iterator, required_modules_installed
 from ...response.exception import PayloadHandlerError
 from ...response.payload import PayloadHandler, StringPayloadHandler
 from ...types import URLInput
-from .._entry import CacheEntry, ResponseMeta, utc_now
+from .._entry import CacheEntry, ResponseMeta
 from ..exception import CacheError
 
 if sys.version_info >= (3, 12):
@@ -132,8 +132,12 @@ class ResponseRepository(AsyncIterable[tuple[K, V]], Generic[K, V], metaclass=AB
 
     @property
     def expire(self) -> datetime:
-        """The expiry stamp a save made now would get: timezone-aware UTC (D-38)."""
-        return utc_now() + self._expire
+        """The expiry a save made now would get, as naive local time like api.md §8.2's ``datetime.now()``.
+
+        Only this informational property keeps the contract's naive type (so comparing it with
+        ``datetime.now()`` still works); what is stored is UTC (D-38).
+        """
+        return datetime.now() + self._expire
 
     def __hash__(self) -> int:
         return hash(self.settings.name)
