@@ -137,8 +137,15 @@ def test_module_values() -> None:
     assert DEFAULT_EXPIRE == timedelta(weeks=1)
     assert CacheRequestType.__name__ == "CacheRequestType"
     assert RepositoryRequestType.__name__ == "RepositoryRequestType"
-    assert backend.CACHE_CLASSES == frozenset({SQLiteCache})
-    assert backend.CACHE_TYPES == frozenset({"sqlite"})
+    # api.md §9.3 lists SQLite; issue 8 registers the optional Redis backend too when redis-py imports.
+    try:
+        from aiorequestful.cache.backend.redis import RedisCache
+    except ImportError:
+        extra: set[type] = set()
+    else:
+        extra = {RedisCache}
+    assert backend.CACHE_CLASSES == frozenset({SQLiteCache, *extra})
+    assert backend.CACHE_TYPES == frozenset({"sqlite", *(cls.type for cls in extra)})
     assert backend.ResponseCache is ResponseCache and backend.SQLiteCache is SQLiteCache
     assert issubclass(CacheError, AIORequestfulError)
     assert ResponseCache.type is None
