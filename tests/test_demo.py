@@ -20,6 +20,7 @@ async def test_demo_crawls_twice_and_second_pass_is_cached(tmp_path) -> None:
     network, cached = text.split("\n\nnetwork: ")[1].split("\n\ncache: ")
     assert network.startswith("60 items")
     assert re.search(r"retries\s+[1-9]", network), network  # the 503s and 429s were retried
+    assert re.search(r"errors\s+2 transport", network), network  # items 29 and 58 dropped the connection
     assert "5xx: 5" in network and "4xx: 3" in network  # 11,22,33,44,55 and 17,34,51 on first hit
     assert "hit rate 100%" in cached and "0 misses" in cached
     assert "0 bytes from the network" in cached
