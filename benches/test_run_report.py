@@ -21,7 +21,7 @@ def test_kernel_slower_than_its_twin_is_reported_plainly() -> None:
     ]
     rows = {r["kernel"]: r for r in run.summarise_kernels(benches)}
     assert rows["dispatch_lookup"]["met"] is False and rows["timer_plan"]["met"] is True
-    assert rows["timer_plan"]["rust_ns"] == 400.0  # the passes are averaged
+    assert rows["timer_plan"]["rust_ns"] == 300.0  # the lower of the pass medians: load only slows a pass
     summary = {"kernels": list(rows.values()), "json": [], "e2e": [], "cache": [], "memory": []}
     summary["headline"] = run.headline(summary)
     recs = run.recommendations(summary)
