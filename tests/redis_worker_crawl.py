@@ -9,7 +9,8 @@ to stop taking new URLs; none: crawl them all), ``cache`` (use a RedisCache), ``
 
 Protocol: prints ``ready`` once its handler is entered, waits for a ``go`` line on stdin, crawls, then prints
 ``result <json>``: what it fetched, its handler's stats, its limiter/pause counters and every log record of
-the ``aiorequestful`` loggers at INFO or above (level, logger, message). Exits 0 unless something escaped.
+the ``aiorequestful`` loggers at INFO or above (level, logger, message; their times apart). Exits 0 unless
+something escaped.
 """
 
 from __future__ import annotations
@@ -38,9 +39,11 @@ class Records(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.records: list[tuple[str, str, str]] = []
+        self.times: list[float] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append((record.levelname, record.name, record.getMessage()))
+        self.times.append(record.created)
 
 
 class PageSettings(ResponseRepositorySettings):
@@ -126,6 +129,7 @@ async def main(config: dict[str, Any]) -> int:
         "outages": connection.outages,
         "available": connection.available,
         "records": records.records,
+        "record_times": records.times,
     }
     print("result " + json.dumps(result), flush=True)
     return 0 if not errors else 1

@@ -17,6 +17,7 @@ import pytest
 from aiorequestful.exception import AIORequestfulImportError
 from aiorequestful.shared import RedisConnection
 from aiorequestful.shared import connection as connection_module
+from aiorequestful.shared.connection import redis_exceptions
 
 from .redis_support import (  # noqa: F401 - fixtures
     RedisServer,
@@ -263,3 +264,42 @@ def test_each_event_loop_gets_its_own_client(redis_url: str, redis_namespace: st
     asyncio.run(use())
     asyncio.run(use())
     assert clients[0] is not clients[1]
+
+
+async def test_operations_that_began_before_an_outage_neither_end_nor_start_one(
+    dedicated_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    connection = RedisConnection(dedicated_redis.url, namespace="race", retry_min=0.05, retry_max=0.05)
+    release = asyncio.Event()
+
+    async def answered_then_slow(client: Any) -> Any:
+        reply = await client.ping()  # read while Redis was up...
+        await release.wait()  # ...but finishes after the outage was recorded
+        return reply
+
+    async def fails_late(client: Any) -> Any:
+        await client.ping()
+        await release.wait()
+        raise redis_exceptions.ConnectionError("a reply lost before the outage ended")
+
+    try:
+        assert await connection.call(lambda client: client.ping(), None) is True
+        late_success = asyncio.ensure_future(connection.call(answered_then_slow, "default"))
+        late_failure = asyncio.ensure_future(connection.call(fails_late, "default"))
+        await asyncio.sleep(0.1)
+        dedicated_redis.kill()
+        assert await connection.call(lambda client: client.ping(), None) is None  # the outage is recorded
+        release.set()
+        assert await late_success is True
+        assert not connection.available, "a reply read before the outage ended it"
+        assert await late_failure == "default"
+        assert connection.outages == 1
+        dedicated_redis.start()
+        await asyncio.sleep(0.1)
+        assert await connection.call(lambda client: client.ping(), None) is True  # a probe: recovered
+        assert connection.available and connection.outages == 1
+        levels = [r.levelno for r in caplog.records if r.name == LOGGER]
+        assert levels == [logging.WARNING, logging.INFO]
+    finally:
+        await connection.aclose()

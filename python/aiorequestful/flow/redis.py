@@ -506,16 +506,35 @@ class RedisHostPauses(HostPauses):
             if pause.until > now:
                 await self._announce(key, pause.until - now, pause.status)
 
+    async def _confirmed(self, pubsub: Any) -> None:
+        deadline = _loop_time() + self._connection.timeout
+        while True:
+            left = deadline - _loop_time()
+            if left <= 0:
+                raise TimeoutError("no confirmation of the pause subscription")
+            message = await pubsub.get_message(timeout=left)
+            if message is None:
+                continue
+            if message.get("type") == "subscribe":
+                return
+            if message.get("type") == "message":
+                self._on_message(message.get("data"))
+
     async def _listen(self) -> None:
         """Keep a subscription to the pause channel, resubscribing (and resyncing) after any failure."""
         connection = self._connection
         while True:
             pubsub = None
+            started = connection.outages
             try:
                 client = connection.client()
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub = client.pubsub()
                 await pubsub.subscribe(self._channel)
-                connection.mark_available()
+                # Only the server's confirmation proves it is there: the command alone may have gone into the
+                # buffer of a socket whose server just died.
+                await self._confirmed(pubsub)
+                connection.mark_available(started)
+                started = connection.outages
                 await self._sync(client)
                 idle = 0
                 pinged: float | None = None
@@ -536,7 +555,7 @@ class RedisHostPauses(HostPauses):
             except asyncio.CancelledError:
                 raise
             except _UNAVAILABLE as exc:
-                connection.mark_unavailable(exc)
+                connection.mark_unavailable(exc, started)
             except _REDIS_ERRORS as exc:
                 connection._refused(exc)
             finally:

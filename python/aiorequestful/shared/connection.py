@@ -232,8 +232,14 @@ class RedisConnection:
             return True
         return not self._probing and _clock() >= self._retry_at
 
-    def mark_unavailable(self, exc: BaseException) -> None:
-        """Record a failure to reach Redis: one WARNING per outage, then back off."""
+    def mark_unavailable(self, exc: BaseException, started: int | None = None) -> None:
+        """Record a failure to reach Redis: one WARNING per outage, then back off.
+
+        ``started`` is :attr:`outages` when the failed operation began: a failure of an operation that began before
+        the latest outage was recorded says nothing new (it is that outage, or older than the recovery since).
+        """
+        if started is not None and started != self.outages:
+            return
         now = _clock()
         if self._down_since is None:
             self._down_since = now
@@ -250,9 +256,13 @@ class RedisConnection:
         # Jitter spreads the probes of a fleet that lost Redis at the same moment.
         self._retry_at = now + self._delay * random.uniform(0.5, 1.0)
 
-    def mark_available(self) -> None:
-        """Record a success: after an outage, one INFO line and the components' resync callbacks."""
-        if self._down_since is None:
+    def mark_available(self, started: int | None = None) -> None:
+        """Record a success: after an outage, one INFO line and the components' resync callbacks.
+
+        ``started`` is :attr:`outages` when the successful operation began: one that began before the outage (its
+        reply was read before Redis went away, but it finished after the failure was recorded) proves nothing.
+        """
+        if self._down_since is None or (started is not None and started != self.outages):
             return
         outage = _clock() - self._down_since
         self._down_since = None
@@ -300,23 +310,26 @@ class RedisConnection:
             if self._probing or _clock() < self._retry_at:
                 return default
             probe = self._probing = True
+        # Concurrent operations finish in any order: only what happened after an outage was recorded may end it,
+        # and only a failure of an operation that began since the last outage was recorded may start a new one.
+        started = self.outages
         try:
             client = self.client()
             result = await operation(client)
         except asyncio.CancelledError:
             raise
         except _UNAVAILABLE as exc:
-            self.mark_unavailable(exc)
+            self.mark_unavailable(exc, started)
             return default
         except _REDIS_ERRORS as exc:
             if probe:  # it answered: it is reachable
-                self.mark_available()
+                self.mark_available(started)
             self._refused(exc)
             return default
         finally:
             if probe:
                 self._probing = False
-        self.mark_available()
+        self.mark_available(started)
         return result
 
     # ----------------------------------------------------------------------------------------------
