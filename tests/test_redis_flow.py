@@ -98,7 +98,7 @@ async def test_workers_share_one_bucket(workers: list[RedisConnection]) -> None:
     assert all(limiter.local_reservations == 0 for limiter in limiters)
     # No two grants closer than the rate allows (allowing for timer jitter).
     gaps = [b - a for a, b in itertools.pairwise(done)]
-    assert sorted(gaps)[len(gaps) // 2] == pytest.approx(0.05, abs=0.02)
+    assert sorted(gaps)[len(gaps) // 2] == pytest.approx(0.05, abs=0.025)
 
 
 async def test_burst_and_a_full_bucket_expiring(redis_connection: RedisConnection, redis_url: str) -> None:
@@ -108,7 +108,7 @@ async def test_burst_and_a_full_bucket_expiring(redis_connection: RedisConnectio
         assert await limiter.acquire(HOST) == 0.0  # starts full: five at once
     assert time.monotonic() - start < 0.5
     waited = await limiter.acquire(HOST)
-    assert waited == pytest.approx(0.5, abs=0.15)
+    assert 0.3 <= waited <= 1.0  # the sixth waits for the refill: 1/2 s
     raw = sync_client(redis_url)
     try:
         ttl = raw.pttl(limiter.bucket_key(HOST))
@@ -159,8 +159,8 @@ async def test_a_cancelled_head_gives_its_slot_back(redis_connection: RedisConne
         await waiting
     await asyncio.sleep(0.05)  # the give-back runs in the background
     start = time.monotonic()
-    await limiter.acquire(HOST)  # gets the returned t=0.5 slot, not t=1.0
-    assert time.monotonic() - start < 0.45
+    await limiter.acquire(HOST)  # gets the returned t=0.5 slot (~0.35 s from here), not t=1.0 (~0.85 s)
+    assert time.monotonic() - start < 0.65
 
 
 async def test_redis_down_falls_back_to_a_local_limit_and_comes_back(

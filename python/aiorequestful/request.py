@@ -430,7 +430,8 @@ class RequestHandler(Generic[A, P]):
         Redis start their connection and listener here); plain local ones are not, and cost nothing."""
         if self._flow_contexts:
             return
-        for part in (self._limiter, self._pauses):
+        parts: tuple[Any, ...] = (self._limiter, self._pauses)
+        for part in parts:
             if part is not None and hasattr(type(part), "__aenter__"):
                 await part.__aenter__()
                 self._flow_contexts.append(part)

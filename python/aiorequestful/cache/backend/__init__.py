@@ -7,7 +7,7 @@ from __future__ import annotations
 from .base import ResponseCache
 from .sqlite import SQLiteCache
 
-__all__ = ("CACHE_CLASSES", "CACHE_TYPES", "ResponseCache", "SQLiteCache")
+__all__: tuple[str, ...] = ("CACHE_CLASSES", "CACHE_TYPES", "ResponseCache", "SQLiteCache")
 
 _classes: set[type[ResponseCache]] = {SQLiteCache}
 try:

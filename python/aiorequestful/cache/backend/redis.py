@@ -281,7 +281,7 @@ class RedisTable(ResponseRepository[K, V]):
         if isinstance(request, (ClientRequest, ClientResponse)):
             request = request.request_info
         if not isinstance(request, RequestInfo):
-            return request  # type: ignore[no-any-return]
+            return request
         parts = _as_key_parts(self.settings.get_key(method=request.method, url=request.url, headers=request.headers))
         if any(part is None for part in parts):
             return None
