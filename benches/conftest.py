@@ -13,10 +13,7 @@ from tests.backends import add_backend_options, deselect_native, kernels  # noqa
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    try:
-        add_backend_options(parser)
-    except ValueError:  # already added by tests/conftest.py in a combined run
-        pass
+    add_backend_options(parser)  # registers once in a combined run
     parser.addoption(
         "--bench-reverse",
         action="store_true",

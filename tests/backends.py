@@ -13,6 +13,14 @@ NATIVE_MARK = pytest.mark.native
 
 
 def add_backend_options(parser: pytest.Parser) -> None:
+    """Register the options once, whichever of tests/ and benches/ loads its conftest first."""
+    try:
+        _add_backend_options(parser)
+    except ValueError:  # "option names already added": the other conftest registered them
+        pass
+
+
+def _add_backend_options(parser: pytest.Parser) -> None:
     parser.addoption(
         "--native",
         action=argparse.BooleanOptionalAction,
