@@ -11,8 +11,8 @@ when Redis fails:
 * the first such failure logs **one** WARNING; while Redis stays down, operations are not even tried (they get
   their default at once) except for one probe at a time after a back-off that doubles from ``retry_min`` to
   ``retry_max`` seconds (with jitter, so a fleet does not probe in step);
-* the first success after that logs **one** INFO, runs the components' resync callbacks, and the shared mode
-  resumes.
+* the first success after that logs **one** INFO and the shared mode resumes (the pause listener, woken up,
+  resubscribes and resyncs; a token obtained locally meanwhile is published at the next authorisation).
 
 An error Redis *answers* with (an ``OOM`` refusal, a script error) is not an outage: the operation gets its
 default, and each distinct refusal is logged once at WARNING.
@@ -139,7 +139,6 @@ class RedisConnection:
         "_delay",
         "_down_since",
         "_entered",
-        "_on_available",
         "_probing",
         "_refusals",
         "_retry_at",
@@ -201,7 +200,6 @@ class RedisConnection:
         self._state: _LoopState | None = None
         self._entered = 0
         self._service_factories: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
-        self._on_available: list[Callable[[], Coroutine[Any, Any, None]]] = []
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.display_url!r}, namespace={self.namespace!r})"
@@ -257,7 +255,7 @@ class RedisConnection:
         self._retry_at = now + self._delay * random.uniform(0.5, 1.0)
 
     def mark_available(self, started: int | None = None) -> None:
-        """Record a success: after an outage, one INFO line and the components' resync callbacks.
+        """Record a success: after an outage, one INFO line, and background services waiting out a back-off wake.
 
         ``started`` is :attr:`outages` when the successful operation began: one that began before the outage (its
         reply was read before Redis went away, but it finished after the failure was recorded) proves nothing.
@@ -274,8 +272,6 @@ class RedisConnection:
         if state is not None and _running_loop() is state.loop:
             state.wake.set()
             state.wake = asyncio.Event()
-        for callback in list(self._on_available):
-            self.spawn(callback())
 
     def retry_delay(self) -> float:
         """Seconds a background service should wait before trying Redis again (the current back-off)."""
@@ -286,10 +282,6 @@ class RedisConnection:
         wake = self._loop_state().wake
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), self.retry_delay())
-
-    def on_available(self, callback: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Run ``callback()`` as a background task each time Redis is available again after an outage."""
-        self._on_available.append(callback)
 
     def _refused(self, exc: BaseException) -> None:
         text = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
