@@ -303,3 +303,17 @@ async def test_operations_that_began_before_an_outage_neither_end_nor_start_one(
         assert levels == [logging.WARNING, logging.INFO]
     finally:
         await connection.aclose()
+
+
+def test_the_shared_package_exports_every_component() -> None:
+    import aiorequestful.shared as shared
+    from aiorequestful.auth._redis_store import RedisTokenStore
+    from aiorequestful.cache.backend.redis import RedisCache, RedisTable
+    from aiorequestful.flow.redis import RedisHostPauses, RedisHostRateLimiter
+
+    assert shared.RedisCache is RedisCache and shared.RedisTable is RedisTable
+    assert shared.RedisHostRateLimiter is RedisHostRateLimiter and shared.RedisHostPauses is RedisHostPauses
+    assert shared.RedisTokenStore is RedisTokenStore
+    assert set(shared.__all__) <= set(dir(shared))
+    with pytest.raises(AttributeError):
+        shared.NoSuchThing  # noqa: B018
