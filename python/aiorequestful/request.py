@@ -14,14 +14,13 @@ api.md §7.3 describes, and the request loop creates no lock, task or timer of i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import inspect
 import json
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from http import HTTPMethod
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -138,6 +137,23 @@ def _allowed_kwargs(session: ClientSession) -> frozenset[str]:
 
 
 _ALLOWED_KWARGS: dict[type, frozenset[str]] = {}
+
+#: Method strings already converted (``"get"`` -> ``HTTPMethod.GET``): ``str.upper`` plus the enum lookup cost
+#: more than a dict hit on every request. Only valid spellings are stored, and only this many of them.
+_METHODS: dict[str, HTTPMethod] = {}
+_MAX_METHODS = 256
+
+
+def _http_method(value: Any) -> HTTPMethod:
+    """``HTTPMethod(value.upper())``, remembered per exact string (same result and errors as uncached)."""
+    if type(value) is str:
+        method = _METHODS.get(value)
+        if method is None:
+            method = HTTPMethod(value.upper())
+            if len(_METHODS) < _MAX_METHODS:
+                _METHODS[value] = method
+        return method
+    return HTTPMethod(value.upper())
 
 
 class _Chain:
@@ -516,28 +532,21 @@ class RequestHandler(Generic[A, P]):
     # ----------------------------------------------------------------------------------------------
     # requests
     # ----------------------------------------------------------------------------------------------
-    def _clean_requests_kwargs(self, kwargs: dict[str, Any]) -> None:
-        """Drop, in place, kwargs the session's ``request`` does not take (names computed once, D-16)."""
-        if self._session is None:
-            return
-        allowed = _allowed_kwargs(self._session)
-        for key in [key for key in kwargs if key not in allowed]:
-            del kwargs[key]
-
-    @contextlib.asynccontextmanager
-    async def _request(
+    async def _send(
         self,
         method: HTTPMethod,
         url: URLInput,
-        log_message: str | list[str] | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[ClientResponse | BaseException]:
-        """One attempt: yields the response, or the transport exception that prevented one.
+        log_message: str | list[str] | None,
+        kwargs: dict[str, Any],
+    ) -> ClientResponse | BaseException:
+        """One attempt: returns the response, or the transport exception that prevented one.
 
-        D-10: only errors raised while *opening* the request are yielded; an error raised by the caller's
-        block propagates normally instead of making the generator yield twice. The response is always
-        released on exit. D-13: the caller's headers are passed through untouched; aiohttp merges the
-        session's defaults under them (per-request values win).
+        The caller must pass a returned response to :meth:`_release` when done with it (the request loop does so
+        in a ``finally``). A plain coroutine rather than an ``asynccontextmanager``: this runs once per attempt
+        and the generator machinery was a measurable share of the per-request cost.
+        D-10: only errors raised while *opening* the request are returned; anything raised while the caller
+        handles the response propagates normally. D-13: the caller's headers are passed through untouched;
+        aiohttp merges the session's defaults under them (per-request values win). ``kwargs`` is not modified.
         """
         session = self._session
         if session is None or session.closed:
@@ -550,9 +559,12 @@ class RequestHandler(Generic[A, P]):
             if getattr(session, "cache", None) is not None:
                 messages.append("Cached Request")
             self.log(method=method.name, url=url, message=messages, **kwargs)
-        self._clean_requests_kwargs(kwargs)
-        if self.hooks.on_request:
-            call_hooks(self.hooks.on_request, method.name, URL(url))
+        allowed = _allowed_kwargs(session)
+        # D-16: drop kwargs the session's request does not take; a new dict, so the caller's is reused untouched.
+        kwargs = {key: value for key, value in kwargs.items() if key in allowed}
+        hooks = self.hooks
+        if hooks.on_request:
+            call_hooks(hooks.on_request, method.name, URL(url))
         try:
             response = await session.request(method=method.name, url=url, **kwargs)
         except asyncio.CancelledError:
@@ -561,8 +573,7 @@ class RequestHandler(Generic[A, P]):
             self._stats.error()
             if self.logger.isEnabledFor(logging.DEBUG):
                 self.log(method=method.name, url=url, message=f"Request failed: {type(exc).__name__}: {exc}")
-            yield exc
-            return
+            return exc
         except Exception:
             self._stats.error()  # could not be sent at all (a bad URL or option): counted, then raised as is
             raise
@@ -573,14 +584,15 @@ class RequestHandler(Generic[A, P]):
             stats.cache_hits += 1
         elif getattr(session, "cache", None) is not None:
             stats.cache_misses += 1
-        if self.hooks.on_response:
-            call_hooks(self.hooks.on_response, method.name, URL(url), response.status, from_cache)
-        try:
-            yield response
-        finally:
-            if not from_cache:
-                stats.bytes_received += getattr(response.content, "total_bytes", 0)
-            response.release()
+        if hooks.on_response:
+            call_hooks(hooks.on_response, method.name, URL(url), response.status, from_cache)
+        return response
+
+    def _release(self, response: ClientResponse) -> None:
+        """Count a network response's bytes and release it, so its connection returns to the pool at once."""
+        if not _is_cached(response):
+            self._stats.bytes_received += getattr(response.content, "total_bytes", 0)
+        response.release()
 
     async def _handle_response(
         self, response: ClientResponse, retry_timer: Timer | None = None, _chain: _Chain | None = None
@@ -790,7 +802,7 @@ class RequestHandler(Generic[A, P]):
                 "Could not send a request as the session is closed. "
                 "Enter the RequestHandler's context to start a new session."
             )
-        method = HTTPMethod(kwargs.pop("method").upper())
+        method = _http_method(kwargs.pop("method"))
         url = kwargs.pop("url")
         log_message = kwargs.pop("log_message", None)
         self._stats.calls += 1
@@ -814,7 +826,8 @@ class RequestHandler(Generic[A, P]):
     async def _request_loop(
         self, method: HTTPMethod, url: URLInput, log_message: str | list[str] | None, kwargs: dict[str, Any]
     ) -> P:
-        retry_timer = self.retry_timer
+        # The same fresh copy as the retry_timer property gives, without copy.deepcopy's generic machinery.
+        retry_timer = self._retry_timer._fresh() if self._retry_timer is not None else None
         policy = self._retry_policy
         # A method the policy does not retry gives the status handlers no retry timer: a 429 is then not waited
         # out and resent, and a host pause is not waited for either (there is no budget to wait with).
@@ -830,7 +843,8 @@ class RequestHandler(Generic[A, P]):
             payload: Any = None
             retry_after: Timer | None = None
             cause: ClientResponse | BaseException | None = None
-            async with self._request(method, url, log_message, **kwargs) as response:
+            response = await self._send(method, url, log_message, kwargs)
+            try:
                 failure: ClientResponse | BaseException | None = None
                 pause_until: float | None = None
                 if isinstance(response, BaseException):
@@ -870,6 +884,9 @@ class RequestHandler(Generic[A, P]):
                         )
                         chain.pause_accepted = max(chain.pause_accepted, pause_until)
                     retry_after, cause = timer, failure
+            finally:
+                if not isinstance(response, BaseException):
+                    self._release(response)
             # The response is released before any sleep so its connection returns to the pool at once.
             if retry_after is not None:
                 await self._retry(cause, method, url, retry_after, chain)

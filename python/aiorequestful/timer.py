@@ -282,6 +282,28 @@ class Timer(SupportsInt, SupportsFloat, ABC):
         new.reset()
         return new
 
+    def _fresh(self) -> Timer:
+        """What ``copy.deepcopy(self)`` returns, made without the ``copy`` module's dispatch and memo when the
+        timer is a plain slotted one (the request loop takes one per request). A subclass with its own
+        ``__deepcopy__`` or instance ``__dict__`` state goes through ``copy.deepcopy`` unchanged."""
+        cls = type(self)
+        if cls.__deepcopy__ is not Timer.__deepcopy__ or getattr(self, "__dict__", None):
+            return copy.deepcopy(self)
+        new = cls.__new__(cls)
+        memo: dict[int, Any] | None = None
+        for name in _slot_names(cls):
+            try:
+                value = getattr(self, name)
+            except AttributeError:
+                continue
+            if type(value) not in _ATOMIC_TYPES:
+                if memo is None:
+                    memo = {id(self): new}
+                value = copy.deepcopy(value, memo)
+            setattr(new, name, value)
+        new.reset()
+        return new
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(value={self._value!r}, initial={self._initial!r}, counter={self._counter})"
 
