@@ -33,7 +33,7 @@ demo: build-dev ## Main job: crawl the bundled local demo server through Request
 	$(PY) -m aiorequestful.demo
 
 .PHONY: test
-test: build-dev ## Everything CI runs: Rust tests, the suite native then pure, the no-Rust sdist install, oldest deps
+test: build-dev lint ## Everything CI runs: lint, Rust tests, the suite native then pure, no-Rust sdist, oldest deps
 	cargo test --workspace --quiet
 	AIOREQUESTFUL_REQUIRE_EXTENSIONS=1 $(PY) -m pytest --require-native -q
 	AIOREQUESTFUL_NO_EXTENSIONS=1 $(PY) -m pytest --no-native -q
