@@ -858,15 +858,22 @@ class RequestHandler(Generic[A, P]):
                         if pause_until is not None:
                             chain.pause_accepted = max(chain.pause_accepted, pause_until)
                     elif response.ok:
-                        try:
-                            payload = await self.payload_handler(response)
-                        except asyncio.CancelledError:
-                            raise
-                        except self._catch as exc:
-                            # D-10: a body that fails mid-read is a transient failure like any other.
-                            failure = exc
+                        handler = self.payload_handler
+                        # A cache hit whose row the cache already decoded with this very handler (to validate it):
+                        # the same value, without decoding the same JSON twice (cache._entry.decoded_once).
+                        decoded = getattr(response, "_cached_decoded", None)
+                        if decoded is not None and decoded[0] is handler:
+                            payload, done = decoded[1], True
                         else:
-                            done = True
+                            try:
+                                payload = await handler(response)
+                            except asyncio.CancelledError:
+                                raise
+                            except self._catch as exc:
+                                # D-10: a body that fails mid-read is a transient failure like any other.
+                                failure = exc
+                            else:
+                                done = True
                     else:
                         await self._log_response(response, method, url)
                         failure = response

@@ -24,6 +24,7 @@ __all__ = (
     "CacheEntry",
     "ResponseMeta",
     "decode_headers",
+    "decoded_once",
     "default_headers",
     "encode_headers",
     "format_stamp",
@@ -141,6 +142,21 @@ def with_utf8_charset(content_type: str) -> str:
     return _CHARSET.sub(lambda match: match.group(1) + "utf-8", content_type)
 
 
+def decoded_once(handler: Any, payload: Any, value: Any) -> tuple[Any, Any] | None:
+    """``(handler, value)`` when ``value`` (``handler`` applied to the stored ``payload``) is exactly what
+    ``handler`` would give for the ``CachedResponse`` built from it, so that the request loop need not decode the
+    same JSON a second time; else None.
+
+    Only for a plain ``JSONPayloadHandler`` and a text payload: the response body is then that text as UTF-8,
+    with any declared charset rewritten to utf-8, which decodes to the same value. Other handlers (subclasses
+    included) and byte payloads (whose declared charset may differ from what the bytes alone say) are decoded
+    from the response as before.
+    """
+    if type(handler) is JSONPayloadHandler and isinstance(payload, str):
+        return handler, value
+    return None
+
+
 def default_headers(payload_handler: Any) -> list[tuple[str, str]]:
     """Headers for an entry stored without any (saved by key, or by an older version): a Content-Type matching
     what the repository's payload handler stores, so that ``json()``/``text()`` work as on the original."""
@@ -175,9 +191,13 @@ class ResponseMeta:
 
 
 class CacheEntry:
-    """A live stored response: its payload as stored (text or bytes) and its metadata."""
+    """A live stored response: its payload as stored (text or bytes) and its metadata.
 
-    __slots__ = ("headers", "payload", "reason", "status")
+    ``decoded``, when not None, is ``(payload handler, value)``: the value that handler gives for a
+    ``CachedResponse`` of this entry, already computed while the row was validated (see :func:`decoded_once`).
+    """
+
+    __slots__ = ("decoded", "headers", "payload", "reason", "status")
 
     def __init__(
         self,
@@ -185,11 +205,13 @@ class CacheEntry:
         status: int = DEFAULT_STATUS,
         reason: str | None = DEFAULT_REASON,
         headers: list[tuple[str, str]] | None = None,
+        decoded: tuple[Any, Any] | None = None,
     ) -> None:
         self.payload = payload
         self.status = status
         self.reason = reason
         self.headers = headers
+        self.decoded = decoded
 
     def __repr__(self) -> str:
         return f"CacheEntry(status={self.status!r}, reason={self.reason!r}, size={len(self.payload)})"

@@ -115,6 +115,9 @@ class CachedResponse(ClientResponse):
         self._cached_real_url = info.real_url
         self._cached_headers = CIMultiDictProxy(merged)
         self._cached_released = False
+        #: ``(payload handler, value)`` set by ``CachedSession`` when the cache already decoded this payload
+        #: (cache._entry.decoded_once); ``RequestHandler`` then uses the value instead of decoding again.
+        self._cached_decoded: tuple[Any, Any] | None = None
         self._cached_content: aiohttp.StreamReader | None = None
         try:
             self._cached_loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()

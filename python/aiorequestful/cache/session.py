@@ -237,7 +237,10 @@ class CachedSession(_QuietSubclass, ClientSession):
         headers = entry.headers
         if headers is None:
             headers = default_headers(repository.settings.payload_handler)
-        return CachedResponse(info, entry.payload, status=entry.status, reason=entry.reason, headers=headers)
+        response = CachedResponse(info, entry.payload, status=entry.status, reason=entry.reason, headers=headers)
+        # The payload the repository decoded while validating the row, for the request loop (decoded once).
+        response._cached_decoded = entry.decoded
+        return response
 
     async def _persist(self, repository: ResponseRepository, info: RequestInfo, response: ClientResponse) -> None:
         try:

@@ -41,7 +41,16 @@ from yarl import URL
 from ..._utils import classproperty, required_modules_installed
 from ...shared.connection import RedisConnection, RedisScript
 from .._credentials import NO_CREDENTIALS, credential_digest
-from .._entry import DEFAULT_REASON, DEFAULT_STATUS, CacheEntry, ResponseMeta, decode_headers, encode_headers, utc_now
+from .._entry import (
+    DEFAULT_REASON,
+    DEFAULT_STATUS,
+    CacheEntry,
+    ResponseMeta,
+    decode_headers,
+    decoded_once,
+    encode_headers,
+    utc_now,
+)
 from ..exception import CacheError
 from .base import (
     _UNSET,
@@ -381,7 +390,8 @@ class RedisTable(ResponseRepository[K, V]):
 
     async def _check(self, data: Any, flags: Any, status: Any, reason: Any, headers: Any) -> tuple[CacheEntry, Any]:
         payload = _decode_payload(data, flags)
-        value = await self.settings.payload_handler.deserialize(payload)
+        handler = self.settings.payload_handler
+        value = await handler.deserialize(payload)
         if status is None:  # saved by key: no response metadata
             entry_status, entry_reason = DEFAULT_STATUS, DEFAULT_REASON if reason is None else _text(reason)
         else:
@@ -390,7 +400,8 @@ class RedisTable(ResponseRepository[K, V]):
                 raise ValueError(f"stored status {entry_status!r} is not an HTTP status code")
             entry_reason = _text(reason)
         entry_headers = None if headers is None else decode_headers(_text(headers))
-        return CacheEntry(payload, entry_status, entry_reason, entry_headers), value
+        decoded = decoded_once(handler, payload, value)
+        return CacheEntry(payload, entry_status, entry_reason, entry_headers, decoded), value
 
     def __aiter__(self) -> AsyncIterator[tuple[K, V]]:
         return self._iterate()

@@ -39,6 +39,7 @@ from .._entry import (
     CacheEntry,
     ResponseMeta,
     decode_headers,
+    decoded_once,
     encode_headers,
     format_stamp,
     utc_now,
@@ -402,7 +403,8 @@ class SQLiteTable(ResponseRepository[K, V]):
     async def _check_row(self, payload: Any, status: Any, reason: Any, headers: Any) -> tuple[CacheEntry, Any]:
         if not isinstance(payload, (str, bytes)):
             raise TypeError(f"stored payload is {type(payload).__name__}, not text")
-        value = await self.settings.payload_handler.deserialize(payload)
+        handler = self.settings.payload_handler
+        value = await handler.deserialize(payload)
         if status is None:  # saved by key, or by a version that kept no metadata
             entry_status, entry_reason = DEFAULT_STATUS, DEFAULT_REASON if reason is None else reason
         elif isinstance(status, int) and not isinstance(status, bool) and 100 <= status <= 599:
@@ -412,7 +414,8 @@ class SQLiteTable(ResponseRepository[K, V]):
         if entry_reason is not None and not isinstance(entry_reason, str):
             raise TypeError(f"stored reason is {type(entry_reason).__name__}, not text")
         entry_headers = None if headers is None else decode_headers(headers)
-        return CacheEntry(payload, entry_status, entry_reason, entry_headers), value
+        decoded = decoded_once(handler, payload, value)
+        return CacheEntry(payload, entry_status, entry_reason, entry_headers, decoded), value
 
     def __aiter__(self) -> AsyncIterator[tuple[K, V]]:
         return self._iterate()
