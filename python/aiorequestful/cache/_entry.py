@@ -14,8 +14,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from multidict import istr
-
+from .._backend import kernels
 from ..response.payload import BytesPayloadHandler, JSONPayloadHandler, StringPayloadHandler
 
 __all__ = (
@@ -46,8 +45,10 @@ DEFAULT_REASON = "cached"
 # * body encoding and integrity: the cache stores the decoded, re-serialised payload, so the original
 #   Content-Length/Content-Encoding and digests would describe bytes we no longer hold (the length is
 #   recomputed when the response is rebuilt).
+# Compared in lower case: field names are case-insensitive (RFC 9110 §5.1), and a server (or HTTP/2) may send
+# "set-cookie" or "authorization" in any case - all of them must be dropped, not only the title-case spelling.
 _DROPPED = frozenset(
-    istr(name)
+    name.lower()
     for name in (
         "Authorization",
         "Proxy-Authorization",
@@ -102,13 +103,14 @@ def safe_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]] | None) 
     pairs = [(str(name), str(value)) for name, value in items]
     # Connection: lists further hop-by-hop header names for this one message (RFC 9110 §7.6.1).
     named = {
-        istr(token.strip())
+        token.strip().lower()
         for name, value in pairs
-        if istr(name) == "Connection"
+        if name.lower() == "connection"
         for token in value.split(",")
         if token.strip()
     }
-    return [(name, value) for name, value in pairs if istr(name) not in _DROPPED and istr(name) not in named]
+    dropped = _DROPPED | named if named else _DROPPED
+    return [(name, value) for name, value in pairs if name.lower() not in dropped]
 
 
 def encode_headers(pairs: Iterable[tuple[str, str]]) -> str:
@@ -123,7 +125,7 @@ def decode_headers(text: Any) -> list[tuple[str, str]]:
     """
     if not isinstance(text, str):
         raise ValueError(f"stored headers are {type(text).__name__}, not text")
-    data = json.loads(text)
+    data = kernels.json_loads(text)  # the JSON kernel: stdlib results and errors, faster on every cache hit
     if not isinstance(data, list):
         raise ValueError("stored headers are not a list")
     pairs: list[tuple[str, str]] = []

@@ -1,0 +1,34 @@
+# SPDX-License-Identifier: MIT
+"""Stored headers: secrets and hop-by-hop names are dropped whatever their case (RFC 9110 §5.1)."""
+
+from __future__ import annotations
+
+import pytest
+
+from aiorequestful.cache._entry import decode_headers, encode_headers, safe_headers
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Authorization", "authorization", "AUTHORIZATION", "set-cookie", "SET-COOKIE", "cookie", "www-authenticate"],
+)
+def test_secret_headers_are_dropped_in_any_case(name: str) -> None:
+    assert safe_headers([(name, "secret"), ("Content-Type", "application/json")]) == [
+        ("Content-Type", "application/json")
+    ]
+
+
+def test_connection_listed_names_are_dropped_in_any_case() -> None:
+    pairs = [("connection", "X-Hop, keep-alive"), ("x-hop", "1"), ("Keep-Alive", "timeout=5"), ("X-Other", "2")]
+    assert safe_headers(pairs) == [("X-Other", "2")]
+
+
+def test_decode_reapplies_the_filter_and_keeps_order() -> None:
+    text = encode_headers([("x-a", "1"), ("authorization", "Bearer t"), ("X-B", "2"), ("x-a", "3")])
+    assert decode_headers(text) == [("x-a", "1"), ("X-B", "2"), ("x-a", "3")]
+
+
+@pytest.mark.parametrize("text", ["{", "{}", '[["a"]]', '[["a b", "1"]]', '[["a", "x\\ny"]]', "[1]"])
+def test_decode_rejects_what_is_not_a_header_list(text: str) -> None:
+    with pytest.raises(ValueError):
+        decode_headers(text)
