@@ -34,6 +34,8 @@ demo: build-dev ## Main job: crawl the bundled local demo server through Request
 
 .PHONY: test
 test: build-dev lint ## Everything CI runs: lint, Rust tests, the suite native then pure, no-Rust sdist, oldest deps
+	# Issue 8: the Redis tests start their own throw-away redis-server on 127.0.0.1; install it when missing.
+	bash scripts/redis.sh install
 	cargo test --workspace --quiet
 	AIOREQUESTFUL_REQUIRE_EXTENSIONS=1 $(PY) -m pytest --require-native -q
 	AIOREQUESTFUL_NO_EXTENSIONS=1 $(PY) -m pytest --no-native -q
@@ -63,6 +65,12 @@ format: $(VENV)/.deps ## Format Python and Rust
 .PHONY: bench
 bench: build-dev ## Full benchmarks: writes benches/results/{latest.json,REPORT.md,ratios.png}
 	AIOREQUESTFUL_REQUIRE_EXTENSIONS=1 $(PY) -m benches.run
+
+.PHONY: fleet-demo
+fleet-demo: build-dev ## Issue 8: 4 worker processes share one Redis (started here); prints the rate the server measured
+	@export AIOREQUESTFUL_REDIS_DIR=$${TMPDIR:-/tmp}/aiorequestful-fleet-demo; \
+	url=$$(bash scripts/redis.sh start) && trap 'bash scripts/redis.sh stop' EXIT && \
+	$(PY) scripts/fleet_demo.py --redis-url "$$url" --workers 4 --rate 20 --seconds 10
 
 .PHONY: clean
 clean: ## Remove build outputs and the venvs
