@@ -32,3 +32,17 @@ def test_decode_reapplies_the_filter_and_keeps_order() -> None:
 def test_decode_rejects_what_is_not_a_header_list(text: str) -> None:
     with pytest.raises(ValueError):
         decode_headers(text)
+
+
+def test_now_stamp_is_format_stamp_of_now() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from aiorequestful.cache._entry import format_stamp, now_stamp
+
+    before = format_stamp(datetime.now(UTC))
+    stamp = now_stamp()
+    after = format_stamp(datetime.now(UTC) + timedelta(microseconds=1))
+    assert len(stamp) == len(before) and stamp.endswith("+00:00")
+    assert before <= stamp <= after  # same fixed-width form: text order is time order
+    parsed = datetime.fromisoformat(stamp)
+    assert format_stamp(parsed) == stamp

@@ -27,6 +27,7 @@ __all__ = (
     "default_headers",
     "encode_headers",
     "format_stamp",
+    "now_stamp",
     "safe_headers",
     "utc_now",
 )
@@ -93,6 +94,12 @@ def format_stamp(value: datetime) -> str:
     stamps are compared as text in SQL. A naive ``value`` is taken to be local time (as ``datetime`` does).
     """
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+def now_stamp() -> str:
+    """``format_stamp(utc_now())``, made without ``strftime`` (read on every cache lookup). The current year has
+    four digits, and for an aware UTC time ``isoformat`` then writes exactly ``format_stamp``'s fixed-width form."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def safe_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]] | None) -> list[tuple[str, str]]:

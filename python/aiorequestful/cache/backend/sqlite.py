@@ -42,6 +42,7 @@ from .._entry import (
     decoded_once,
     encode_headers,
     format_stamp,
+    now_stamp,
     utc_now,
 )
 from ..exception import CacheError
@@ -353,14 +354,14 @@ class SQLiteTable(ResponseRepository[K, V]):
         if include_expired:
             rows = await self._fetch(self._sql["count"], ())
         else:
-            rows = await self._fetch(self._sql["count_live"], (format_stamp(utc_now()),))
+            rows = await self._fetch(self._sql["count_live"], (now_stamp(),))
         return int(rows[0][0])
 
     async def contains(self, request: Any) -> bool:
         params = self._key_params(self.get_key_from_request(request))
         if params is None:
             return False
-        rows = await self._fetch(self._sql["contains"], (*params, format_stamp(utc_now())))
+        rows = await self._fetch(self._sql["contains"], (*params, now_stamp()))
         if not rows:
             return False
         required = await self._credentials_for(request)
@@ -380,7 +381,7 @@ class SQLiteTable(ResponseRepository[K, V]):
         params = self._key_params(key)
         if params is None:
             return None
-        rows = await self._fetch(self._sql["entry"], (*params, format_stamp(utc_now())))
+        rows = await self._fetch(self._sql["entry"], (*params, now_stamp()))
         if not rows:
             return None
         payload, status, reason, headers, stored_credentials = rows[0]
@@ -423,7 +424,7 @@ class SQLiteTable(ResponseRepository[K, V]):
     async def _iterate(self) -> AsyncIterator[tuple[K, V]]:
         """Live rows as ``(key, deserialised payload)``; corrupt rows are logged and skipped."""
         connection = self._live_connection()
-        sql, now = self._sql["iterate"], format_stamp(utc_now())
+        sql, now = self._sql["iterate"], now_stamp()
         cursor = await retry_busy(lambda: connection.execute(sql, (now,)))
         try:
             while True:
@@ -511,7 +512,7 @@ class SQLiteTable(ResponseRepository[K, V]):
     async def clear(self, expired_only: bool = False) -> int:
         params: tuple[Any, ...] = ()
         if expired_only:
-            sql, params = self._sql["clear_expired"], (format_stamp(utc_now()),)
+            sql, params = self._sql["clear_expired"], (now_stamp(),)
         else:
             sql = self._sql["clear"]
         return await writer_for(self._live_connection()).call(lambda connection: _rowcount(connection, sql, params))
