@@ -414,7 +414,9 @@ def machine_info(command: str) -> dict[str, Any]:
 def kernel_call_sites() -> dict[str, list[str]]:
     """Where the public code calls each kernel (``kernels.<name>``), so the report can say what a kernel buys."""
     sites: dict[str, list[str]] = defaultdict(list)
-    package = ROOT / "python" / "aiorequestful"
+    import aiorequestful  # the package that runs: the source tree, or an installed copy (the sdist leg)
+
+    package = Path(aiorequestful.__file__).parent
     pattern = re.compile(r"\bkernels\.(timer_plan|DispatchTable|cache_key|json_loads|bucket_take)\b")
     for path in sorted(package.rglob("*.py")):
         if path.name in ("_native_py.py", "_backend.py"):

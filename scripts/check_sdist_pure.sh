@@ -8,7 +8,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-"$root/.venv/bin/maturin" sdist --quiet --out "$work/dist" --manifest-path "$root/Cargo.toml"
+"$root/.venv/bin/maturin" sdist --out "$work/dist" --manifest-path "$root/Cargo.toml" >/dev/null
 sdist=$(ls "$work"/dist/aiorequestful-*.tar.gz)
 
 clean_path=$(tr ':' '\n' <<<"$PATH" | while read -r dir; do
@@ -40,7 +40,7 @@ assert not backend.NATIVE, "the pure install did not select the twin"
 print("pure install ok:", backend.kernels.__name__)
 PY
 
-cp -r "$root/tests" "$root/benches" "$root/pyproject.toml" "$work/"
+cp -r "$root/tests" "$root/benches" "$root/pyproject.toml" "$root/README.md" "$work/"
 cd "$work"
 # Slow tests (long crawls at fixed rates) already ran in the native and pure legs; this leg is about the install.
 PATH="$clean_path" "$work/venv/bin/python" -m pytest --no-native -q -m "not slow" -p no:cacheprovider

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import sqlite3
@@ -25,7 +26,7 @@ async def test_demo_crawls_twice_and_second_pass_is_cached(tmp_path) -> None:
     assert "hit rate 100%" in cached and "0 misses" in cached
     assert "0 bytes from the network" in cached
     assert "Cached pass returned the same 60 items: yes" in text
-    with sqlite3.connect(cache.with_suffix(".sqlite")) as db:
+    with contextlib.closing(sqlite3.connect(cache.with_suffix(".sqlite"))) as db:  # `with connect()` never closes
         assert db.execute('SELECT COUNT(*) FROM "items"').fetchone()[0] == 60
 
 

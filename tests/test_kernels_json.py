@@ -138,11 +138,21 @@ def test_numbers_keep_their_types(kernels: ModuleType) -> None:
 
 
 def test_decode_error_details(kernels: ModuleType) -> None:
+    text = '{"a": [1, 2,\n  ]}'
+    # The running Python's stdlib is the referee: its wording changes between versions (3.13 names the comma).
+    with pytest.raises(json.JSONDecodeError) as expected:
+        json.loads(text)
     with pytest.raises(json.JSONDecodeError) as info:
-        kernels.json_loads('{"a": [1, 2,\n  ]}')
+        kernels.json_loads(text)
     assert type(info.value) is json.JSONDecodeError
-    assert (info.value.msg, info.value.lineno, info.value.colno) == ("Expecting value", 2, 3)
-    assert info.value.doc == '{"a": [1, 2,\n  ]}'
+    assert (info.value.msg, info.value.lineno, info.value.colno, info.value.pos) == (
+        expected.value.msg,
+        expected.value.lineno,
+        expected.value.colno,
+        expected.value.pos,
+    )
+    assert info.value.lineno == 2
+    assert info.value.doc == text
 
 
 @pytest.mark.parametrize("data", [memoryview(b"1"), 1, 1.5, None, ["1"], object()])

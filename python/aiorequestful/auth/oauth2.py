@@ -61,6 +61,9 @@ _SECRET_FIELDS = frozenset({"client_secret", "code", "code_verifier", "refresh_t
 BrowserOpener = Callable[[str], Any]
 
 
+#: How long an in-process browser hook may keep reading the callback's reply page after the code arrived.
+_BROWSER_GRACE_SECONDS = 2.0
+
 class TokenStore(Protocol):
     """Shares an authoriser's token between workers (see :class:`~aiorequestful.shared.RedisTokenStore`).
 
@@ -625,6 +628,10 @@ class AuthorisationCodeFlow(OAuth2Authoriser):
                     return await listener.wait(handler.timeout)
                 finally:
                     if opener is not None and not opener.done():
+                        if listener.done:
+                            # The code arrived while an in-process browser hook may still be reading the reply
+                            # page: let it finish (briefly) rather than cut it off mid-response.
+                            await asyncio.wait({opener}, timeout=_BROWSER_GRACE_SECONDS)
                         opener.cancel()
                         await asyncio.gather(opener, return_exceptions=True)
             finally:
