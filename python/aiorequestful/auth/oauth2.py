@@ -64,6 +64,7 @@ BrowserOpener = Callable[[str], Any]
 #: How long an in-process browser hook may keep reading the callback's reply page after the code arrived.
 _BROWSER_GRACE_SECONDS = 2.0
 
+
 class TokenStore(Protocol):
     """Shares an authoriser's token between workers (see :class:`~aiorequestful.shared.RedisTokenStore`).
 
