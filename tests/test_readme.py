@@ -27,3 +27,15 @@ def test_quick_start_runs_as_written(tmp_path) -> None:
     lines = result.stdout.splitlines()
     assert lines[0] == "Item number 11 [1, 2, 3, 4, 5]"
     assert lines[1] == "retries: 1 responses: {'2xx': 6, '5xx': 1}"
+
+
+def test_benchmark_table_is_the_reports() -> None:
+    """Every number in the README's benchmark table came from `make bench` (benches/results/REPORT.md)."""
+    report = (README.parent / "benches" / "results" / "REPORT.md").read_text(encoding="utf-8")
+    summary = report.split("## Summary")[1].split("![ratios]")[0]
+    report_rows = [line for line in summary.splitlines() if line.startswith("|")]
+    readme = README.read_text(encoding="utf-8")
+    bench = readme.split("## Benchmarks")[1].split("\n## ")[0]
+    assert [line for line in bench.splitlines() if line.startswith("|")] == report_rows
+    machine = next(line for line in report.splitlines() if line.startswith("**Machine:**"))
+    assert machine in bench
