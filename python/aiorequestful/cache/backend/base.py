@@ -68,6 +68,24 @@ DEFAULT_EXPIRE: timedelta = timedelta(weeks=1)
 _UNSET: Any = object()
 
 
+def _check_name(value: Any, what: str) -> str:
+    """A table, repository or column name every backend accepts: non-empty text without NUL (D-34)."""
+    if not isinstance(value, str) or not value.strip():
+        raise CacheError(f"Invalid {what}: {value!r} (must be a non-empty string)")
+    if "\x00" in value:
+        raise CacheError(f"Invalid {what}: {value!r} (must not contain NUL)")
+    return value
+
+
+def _as_key_parts(key: Any) -> tuple[Any, ...]:
+    """A stored key as a tuple of parts (a list or a single part is accepted too)."""
+    if isinstance(key, tuple):
+        return key
+    if isinstance(key, list):
+        return tuple(key)
+    return (key,)
+
+
 @dataclass
 class ResponseRepositorySettings(Generic[V], metaclass=ABCMeta):
     """How one repository names, keys and stores its responses (api.md §8.1).

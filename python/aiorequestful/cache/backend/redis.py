@@ -60,6 +60,8 @@ from .base import (
     ResponseRepository,
     ResponseRepositorySettings,
     V,
+    _as_key_parts,
+    _check_name,
     _request_info,
 )
 
@@ -147,22 +149,6 @@ return {deleted, redis.call('ZCARD', KEYS[1])}
 )
 
 _MISSING: Any = object()
-
-
-def _check_name(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise CacheError(f"Invalid {what}: {value!r} (must be a non-empty string)")
-    if "\x00" in value:
-        raise CacheError(f"Invalid {what}: {value!r} (must not contain NUL)")
-    return value
-
-
-def _as_key_parts(key: Any) -> tuple[Any, ...]:
-    if isinstance(key, tuple):
-        return key
-    if isinstance(key, list):
-        return tuple(key)
-    return (key,)
 
 
 def _storable(part: Any) -> Any:

@@ -55,6 +55,8 @@ from .base import (
     ResponseRepository,
     ResponseRepositorySettings,
     V,
+    _as_key_parts,
+    _check_name,
     _request_info,
     logger,
 )
@@ -73,22 +75,6 @@ _ITER_CHUNK = 256
 def _quote(identifier: str) -> str:
     """An SQL identifier in double quotes, inner quotes doubled (D-30, D-34)."""
     return '"' + identifier.replace('"', '""') + '"'
-
-
-def _check_identifier(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise CacheError(f"Invalid {what}: {value!r} (must be a non-empty string)")
-    if "\x00" in value:
-        raise CacheError(f"Invalid {what}: {value!r} (must not contain NUL)")
-    return value
-
-
-def _as_key_parts(key: Any) -> tuple[Any, ...]:
-    if isinstance(key, tuple):
-        return key
-    if isinstance(key, list):
-        return tuple(key)
-    return (key,)
 
 
 def _bindable(part: Any) -> Any:
@@ -140,7 +126,7 @@ class SQLiteTable(ResponseRepository[K, V]):
     ) -> None:
         super().__init__(settings=settings, expire=expire)
         self.connection = connection
-        name = _check_identifier(settings.name, "table name")
+        name = _check_name(settings.name, "table name")
         if name.lower().startswith("sqlite_"):
             raise CacheError(f"Invalid table name: {name!r} (names starting with 'sqlite_' are reserved by SQLite)")
         self._table = _quote(name)
@@ -150,7 +136,7 @@ class SQLiteTable(ResponseRepository[K, V]):
     def _validate_fields(self, fields: Any) -> tuple[str, ...]:
         if isinstance(fields, str):
             fields = (fields,)
-        columns = ["method", *(_check_identifier(field, "key field name") for field in fields)]
+        columns = ["method", *(_check_name(field, "key field name") for field in fields)]
         reserved = {
             self.name_column,
             self.payload_column,
