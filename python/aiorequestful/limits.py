@@ -1,0 +1,23 @@
+# SPDX-License-Identifier: MIT
+"""Default bounds that keep one hostile or stalled server from holding memory or time without limit.
+
+Every part that reads a body, decompresses a stored entry or waits on a server takes its default from here,
+so the documented defaults are the ones in force everywhere.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+
+__all__ = ("DEFAULT_AUTH_TIMEOUT", "DEFAULT_MAX_BODY_SIZE", "DEFAULT_TIMEOUT")
+
+#: The largest body, in bytes after decompression, read from a response or from a cache entry (32 MiB).
+#: Settable per handler and per request; ``None`` lifts the limit.
+DEFAULT_MAX_BODY_SIZE: int = 32 * 1024 * 1024
+
+#: The handler's default time-outs when the session is given none: a connection must open within 30 s and
+#: the server must send something at least every 60 s; a whole request may take at most 5 minutes.
+DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=300, connect=30, sock_read=60)
+
+#: Token and other authorisation requests: a token endpoint that stalls fails within 30 s.
+DEFAULT_AUTH_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10, sock_read=20)
