@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Choose the Rust kernels or their pure-Python twin, once, at import time (style.md S4).
+"""Choose the Rust kernels or their pure-Python twin, once, at import time.
 
 * ``AIOREQUESTFUL_NO_EXTENSIONS=1`` forces the twin.
 * ``AIOREQUESTFUL_REQUIRE_EXTENSIONS=1`` turns a missing, broken or stale native module into an
@@ -11,7 +11,7 @@ Every other module imports ``kernels`` from here; nothing else decides.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 _FALSY = frozenset({"", "0", "false", "no", "off"})
 
@@ -27,29 +27,48 @@ REQUIRED: bool = _env_flag("AIOREQUESTFUL_REQUIRE_EXTENSIONS")
 if DISABLED and REQUIRED:
     raise ImportError("AIOREQUESTFUL_NO_EXTENSIONS and AIOREQUESTFUL_REQUIRE_EXTENSIONS are both set")
 
+
+class BackendInfo(NamedTuple):
+    """Which kernels are in use and why: ``name`` is ``"native"`` (the Rust extension) or ``"pure"`` (the
+    pure-Python twin); ``reason`` says why in a sentence (built, disabled, missing, out of date)."""
+
+    name: str
+    reason: str
+
+
 if TYPE_CHECKING or DISABLED:
     from . import _native_py as kernels
+
+    _reason = "disabled by AIOREQUESTFUL_NO_EXTENSIONS"
 else:
     try:
         from . import _native as kernels  # type: ignore[no-redef]
-    except ImportError:
+    except ImportError as exc:
         # Only ImportError: a crash inside the module's init must stay visible.
         if REQUIRED:
             raise
         from . import _native_py as kernels
+
+        _reason = f"the Rust extension is not available ({exc})"
     else:
         from . import _native_py as _twin
 
+        _reason = "the Rust extension is built and up to date"
         if getattr(kernels, "KERNEL_API", None) != _twin.KERNEL_API:
-            # A stale .so left behind by an old editable build (style.md S4).
+            # A stale .so left behind by an old editable build: its kernels may not match the Python side.
+            stale = (
+                f"aiorequestful._native is out of date (KERNEL_API {getattr(kernels, 'KERNEL_API', None)}, "
+                f"expected {_twin.KERNEL_API}); rebuild it"
+            )
             if REQUIRED:
-                raise ImportError(
-                    f"aiorequestful._native is out of date (KERNEL_API {getattr(kernels, 'KERNEL_API', None)}, "
-                    f"expected {_twin.KERNEL_API}); rebuild it"
-                )
+                raise ImportError(stale)
             kernels = _twin
+            _reason = stale
 
 #: True when the Rust kernels are in use.
 NATIVE: bool = kernels.__name__.endswith("._native")
 
-__all__ = ("DISABLED", "NATIVE", "REQUIRED", "kernels")
+#: The choice made at import, for :func:`aiorequestful.backend_info`.
+INFO = BackendInfo("native" if NATIVE else "pure", _reason)
+
+__all__ = ("DISABLED", "INFO", "NATIVE", "REQUIRED", "BackendInfo", "kernels")

@@ -1,6 +1,51 @@
 # SPDX-License-Identifier: MIT
-"""Response handling: payload handlers, status handlers and their exceptions (api.md §5-§6).
+"""Response handling: payload handlers, status handlers and their exceptions.
 
-The package itself exports nothing; import from ``aiorequestful.response.payload``,
-``aiorequestful.response.status`` and ``aiorequestful.response.exception``.
+They live in ``aiorequestful.response.payload``, ``aiorequestful.response.status`` and
+``aiorequestful.response.exception``; the names are also importable from here, loaded on first use.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .exception import PayloadHandlerError as PayloadHandlerError
+    from .exception import ResponseError as ResponseError
+    from .exception import StatusHandlerError as StatusHandlerError
+    from .payload import BytesPayloadHandler as BytesPayloadHandler
+    from .payload import JSONPayloadHandler as JSONPayloadHandler
+    from .payload import PayloadHandler as PayloadHandler
+    from .payload import StringPayloadHandler as StringPayloadHandler
+    from .status import ClientErrorStatusHandler as ClientErrorStatusHandler
+    from .status import RateLimitStatusHandler as RateLimitStatusHandler
+    from .status import StatusHandler as StatusHandler
+    from .status import UnauthorisedStatusHandler as UnauthorisedStatusHandler
+
+_EXPORTS = {
+    "BytesPayloadHandler": ".payload",
+    "JSONPayloadHandler": ".payload",
+    "PayloadHandler": ".payload",
+    "StringPayloadHandler": ".payload",
+    "ClientErrorStatusHandler": ".status",
+    "RateLimitStatusHandler": ".status",
+    "StatusHandler": ".status",
+    "UnauthorisedStatusHandler": ".status",
+    "PayloadHandlerError": ".exception",
+    "ResponseError": ".exception",
+    "StatusHandlerError": ".exception",
+}
+
+__all__ = tuple(sorted(_EXPORTS))
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
