@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import re
 import sqlite3
 
-from aiorequestful.demo.crawl import run
+import pytest
+
+from aiorequestful.demo.crawl import Progress, logs_above_progress, run
 
 
 async def test_demo_crawls_twice_and_second_pass_is_cached(tmp_path) -> None:
@@ -26,6 +29,8 @@ async def test_demo_crawls_twice_and_second_pass_is_cached(tmp_path) -> None:
     assert "hit rate 100%" in cached and "0 misses" in cached
     assert "0 bytes from the network" in cached
     assert "Cached pass returned the same 60 items: yes" in text
+    assert re.search(r"aiorequestful \S+, (native|pure) kernels \(.+\)", text), text
+    assert re.search(r"waits\s+[0-9.]+ task-seconds, summed over concurrent requests", network), network
     with contextlib.closing(sqlite3.connect(cache.with_suffix(".sqlite"))) as db:  # `with connect()` never closes
         assert db.execute('SELECT COUNT(*) FROM "items"').fetchone()[0] == 60
 
@@ -35,3 +40,34 @@ async def test_demo_without_cache(tmp_path) -> None:
     assert await run(items=30, concurrency=4, cache_path=None, progress=False, stream=out) == 0
     assert "cache: off" in out.getvalue()
     assert "\ncache: " not in out.getvalue()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_demo_progress_bar_keeps_log_lines_apart(monkeypatch) -> None:
+    """On a terminal the bar is tqdm's, and a log record written meanwhile clears the bar first, so the record
+    never runs into the bar's line (the demo logs to stderr, draws on stdout, both the same terminal)."""
+    pytest.importorskip("tqdm")
+    out, err = _Terminal(), _Terminal()
+    monkeypatch.setattr("sys.stdout", out)
+    monkeypatch.setattr("sys.stderr", err)
+    bar = Progress("network", 3, out)
+    stream_handler = logging.StreamHandler(err)
+    root = logging.getLogger()
+    root.addHandler(stream_handler)
+    try:
+        with logs_above_progress():
+            bar.advance()
+            drawn = len(out.getvalue())
+            logging.getLogger("aiorequestful.request").warning("a retry line")
+            cleared = out.getvalue()[drawn:]
+            bar.advance()
+            bar.advance()
+    finally:
+        root.removeHandler(stream_handler)
+    assert err.getvalue() == "a retry line\n"
+    assert re.match(r"\r +\r", cleared), repr(cleared)  # the bar was wiped before the record, then redrawn
+    assert "3/3" in out.getvalue()

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from http import HTTPMethod
@@ -22,6 +24,7 @@ from typing import Any, TextIO
 
 from yarl import URL
 
+from .. import __version__, backend_info
 from ..cache.backend.base import ResponseRepositorySettings
 from ..cache.backend.sqlite import SQLiteCache
 from ..request import RequestHandler
@@ -88,29 +91,55 @@ class PassResult:
 
 
 class Progress:
-    """A dependency-free progress bar: redrawn in place on a terminal, a line per 10% elsewhere."""
+    """The crawl's progress: a tqdm bar on a terminal, a plain line per 10% elsewhere (logs, pipes, CI).
+
+    tqdm is used where it is installed because its ``logging_redirect_tqdm`` moves log records above the bar
+    instead of letting ``-v`` output run into it; the plain fallback keeps the demo free of extra dependencies.
+    """
 
     def __init__(self, label: str, total: int, stream: TextIO, enabled: bool = True) -> None:
         self.label, self.total, self.stream, self.enabled = label, max(total, 1), stream, enabled
         self.done = 0
-        self.tty = stream.isatty()
         self._last_decile = -1
+        self._bar: Any = None
+        if enabled and stream.isatty():
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                pass
+            else:
+                self._bar = tqdm(total=self.total, desc=label, file=stream, unit="item", leave=True)
 
     def advance(self) -> None:
         self.done += 1
         if not self.enabled:
             return
-        fraction = self.done / self.total
-        if self.tty:
-            filled = int(fraction * 30)
-            self.stream.write(f"\r{self.label:<8} [{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total}")
+        if self._bar is not None:
+            self._bar.update(1)
             if self.done == self.total:
-                self.stream.write("\n")
-            self.stream.flush()
-        elif (decile := int(fraction * 10)) != self._last_decile:
+                self._bar.close()
+            return
+        fraction = self.done / self.total
+        if (decile := int(fraction * 10)) != self._last_decile:
             self._last_decile = decile
             self.stream.write(f"{self.label:<8} {self.done:>5}/{self.total} ({fraction:.0%})\n")
             self.stream.flush()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+@contextlib.contextmanager
+def logs_above_progress() -> Iterator[None]:
+    """While a tqdm bar is drawn, route log records through tqdm so they print above the bar."""
+    try:
+        from tqdm.contrib.logging import logging_redirect_tqdm
+    except ImportError:
+        yield
+        return
+    with logging_redirect_tqdm():
+        yield
 
 
 def make_cache(path: Path) -> SQLiteCache:
@@ -155,7 +184,11 @@ async def crawl_once(
                 finally:
                     bar.advance()
 
-        await asyncio.gather(*(fetch(item) for item in ids))
+        try:
+            with logs_above_progress():
+                await asyncio.gather(*(fetch(item) for item in ids))
+        finally:
+            bar.close()
     return PassResult(name, items, failed, time.perf_counter() - start, handler.stats)
 
 
@@ -163,6 +196,7 @@ def format_summary(result: PassResult) -> str:
     stats = result.stats
     responses = ", ".join(f"{k}: {v}" for k, v in stats.responses.items()) or "none"
     waits = ", ".join(f"{k} {v:.2f}s" for k, v in stats.wait_seconds_by_reason.items() if v) or "none"
+    # Waits overlap: 16 tasks each sleeping 1 s wait 16 task-seconds in 1 s of wall clock.
     rate = stats.requests / result.seconds if result.seconds else 0.0
     lines = [
         f"{result.name}: {len(result.items)} items in {result.seconds:.2f}s "
@@ -170,7 +204,7 @@ def format_summary(result: PassResult) -> str:
         f"  responses     {responses}",
         f"  retries       {stats.retries} after failures, {stats.resends} resends after a handled status",
         f"  errors        {stats.errors} transport, {stats.failures} failed calls, {stats.cancelled} cancelled",
-        f"  waits         {stats.wait_seconds:.2f}s ({waits})",
+        f"  waits         {stats.wait_seconds:.2f} task-seconds, summed over concurrent requests ({waits})",
         f"  cache         {stats.cache_hits} hits, {stats.cache_misses} misses, hit rate {stats.cache_hit_rate:.0%}",
         f"  received      {stats.bytes_received} bytes from the network",
     ]
@@ -184,7 +218,9 @@ async def run(items: int, concurrency: int, cache_path: Path | None, progress: b
         if cache_path is not None:
             for suffix in (".sqlite", ".sqlite-wal", ".sqlite-shm"):
                 cache_path.with_suffix(suffix).unlink(missing_ok=True)  # every demo run starts cold
+        info = backend_info()
         stream.write(f"Demo API on {base}; cache: {cache_path.with_suffix('.sqlite') if cache_path else 'off'}\n")
+        stream.write(f"aiorequestful {__version__}, {info.name} kernels ({info.reason})\n")
         first = await crawl_once("network", base, cache_path, concurrency, stream, progress)
         results = [first]
         if cache_path is not None:
