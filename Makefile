@@ -16,7 +16,8 @@ $(VENV)/.deps: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "maturin>=1.9.4,<2" "aiohttp>=3.11,<4" "orjson>=3.9" "python-dateutil>=2.9" \
 		"aiosqlite>=0.20" "pytest>=8" "pytest-asyncio>=0.24" "pytest-timeout>=2.3" "hypothesis>=6.100" \
-		"pytest-benchmark>=4" "ruff>=0.6" "mypy>=1.11" "matplotlib>=3.8" "psutil>=5.9" "redis>=5.0"
+		"pytest-benchmark>=4" "ruff>=0.6" "mypy>=1.11" "matplotlib>=3.8" "psutil>=5.9" "redis>=5.0" "tqdm>=4.66" \
+		"looptime>=0.9"
 	touch $@
 
 # The editable install puts python/ on the path and the release-built _native*.so beside the sources.
@@ -28,13 +29,24 @@ $(VENV)/.native: $(VENV)/.deps $(RUST_SRC)
 .PHONY: build-dev
 build-dev: $(VENV)/.native ## Build the Rust extension into .venv (release profile)
 
+# The demo gets a venv of its own with only what it needs: the package (native when cargo is here, the pure
+# build otherwise, through the in-tree build backend), aiosqlite and tqdm.
+DEMO_VENV := .venv-demo
+PY_SRC := $(shell find python build_backend -name '*.py' 2>/dev/null)
+$(DEMO_VENV)/.installed: pyproject.toml $(RUST_SRC) $(PY_SRC)
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DEMO_VENV)/bin/python -m pip uninstall --yes --quiet aiorequestful 2>/dev/null || true
+	$(DEMO_VENV)/bin/python -m pip install --quiet ".[demo]"
+	touch $@
+
 .PHONY: demo
-demo: build-dev ## Main job: crawl the bundled local demo server through RequestHandler (twice, via the SQLite cache)
-	$(PY) -m aiorequestful.demo
+demo: $(DEMO_VENV)/.installed ## Main job: crawl the bundled local demo server through RequestHandler (twice, via the SQLite cache)
+	$(DEMO_VENV)/bin/python -m aiorequestful.demo
 
 .PHONY: test
 test: build-dev lint ## Everything CI runs: lint, Rust tests, the suite native then pure, no-Rust sdist, oldest deps
-	# Issue 8: the Redis tests start their own throw-away redis-server on 127.0.0.1; install it when missing.
+	# The Redis tests start their own throw-away redis-server on 127.0.0.1; install it when missing.
 	bash scripts/redis.sh install
 	cargo test --workspace --quiet
 	AIOREQUESTFUL_REQUIRE_EXTENSIONS=1 $(PY) -m pytest --require-native -q
@@ -66,12 +78,16 @@ format: $(VENV)/.deps ## Format Python and Rust
 bench: build-dev ## Full benchmarks: writes benches/results/{latest.json,REPORT.md,ratios.png}
 	AIOREQUESTFUL_REQUIRE_EXTENSIONS=1 $(PY) -m benches.run
 
+.PHONY: wheels
+wheels: $(VENV)/.deps ## Release wheels for CPython 3.11-3.13 and the sdist into dist/, each wheel checked and smoke-tested
+	bash scripts/build_wheels.sh dist
+
 .PHONY: fleet-demo
-fleet-demo: build-dev ## Issue 8: 4 worker processes share one Redis (started here); prints the rate the server measured
+fleet-demo: build-dev ## 4 worker processes share one Redis (started here); prints the rate the server measured
 	@export AIOREQUESTFUL_REDIS_DIR=$${TMPDIR:-/tmp}/aiorequestful-fleet-demo; \
 	url=$$(bash scripts/redis.sh start) && trap 'bash scripts/redis.sh stop' EXIT && \
 	$(PY) scripts/fleet_demo.py --redis-url "$$url" --workers 4 --rate 20 --seconds 10
 
 .PHONY: clean
 clean: ## Remove build outputs and the venvs
-	rm -rf target dist $(VENV) .venv-oldest python/aiorequestful/_native*.so
+	rm -rf target dist $(VENV) $(DEMO_VENV) .venv-oldest python/aiorequestful/_native*.so

@@ -20,7 +20,7 @@ _WORDS = (
     "romeo sierra tango uniform victor whiskey xray yankee zulu straße café naïve 東京 Ωmega"
 ).split()
 
-#: Target sizes in bytes of the three decode documents (issue 7: ~1 KB, ~50 KB, ~2 MB).
+#: Target sizes in bytes of the three decode documents (~1 KB, ~50 KB, ~2 MB).
 JSON_SIZES: dict[str, int] = {"1KB": 1_000, "50KB": 50_000, "2MB": 2_000_000}
 
 
@@ -103,7 +103,7 @@ def item_body(item_id: int) -> bytes:
 # --------------------------------------------------------------------------------------------------
 # kernel inputs (what the public layer actually passes)
 # --------------------------------------------------------------------------------------------------
-#: timer_plan calls as timer.py makes them: (id, args, kwargs). A retry timer (api.md §4.4: geometric count),
+#: timer_plan calls as timer.py makes them: (id, args, kwargs). A retry timer (a geometric count timer, as typical use builds one),
 #: a wait timer ceiling in small steps, a power ceiling and a long step ceiling.
 TIMER_CASES: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
     ("geometric-count-5", ("geometric", 0.5, 2), {"steps": 5}),

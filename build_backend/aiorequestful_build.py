@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: MIT
 """In-tree PEP 517 backend: maturin when Rust can be built here, a pure-Python wheel when it cannot.
 
-Issue 3 asks that installing the sdist on a machine without a Rust toolchain gives a working pure install
-(the ``_native_py`` twin) instead of a build error. maturin cannot build a wheel without cargo, so this
+Installing the sdist on a machine without a Rust toolchain must give a working pure install (the
+``_native_py`` twin) instead of a build error. maturin cannot build a wheel without cargo, so this
 module checks once per hook:
 
 * cargo on PATH and ``AIOREQUESTFUL_NO_EXTENSIONS`` unset -> every hook is maturin's own (errors included:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 3: the sdist must install on a machine with no Rust toolchain and give a working pure install.
+# The sdist must install on a machine with no Rust toolchain and give a working pure install.
 # Builds the sdist as a release would (maturin), hides every cargo from PATH, installs it into a fresh venv
 # (on the newest CPython this machine has, so a second Python version is exercised too), checks that the
 # twin is what got installed, and runs the whole suite against that install.

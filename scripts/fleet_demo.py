@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""A crawler fleet sharing one Redis: N worker processes, one per-host rate limit for all of them (issue 8).
+"""A crawler fleet sharing one Redis: N worker processes, one per-host rate limit for all of them.
 
     export AIOREQUESTFUL_REDIS_URL="$(bash scripts/redis.sh start)"
     .venv/bin/python scripts/fleet_demo.py --workers 4 --rate 20 --seconds 10

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# A throw-away redis-server for the test suite and the fleet demo (issue 8), never a system service.
+# A throw-away redis-server for the test suite and the fleet demo, never a system service.
 #
 #   scripts/redis.sh install   install Debian's redis-server when `redis-server` is not on PATH (apt-get)
 #   scripts/redis.sh start     install if needed, start a server on 127.0.0.1 on a free port, print its URL

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Real redis-server processes for the Redis tests (issue 8), on 127.0.0.1 only.
+"""Real redis-server processes for the Redis tests, on 127.0.0.1 only.
 
 * ``redis_server`` (session): the server every Redis test uses. ``$AIOREQUESTFUL_TEST_REDIS_URL`` when set (what
   ``.ci/run`` does with ``scripts/redis.sh start``); otherwise a ``redis-server`` on PATH is started on a free

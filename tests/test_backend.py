@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""The one backend choice (style.md S4): native by default, the twin on request, never a silent fallback."""
+"""The one backend choice: native by default, the twin on request, never a silent fallback."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Contract points found in review: the abstract OAuth2 member, and no private aiohttp API in the cache (D-45)."""
+"""Contract points found in review: the abstract OAuth2 member, and no private aiohttp API in the cache."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from aiorequestful.auth.utils import AuthRequest
 
 
 async def test_oauth2_subclass_implementing_authorise_works() -> None:
-    """api.md §11.1/§11.4: a user subclass implements ``authorise()`` and nothing else."""
+    """A user subclass of OAuth2Authoriser implements ``authorise()`` and nothing else."""
 
     class Static(OAuth2Authoriser):
         async def authorise(self) -> dict[str, str]:
@@ -28,12 +28,12 @@ async def test_oauth2_subclass_implementing_authorise_works() -> None:
         OAuth2Authoriser(request)  # type: ignore[abstract]
 
 
-#: aiohttp internals the original's cache leaned on (D-45, D-46).
+#: aiohttp internals the original's cache leaned on (they broke it on aiohttp 3.14).
 _PRIVATE = {"_build_url", "_loop", "_response_class", "TimerNoop", "_request"}
 
 
 def test_cache_uses_no_private_aiohttp_api() -> None:
-    """D-45: the cache reaches aiohttp through its public surface only (checked on the source's syntax tree)."""
+    """The cache reaches aiohttp through its public surface only (checked on the source's syntax tree)."""
     offenders = []
     for path in Path(cache_package.__file__).parent.rglob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -44,7 +44,7 @@ def test_cache_uses_no_private_aiohttp_api() -> None:
                 offenders.extend(
                     f"{path.name}:{node.lineno} imports {alias.name}" for alias in node.names if alias.name in _PRIVATE
                 )
-            # ClientResponse.__init__ / ClientRequest(...) are private constructors (D-46).
+            # ClientResponse.__init__ / ClientRequest(...) are private constructors.
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "ClientRequest":
                 offenders.append(f"{path.name}:{node.lineno} ClientRequest(...)")
     assert offenders == []

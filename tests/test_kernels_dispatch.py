@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""``DispatchTable``: first listed handler wins (api.md §6), replacement not merge (D-18), errors (both backends)."""
+"""``DispatchTable``: first listed handler wins, assigning replaces rather than merges, errors (both backends)."""
 
 from __future__ import annotations
 

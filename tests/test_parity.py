@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""The Rust kernels and their Python twin agree (style.md S6 layer 2).
+"""The Rust kernels and their Python twin agree: the same surface and the same results.
 
 * same surface: ``__all__``, ``KERNEL_API``, constants, signatures (positional-only, defaults), and the stub;
 * hypothesis differential tests comparing **result or (exception type, message)**, types included (int vs float,

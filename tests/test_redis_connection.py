@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""RedisConnection: the health helper every shared component uses (issue 8).
+"""RedisConnection: the health helper every shared component uses.
 
 Outages are real: the tests kill their own redis-server (SIGKILL) and start it again on the same port, or talk to
 a port where a server accepts connections and never answers.

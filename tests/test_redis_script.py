@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""scripts/redis.sh, which CI uses to get a redis-server for the suite: start, url, stop (issue 8)."""
+"""scripts/redis.sh, which CI uses to get a redis-server for the suite: start, url, stop."""
 
 from __future__ import annotations
 

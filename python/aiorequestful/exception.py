@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""The package's base exceptions (api.md §1)."""
+"""The package's base exceptions."""
 
 
 class AIORequestfulError(Exception):

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Type aliases and the keyword arguments of ``aiohttp.ClientSession.request`` (api.md §2).
+"""Type aliases and the keyword arguments of ``aiohttp.ClientSession.request``.
 
 The original declares its generic aliases with PEP 695 ``type`` statements, which do not parse on
 Python 3.11; ``TypeAliasType`` builds the same ``typing.TypeAliasType`` objects on every supported version.

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
-//! The single `KernelError` -> Python exception mapping (style.md S5).
+//! The single `KernelError` -> Python exception mapping: the only place that decides which Python exception a kernel error becomes.
 //!
 //! Every variant becomes a **built-in** exception (`TypeError`, `ValueError`, `ArithmeticError`) carrying the
 //! kernel's `Display` text, which is byte for byte the twin's message. The public layer turns those into
-//! aiorequestful exceptions where api.md asks for one.
+//! aiorequestful exceptions where the public API documents one.
 //!
 //! Rust's orphan rule forbids `impl From<KernelError> for PyErr` here (both types are foreign to this crate), so
 //! the mapping is one function, [`kernel_error`], and [`KernelResultExt::py`] applies it to a result.

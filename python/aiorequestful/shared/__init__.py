@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Beyond one machine: shared state for crawler fleets through Redis (issue 8, ``pip install aiorequestful[redis]``).
+"""Beyond one machine: shared state for crawler fleets through Redis (``pip install aiorequestful[redis]``).
 
 One :class:`RedisConnection` per process, and the shared components built on it::
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""One Redis server shared by a fleet of crawler processes, with its health tracked (issue 8).
+"""One Redis server shared by a fleet of crawler processes, with its health tracked.
 
 Every shared component (``RedisCache``, ``RedisHostRateLimiter``, ``RedisHostPauses``, ``RedisTokenStore``) talks
 to Redis through a :class:`RedisConnection`, which owns the ``redis.asyncio`` client and decides what happens

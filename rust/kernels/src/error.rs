@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-//! The one error type of the kernels (style.md S5).
+//! The one error type of the kernels.
 //!
 //! Every variant renders the exact message the pure-Python twin (`python/aiorequestful/_native_py.py`) raises;
 //! `rust/bindings/errors.rs` maps each variant to a built-in Python exception type.
@@ -49,7 +49,7 @@ pub enum KernelError {
     StepsNotInt(String),
     /// `steps` is negative.
     NegativeSteps,
-    /// The schedule would take more than `MAX_TIMER_STEPS` steps (D-2: refuse rather than loop).
+    /// The schedule would take more than `MAX_TIMER_STEPS` steps (refuse rather than loop: a schedule that never reaches its end would).
     TooManySteps,
     /// Timer arithmetic left the 64-bit int / finite double range.
     Range,
@@ -132,7 +132,7 @@ impl fmt::Display for KernelError {
 
 impl std::error::Error for KernelError {}
 
-/// The result type of every fallible kernel (cryptography's `CryptographyResult` habit, style.md S9).
+/// The result type of every fallible kernel (one alias, so every signature reads the same).
 pub type KernelResult<T> = Result<T, KernelError>;
 
 #[cfg(test)]

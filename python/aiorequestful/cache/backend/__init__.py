@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""Cache backends (api.md §9.3): the abstract ``ResponseCache``, the SQLite implementation and, when redis-py is
-installed (``pip install aiorequestful[redis]``), the Redis one (issue 8)."""
+"""Cache backends: the abstract ``ResponseCache``, the SQLite implementation and, when redis-py is
+installed (``pip install aiorequestful[redis]``), the Redis one."""
 
 from __future__ import annotations
 
