@@ -40,7 +40,7 @@ for py in "${pythons[@]}"; do args+=(-i "$py"); done
 # CARGO_TARGET_DIR shared with the dev build: only what changed is recompiled.
 CARGO_TARGET_DIR=$root/target "$maturin" build --release --strip --quiet --manifest-path "$work/src/Cargo.toml" \
     --out "$out" "${args[@]}"
-"$maturin" sdist --quiet --manifest-path "$work/src/Cargo.toml" --out "$out" >/dev/null
+"$maturin" sdist --manifest-path "$work/src/Cargo.toml" --out "$out" >/dev/null
 
 "${pythons[0]}" -m venv "$work/tools"
 "$work/tools/bin/python" -m pip install --quiet --upgrade pip auditwheel
