@@ -83,7 +83,7 @@ EDGE_TEXT = [
     '{"a": 1, "a": 2, "b": 3}', '{"b": 1, "a": 2, "b": 3}', '{"a": 1, "a": {"x": 1}, "a": [2]}',
     "[1,]", '{"a":1,}', "[1 2]", '{"a" 1}', "{1: 2}", "[", "]", "{", '{"a"', "[1]]", "1 2", "", " ", "\n",
     "True", "None", "tru", "nul", "[true false]", "[1,,2]", '{"a":1 "b":2}', '{,"a":1}',
-    # nesting: jiter stops at 200 levels, the stdlib goes deeper
+    # nesting: the fast path stops at 200 levels, the stdlib goes deeper
     "[" * 199 + "]" * 199, "[" * 200 + "]" * 200, "[" * 201 + "]" * 201, "[" * 500 + "]" * 500,
     '{"a":' * 250 + "1" + "}" * 250,
 ]
