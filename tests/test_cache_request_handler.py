@@ -123,4 +123,5 @@ async def test_handlers_with_different_credentials_share_a_file_but_not_entries(
     assert results["alice"][0]["user"] == user_of("Bearer alice")
     assert results["bob"][0]["user"] == user_of("Bearer bob")
     assert results["alice"][1]["user"] == user_of("Bearer alice")  # never bob's entry
-    assert app[HITS]["me"] == 3
+    assert results["alice"][1]["hit"] == 1  # her own entry: bob's save did not replace it
+    assert app[HITS]["me"] == 2

@@ -60,7 +60,7 @@ async def test_schema_has_contract_columns_and_one_key_column_per_field_in_order
         for name in ("name", "cached_at", "expires_at", "payload"):
             assert name in columns
         pk = [row[1] for row in sorted(connection.execute("PRAGMA table_info(pages)"), key=lambda r: r[5]) if row[5]]
-        assert pk == ["method", "offset", "id"]
+        assert pk == ["method", "offset", "id", "credential_digest"]  # one row per key and credentials
         indexes = {
             row[0]: row[1]
             for row in connection.execute(

@@ -1,8 +1,7 @@
 # SPDX-License-Identifier: MIT
 """What a cache stores besides the payload: the original status, reason and safe response headers.
 
-D-47: the original served the *request's* headers (``Authorization`` included) as a cached response's headers
-and forgot the real status and headers. Here a stored entry carries the response's own metadata, minus
+A stored entry carries the response's own metadata, minus
 anything that is a secret, describes one connection, or no longer matches the re-encoded body.
 """
 
@@ -16,6 +15,7 @@ from typing import Any
 
 from .._backend import kernels
 from ..response.payload import BytesPayloadHandler, JSONPayloadHandler, StringPayloadHandler
+from ..security import secret_headers
 
 __all__ = (
     "DEFAULT_REASON",
@@ -36,9 +36,11 @@ __all__ = (
 DEFAULT_STATUS = 200
 DEFAULT_REASON = "cached"
 
-# Never stored, never replayed (D-47), for these reasons:
-# * credentials and session state: Authorization/Proxy-Authorization/Cookie (request headers some servers echo)
-#   and Set-Cookie/Set-Cookie2 (session tokens that belong to one client, not to the representation);
+# Never stored, never replayed, for these reasons:
+# * credentials and session state: every name in aiorequestful.security.secret_headers() (Authorization,
+#   Proxy-Authorization, Cookie, API-key headers, Set-Cookie/Set-Cookie2 and any name a user added), asked at the
+#   moment of each save and read: a request header some servers echo, or a session token that belongs to one
+#   client, not to the representation;
 # * authentication exchanges: WWW-Authenticate/Proxy-Authenticate/(Proxy-)Authentication-Info carry challenges,
 #   nonces and next-nonces tied to one connection's auth state; replaying them from a cache would mislead an
 #   auth flow and they are never part of what a resource *is*;
@@ -51,11 +53,6 @@ DEFAULT_REASON = "cached"
 _DROPPED = frozenset(
     name.lower()
     for name in (
-        "Authorization",
-        "Proxy-Authorization",
-        "Cookie",
-        "Set-Cookie",
-        "Set-Cookie2",
         "WWW-Authenticate",
         "Proxy-Authenticate",
         "Authentication-Info",
@@ -117,7 +114,8 @@ def safe_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]] | None) 
         if token.strip()
     }
     dropped = _DROPPED | named if named else _DROPPED
-    return [(name, value) for name, value in pairs if name.lower() not in dropped]
+    secret = secret_headers()  # the shared list, as it stands now (users may add names at run time)
+    return [(name, value) for name, value in pairs if (low := name.lower()) not in dropped and low not in secret]
 
 
 def encode_headers(pairs: Iterable[tuple[str, str]]) -> str:

@@ -77,6 +77,8 @@ class CachedResponse(ClientResponse):
     :param reason: the original reason phrase (default ``"cached"``, api.md §10.2).
     :param headers: the original response's safe headers (default none). ``Content-Length`` is recomputed and,
         for a text payload, a declared charset becomes UTF-8 (the encoding the body is now in).
+    :param decoded: ``(payload handler, value)`` when the cache already decoded ``payload`` with that handler
+        (see :meth:`decoded_payload`).
     """
 
     def __init__(  # D-46: deliberately does not call ClientResponse.__init__
@@ -87,6 +89,7 @@ class CachedResponse(ClientResponse):
         status: int = DEFAULT_STATUS,
         reason: str | None = DEFAULT_REASON,
         headers: Iterable[tuple[str, str]] | None = None,
+        decoded: tuple[Any, Any] | None = None,
     ) -> None:
         info, version = _request_parts(request)
         if isinstance(payload, str):
@@ -115,14 +118,24 @@ class CachedResponse(ClientResponse):
         self._cached_real_url = info.real_url
         self._cached_headers = CIMultiDictProxy(merged)
         self._cached_released = False
-        #: ``(payload handler, value)`` set by ``CachedSession`` when the cache already decoded this payload
-        #: (cache._entry.decoded_once); ``RequestHandler`` then uses the value instead of decoding again.
-        self._cached_decoded: tuple[Any, Any] | None = None
+        #: ``(payload handler, value)`` when the cache already decoded this payload (cache._entry.decoded_once);
+        #: read it through :meth:`decoded_payload`. The attribute stays for code that reads it directly.
+        self._cached_decoded: tuple[Any, Any] | None = decoded
         self._cached_content: aiohttp.StreamReader | None = None
         try:
             self._cached_loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             self._cached_loop = None
+
+    def decoded_payload(self, handler: Any) -> tuple[bool, Any]:
+        """``(True, value)`` when the cache already decoded this response's payload with ``handler`` (that very
+        object) while it validated the stored entry, so the caller need not decode the same body again;
+        ``(False, None)`` otherwise (decode the response as usual). The value is the caller's to use: it is
+        handed over once per response, never shared with another hit."""
+        decoded = self._cached_decoded
+        if decoded is not None and decoded[0] is handler:
+            return True, decoded[1]
+        return False, None
 
     # ------------------------------------------------------------------------------------------------------------
     # request and status line

@@ -24,8 +24,9 @@ import asyncio
 import base64
 import logging
 import sqlite3
-from collections.abc import Coroutine, Generator
+from collections.abc import Coroutine, Generator, Mapping
 from http.client import InvalidURL
+from http.cookies import Morsel
 from types import TracebackType
 from typing import Any
 
@@ -217,15 +218,37 @@ class CachedSession(_QuietSubclass, ClientSession):
                 raise ValueError("Cannot combine AUTHORIZATION header with AUTH argument or credentials encoded in URL")
             headers[hdrs.AUTHORIZATION] = authorization
 
+        cookies = self._cookies_for(url, kwargs.get("cookies"))
+        if cookies:
+            # As aiohttp sends them: the request's own Cookie header first, then the jar's and the call's cookies.
+            # They are credentials: the cache scopes its entries by this header (never stores it).
+            present = headers.get(hdrs.COOKIE)
+            headers[hdrs.COOKIE] = f"{present}; {cookies}" if present else cookies
+
         request_url = url.with_fragment(None) if url.raw_fragment else url
         return RequestInfo(request_url, str(method).upper(), CIMultiDictProxy(headers), url)
+
+    def _cookies_for(self, url: URL, given: Any) -> str:
+        """The cookies aiohttp would add to a request for ``url``: the session cookie jar's for that URL
+        (``filter_cookies``, its public API), overridden by the call's ``cookies=``; as ``Cookie`` header text
+        in name order, or "" when there are none."""
+        found: dict[str, str] = {}
+        jar = self.cookie_jar
+        if len(jar):  # an empty jar (the usual case) costs nothing
+            for name, morsel in jar.filter_cookies(url).items():
+                found[str(name)] = morsel.coded_value
+        if given:
+            items = given.items() if isinstance(given, Mapping) else given
+            for name, value in items:
+                found[str(name)] = value.coded_value if isinstance(value, Morsel) else str(value)
+        return "; ".join(f"{name}={found[name]}" for name in sorted(found))
 
     # ------------------------------------------------------------------------------------------------------------
     # cache access that never fails the request
     # ------------------------------------------------------------------------------------------------------------
     async def _lookup(self, repository: ResponseRepository, info: RequestInfo) -> CachedResponse | None:
         try:
-            entry = await repository._get_entry(info)
+            entry = await repository.get_entry(info)
         except _STORAGE_ERRORS as exc:
             self.logger.warning(
                 "Cache lookup failed, sending the request instead: %s",
@@ -237,14 +260,14 @@ class CachedSession(_QuietSubclass, ClientSession):
         headers = entry.headers
         if headers is None:
             headers = default_headers(repository.settings.payload_handler)
-        response = CachedResponse(info, entry.payload, status=entry.status, reason=entry.reason, headers=headers)
         # The payload the repository decoded while validating the row, for the request loop (decoded once).
-        response._cached_decoded = entry.decoded
-        return response
+        return CachedResponse(
+            info, entry.payload, status=entry.status, reason=entry.reason, headers=headers, decoded=entry.decoded
+        )
 
     async def _persist(self, repository: ResponseRepository, info: RequestInfo, response: ClientResponse) -> None:
         try:
-            await repository._save_for_request(info, response)
+            await repository.save_for_request(info, response)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the caller has its response; a failed save is a warning, not an error

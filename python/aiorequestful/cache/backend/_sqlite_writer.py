@@ -14,13 +14,15 @@ Why a single writer per connection (design.md "SQLite cache"):
   keeps every commit durable when the process dies (kill -9) and only risks the last commits on power loss.
 * A busy database is waited for in two layers: SQLite's busy handler (a short ``busy_timeout``, so the
   connection's thread is not blocked for long and reads get through between attempts), then asyncio backoff
-  until ``LOCK_WAIT`` seconds have passed. Only then does the operation fail, with ``CacheError``.
+  until the operation's patience has passed: ``LOCK_WAIT`` seconds unless the caller gives less (a save made
+  while a request waits gives up after a fraction of a second). Only then does the operation fail, with
+  ``CacheError``; the other operations of its batch keep their own patience.
 * A save returns once its transaction has committed, so what a caller was told is saved survives a crash,
   and a read that follows a save sees it.
 * A failing operation never takes its batch down with it: on any error other than a busy database, the batch
   is rolled back and its operations are retried one per transaction, so only the faulty one fails.
 
-Only aiosqlite's public API is used (D-45): one ``execute``/``executemany`` per statement group, then
+Only aiosqlite's public API is used: one ``execute``/``executemany`` per statement group, then
 ``commit``.
 """
 
@@ -54,8 +56,10 @@ logger = logging.getLogger("aiorequestful.cache.backend.base")
 
 #: The most operations one transaction takes (bounds how long the write lock is held).
 MAX_BATCH = 512
-#: SQLite's own busy wait per attempt, in milliseconds.
-BUSY_TIMEOUT_MS = 250
+#: SQLite's own busy wait per attempt, in milliseconds. Short: while SQLite waits, the connection's one thread
+#: does nothing else (every lookup of the cache queues behind it); longer waits happen in asyncio, between
+#: attempts.
+BUSY_TIMEOUT_MS = 20
 #: How long, in seconds, an operation keeps retrying a locked database before it fails with CacheError.
 LOCK_WAIT = 60.0
 
@@ -75,17 +79,20 @@ def is_busy(exc: BaseException) -> bool:
 
 
 def _backoff(attempt: int) -> float:
-    return min(0.005 * 2**attempt, 0.25) * random.uniform(0.5, 1.5)  # jitter, not security
+    return min(0.005 * 2**attempt, 0.1) * random.uniform(0.5, 1.5)  # jitter, not security
 
 
-def _lock_error(exc: BaseException) -> CacheError:
-    return CacheError(f"The cache database stayed locked for more than {LOCK_WAIT:.0f} seconds: {exc}")
+def _lock_error(exc: BaseException, patience: float = LOCK_WAIT) -> CacheError:
+    shown = f"{patience:.0f} seconds" if patience >= 10 else f"{patience:.3g} s"
+    return CacheError(f"The cache database stayed locked for more than {shown}: {exc}")
 
 
-async def retry_busy(operation: Callable[[], Awaitable[Any]]) -> Any:
-    """Run ``operation`` (a read, or anything outside the writer), retrying while the database is busy."""
+async def retry_busy(operation: Callable[[], Awaitable[Any]], patience: float | None = None) -> Any:
+    """Run ``operation`` (a read, or anything outside the writer), retrying while the database is busy for up to
+    ``patience`` seconds (default ``LOCK_WAIT``), then raising ``CacheError``."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + LOCK_WAIT
+    wait = LOCK_WAIT if patience is None else patience
+    deadline = loop.time() + wait
     attempt = 0
     while True:
         try:
@@ -94,8 +101,8 @@ async def retry_busy(operation: Callable[[], Awaitable[Any]]) -> Any:
             if not is_busy(exc):
                 raise
             if loop.time() >= deadline:
-                raise _lock_error(exc) from exc
-        await asyncio.sleep(_backoff(attempt))
+                raise _lock_error(exc, wait) from exc
+        await asyncio.sleep(min(_backoff(attempt), max(deadline - loop.time(), 0.001)))
         attempt += 1
 
 
@@ -103,7 +110,7 @@ class _Op:
     """One queued write: an upsert (``sql`` + ``params``, grouped with its neighbours into ``executemany``),
     a call (``call(connection)`` inside the transaction; its return value is the result), or a barrier."""
 
-    __slots__ = ("call", "future", "params", "sql")
+    __slots__ = ("call", "future", "params", "patience", "sql")
 
     def __init__(
         self,
@@ -111,11 +118,14 @@ class _Op:
         sql: str | None = None,
         params: Sequence[Any] = (),
         call: Callable[[Any], Awaitable[Any]] | None = None,
+        patience: float | None = None,
     ) -> None:
         self.future = future
         self.sql = sql
         self.params = params
         self.call = call
+        #: How long this operation may wait for a database locked elsewhere (None: ``LOCK_WAIT``).
+        self.patience = patience
 
 
 class SQLiteWriter:
@@ -132,23 +142,26 @@ class SQLiteWriter:
     # ------------------------------------------------------------------------------------------------------------
     # submitting
     # ------------------------------------------------------------------------------------------------------------
-    def _submit(self, sql: str | None = None, params: Sequence[Any] = (), call: Any = None) -> asyncio.Future[Any]:
+    def _submit(
+        self, sql: str | None = None, params: Sequence[Any] = (), call: Any = None, patience: float | None = None
+    ) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._queue.append(_Op(future, sql, params, call))
+        self._queue.append(_Op(future, sql, params, call, patience))
         task = self._task
         # A task left on another (finished) event loop can never run again: start a fresh one on this loop.
         if task is None or task.done() or task.get_loop() is not loop:
             self._task = loop.create_task(self._run())
         return future
 
-    async def upsert(self, sql: str, params: Sequence[Any]) -> None:
-        """Run one write statement; returns once it is committed."""
-        await self._submit(sql=sql, params=params)
+    async def upsert(self, sql: str, params: Sequence[Any], *, patience: float | None = None) -> None:
+        """Run one write statement; returns once it is committed. ``patience``: how long to wait for a database
+        locked elsewhere before failing with ``CacheError`` (default ``LOCK_WAIT``)."""
+        await self._submit(sql=sql, params=params, patience=patience)
 
-    async def call(self, call: Callable[[Any], Awaitable[Any]]) -> Any:
+    async def call(self, call: Callable[[Any], Awaitable[Any]], *, patience: float | None = None) -> Any:
         """Run ``call(connection)`` inside a write transaction; returns its result once committed."""
-        return await self._submit(call=call)
+        return await self._submit(call=call, patience=patience)
 
     async def flush(self) -> None:
         """Wait until everything submitted so far is committed (also sets the connection up on first use)."""
@@ -187,7 +200,7 @@ class SQLiteWriter:
 
     async def _run_batch(self, batch: list[_Op]) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + LOCK_WAIT
+        started = loop.time()
         attempt = 0
         while True:
             try:
@@ -198,12 +211,18 @@ class SQLiteWriter:
                 raise
             except Exception as exc:
                 if is_busy(exc):
-                    if loop.time() < deadline:
-                        await asyncio.sleep(_backoff(attempt))
-                        attempt += 1
-                        continue
-                    _fail(batch, _lock_error(exc), cause=exc)
-                    return
+                    # Each operation has its own patience: those whose time is up fail, the others wait on.
+                    waited = loop.time() - started
+                    expired = [op for op in batch if waited >= _patience(op)]
+                    for op in expired:
+                        _fail([op], _lock_error(exc, _patience(op)), cause=exc)
+                    batch = [op for op in batch if waited < _patience(op)]
+                    if not batch:
+                        return
+                    left = min(_patience(op) for op in batch) - waited
+                    await asyncio.sleep(min(_backoff(attempt), max(left, 0.001)))
+                    attempt += 1
+                    continue
                 if isinstance(exc, sqlite3.Error) or not isinstance(exc, ValueError):
                     if len(batch) > 1:
                         # One bad operation must not fail its neighbours: retry them one per transaction.
@@ -266,6 +285,10 @@ class SQLiteWriter:
         if mode == "wal":
             await connection.execute("PRAGMA synchronous = NORMAL")
         self._ready = True
+
+
+def _patience(op: _Op) -> float:
+    return LOCK_WAIT if op.patience is None else op.patience
 
 
 async def _rollback(connection: Any) -> None:

@@ -10,8 +10,14 @@ Beyond api.md (all additive, so that subclasses written against the contract kee
 * a saved network response keeps its original status, reason and safe headers (D-47), see ``_store``;
 * entries are scoped to the credentials of the request that fetched them, so a request made with other
   credentials never gets them (``ResponseRepositorySettings.share_across_credentials`` opts out);
-* ``_get_entry``/``_save_for_request`` are the hooks ``CachedSession`` uses; their defaults fall back to the
-  contract's ``get_response``/``_set_item_from_key_value_pair`` for repositories that do not override them.
+* ``get_entry``/``save_for_request`` are the protocol between ``CachedSession`` and a repository; their defaults
+  fall back to the contract's ``get_response``/``_set_item_from_key_value_pair`` for repositories that do not
+  override them (the older names ``_get_entry``/``_save_for_request`` still work, as hooks and as calls);
+* ``check_name``, ``as_key_parts``, ``request_info_of`` and ``UNSET`` are the helpers shared by the backends;
+* repository names that differ only in ASCII case are refused (``RepositoryNameError``): SQLite would put them in
+  one table, and every backend must accept the same set of names;
+* a stored entry larger than the cache's ``max_entry_size`` (default ``limits.DEFAULT_MAX_BODY_SIZE``) is never
+  read into memory or inflated: it is a logged miss.
 """
 
 from __future__ import annotations
@@ -29,11 +35,12 @@ from aiohttp import ClientRequest, ClientResponse, RequestInfo, hdrs
 from dateutil.relativedelta import relativedelta
 
 from ..._utils import classproperty, get_iterator, required_modules_installed
+from ...limits import DEFAULT_MAX_BODY_SIZE
 from ...response.exception import PayloadHandlerError
 from ...response.payload import PayloadHandler, StringPayloadHandler
 from ...types import URLInput
 from .._entry import CacheEntry, ResponseMeta
-from ..exception import CacheError
+from ..exception import CacheError, RepositoryNameError
 
 if sys.version_info >= (3, 12):
     from typing import TypeAliasType
@@ -42,11 +49,17 @@ else:  # pragma: no cover - exercised on 3.11 only
 
 __all__ = (
     "DEFAULT_EXPIRE",
+    "UNSET",
     "CacheRequestType",
     "RepositoryRequestType",
     "ResponseCache",
     "ResponseRepository",
     "ResponseRepositorySettings",
+    "as_key_parts",
+    "check_max_entry_size",
+    "check_name",
+    "folded_name",
+    "request_info_of",
 )
 
 logger = logging.getLogger(__name__)
@@ -65,10 +78,28 @@ RepositoryRequestType = TypeAliasType(
 #: How long a stored response stays live unless the cache or repository says otherwise.
 DEFAULT_EXPIRE: timedelta = timedelta(weeks=1)
 
-_UNSET: Any = object()
+#: "Not given" for optional arguments where None is a meaningful value.
+UNSET: Any = object()
+_UNSET = UNSET  # the older name
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
-def _check_name(value: Any, what: str) -> str:
+def folded_name(name: str) -> str:
+    """``name`` with ASCII letters in lower case: the form in which SQLite compares identifiers."""
+    return name.translate(_ASCII_LOWER)
+
+
+def check_max_entry_size(value: Any) -> int | None:
+    """A valid ``max_entry_size``: a positive number of bytes, or None for no limit."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"max_entry_size must be a positive number of bytes or None, not {value!r}")
+    return value
+
+
+def check_name(value: Any, what: str) -> str:
     """A table, repository or column name every backend accepts: non-empty text without NUL (D-34)."""
     if not isinstance(value, str) or not value.strip():
         raise CacheError(f"Invalid {what}: {value!r} (must be a non-empty string)")
@@ -77,13 +108,19 @@ def _check_name(value: Any, what: str) -> str:
     return value
 
 
-def _as_key_parts(key: Any) -> tuple[Any, ...]:
+_check_name = check_name  # the older name
+
+
+def as_key_parts(key: Any) -> tuple[Any, ...]:
     """A stored key as a tuple of parts (a list or a single part is accepted too)."""
     if isinstance(key, tuple):
         return key
     if isinstance(key, list):
         return tuple(key)
     return (key,)
+
+
+_as_key_parts = as_key_parts  # the older name
 
 
 @dataclass
@@ -132,7 +169,7 @@ class ResponseRepository(AsyncIterable[tuple[K, V]], Generic[K, V], metaclass=AB
     :param expire: how long a saved response stays live.
     """
 
-    __slots__ = ("_expire", "connection", "logger", "settings")
+    __slots__ = ("_expire", "_oversize_warned", "connection", "logger", "max_entry_size", "settings")
 
     #: The optional modules this backend needs (checked on construction).
     _required_modules: ClassVar[list[Any]] = []
@@ -147,6 +184,9 @@ class ResponseRepository(AsyncIterable[tuple[K, V]], Generic[K, V], metaclass=AB
         self.settings = settings
         self.connection: Any = None
         self._expire = expire
+        #: The largest stored entry (in bytes, after decompression) that is read back; None: no limit.
+        self.max_entry_size: int | None = DEFAULT_MAX_BODY_SIZE
+        self._oversize_warned: set[str] = set()
 
     @property
     def expire(self) -> datetime:
@@ -256,7 +296,7 @@ class ResponseRepository(AsyncIterable[tuple[K, V]], Generic[K, V], metaclass=AB
             key, value = response
             await self._store(key, await self.serialize(value), payload=value)
             return
-        await self._save_for_request(response, response)
+        await self.save_for_request(response, response, prompt=False)
 
     async def save_responses(self, responses: Mapping[Any, Any] | Iterable[Any]) -> None:
         """Store many responses concurrently: a mapping of key to value, or an iterable for ``save_response``."""
@@ -274,28 +314,35 @@ class ResponseRepository(AsyncIterable[tuple[K, V]], Generic[K, V], metaclass=AB
         await self._store(key, await self.serialize(value), payload=value)
 
     # ------------------------------------------------------------------------------------------------------------
-    # hooks used by CachedSession (not part of api.md; defaults fall back to the contract's methods)
+    # the protocol CachedSession uses (not part of the original contract; defaults fall back to its methods)
     # ------------------------------------------------------------------------------------------------------------
     async def _store(
         self,
         key: Any,
         value: Any,
         *,
-        payload: Any = _UNSET,
+        payload: Any = UNSET,
         meta: ResponseMeta | None = None,
         request: Any = None,
+        prompt: bool = False,
     ) -> None:
         """Store the serialised ``value`` under ``key``.
 
         ``payload`` is the deserialised value when the caller has it (saves decoding it again for the display
         name), ``meta`` the original response's metadata and ``request`` the request info whose credentials
-        scope the entry. The base implementation only knows the contract's two-argument hook.
+        scope the entry. ``prompt``: a request is waiting on this save, so a store that another process holds
+        locked is given up on quickly (a warning, not a stall). The base implementation only knows the
+        contract's two-argument hook.
         """
         await self._set_item_from_key_value_pair(key, value)
 
-    async def _save_for_request(self, request: Any, response: ClientResponse) -> None:
+    async def save_for_request(self, request: Any, response: ClientResponse, *, prompt: bool = True) -> None:
         """Store the body of ``response`` under the key of ``request`` (its own request info, or the request a
-        ``CachedSession`` computed before any redirect)."""
+        ``CachedSession`` computed before any redirect), scoped to the credentials ``request`` carried.
+
+        ``prompt`` (the default, as ``CachedSession`` saves while its caller waits): give up quickly on a store
+        locked elsewhere, raising ``CacheError``; False waits as long as a direct save does.
+        """
         key = self.get_key_from_request(request)
         if not key:
             return
@@ -319,11 +366,21 @@ class ResponseRepository(AsyncIterable[tuple[K, V]], Generic[K, V], metaclass=AB
             await self.serialize(value),
             payload=value,
             meta=ResponseMeta.from_response(response),
-            request=_request_info(request),
+            request=request_info_of(request),
+            prompt=prompt,
         )
 
+    async def _save_for_request(self, request: Any, response: ClientResponse) -> None:
+        """The older name of :meth:`save_for_request` (waits for a locked store as a direct save does)."""
+        await self.save_for_request(request, response, prompt=False)
+
+    async def get_entry(self, request: Any) -> CacheEntry | None:
+        """The live stored response for ``request`` with its metadata, or None (the lookup ``CachedSession``
+        makes; a store locked elsewhere past a short wait is a miss in the backends that can be locked)."""
+        return await self._get_entry(request)
+
     async def _get_entry(self, request: Any) -> CacheEntry | None:
-        """The live stored response for ``request`` with its metadata, or None."""
+        """The older name of :meth:`get_entry`; by default built from the contract's ``get_response``."""
         payload: Any = await self.get_response(request)
         if payload is None:
             return None
@@ -333,12 +390,58 @@ class ResponseRepository(AsyncIterable[tuple[K, V]], Generic[K, V], metaclass=AB
                 return None
         return CacheEntry(payload)
 
+    # ------------------------------------------------------------------------------------------------------------
+    # the size cap on stored entries
+    # ------------------------------------------------------------------------------------------------------------
+    def exceeds_max_entry_size(self, size: int) -> bool:
+        """True when an entry of ``size`` bytes is larger than ``max_entry_size`` allows."""
+        limit = self.max_entry_size
+        return limit is not None and size > limit
 
-def _request_info(request: Any) -> RequestInfo | None:
+    def payload_exceeds_max_entry_size(self, value: Any) -> bool:
+        """True when the serialised ``value`` (text as UTF-8) is larger than ``max_entry_size`` allows."""
+        limit = self.max_entry_size
+        if limit is None:
+            return False
+        if isinstance(value, str):
+            if len(value) > limit:
+                return True
+            if len(value) * 4 <= limit:  # UTF-8 takes at most 4 bytes a character
+                return False
+            return len(value.encode("utf-8", "surrogatepass")) > limit
+        try:
+            return len(value) > limit
+        except TypeError:
+            return False
+
+    def warn_oversize(self, key: Any, size: int | None, action: str = "ignoring it (a miss)") -> None:
+        """Log, once per key, that the entry for ``key`` is larger than ``max_entry_size``."""
+        text = repr(key)
+        if text in self._oversize_warned:
+            return
+        if len(self._oversize_warned) >= 4096:  # bounded: a flood of huge entries must not grow memory
+            self._oversize_warned.clear()
+        self._oversize_warned.add(text)
+        shown = "more than" if size is None else f"{size} bytes,"
+        self.logger.warning(
+            "Cache entry in %r for key %s is %s over the limit of %s bytes (max_entry_size): %s",
+            self.settings.name,
+            text,
+            shown,
+            self.max_entry_size,
+            action,
+        )
+
+
+def request_info_of(request: Any) -> RequestInfo | None:
+    """The ``RequestInfo`` of ``request`` (itself, or its ``request_info``); None for anything else (a key)."""
     if isinstance(request, RequestInfo):
         return request
     info = getattr(request, "request_info", None)
     return info if isinstance(info, RequestInfo) else None
+
+
+_request_info = request_info_of  # the older name
 
 
 async def _body_is_complete(response: ClientResponse) -> bool:
@@ -363,20 +466,49 @@ class ResponseCache(MutableMapping[str, R], Generic[R], metaclass=ABCMeta):
     :param repository_getter: ``(cache, url) -> repository | None``; picks the repository for a URL (None: do not
         cache it).
     :param expire: how long a saved response stays live, for every repository created by this cache.
+    :param max_entry_size: the largest stored entry, in bytes after decompression, that is read back (or saved)
+        by this cache's repositories; a larger one is a logged miss. ``None`` lifts the limit. Defaults to
+        ``aiorequestful.limits.DEFAULT_MAX_BODY_SIZE``.
     """
 
-    __slots__ = ("_repositories", "cache_name", "expire", "repository_getter")
+    __slots__ = ("_repositories", "cache_name", "expire", "max_entry_size", "repository_getter")
 
     def __init__(
         self,
         cache_name: str,
         repository_getter: Callable[[ResponseCache, URLInput], R | None] | None = None,
         expire: timedelta | relativedelta = DEFAULT_EXPIRE,
+        *,
+        max_entry_size: int | None = DEFAULT_MAX_BODY_SIZE,
     ) -> None:
         self.cache_name = cache_name
         self.repository_getter = repository_getter
         self.expire = expire
+        self.max_entry_size = check_max_entry_size(max_entry_size)
         self._repositories: dict[str, R] = {}
+
+    def check_repository_name(self, name: str) -> None:
+        """Refuse ``name`` for a new repository: ``CacheError`` when it is taken, ``RepositoryNameError`` (a
+        ``ValueError`` too) when it differs from a registered name only in ASCII case. SQLite compares table
+        names that way, so the two would silently share one table; every backend refuses them alike."""
+        if name in self._repositories:
+            raise CacheError(f"Repository already exists: {name}")
+        folded = folded_name(name)
+        for existing in self._repositories:
+            if folded_name(existing) == folded:
+                raise RepositoryNameError(
+                    f"Repository name {name!r} clashes with the repository {existing!r}: names that differ only "
+                    "in case would share one store"
+                )
+
+    def register_repository(self, repository: R) -> R:
+        """Add ``repository`` under its settings' name after :meth:`check_repository_name`, giving it this
+        cache's ``max_entry_size``; returns it."""
+        name = repository.settings.name
+        self.check_repository_name(name)
+        repository.max_entry_size = self.max_entry_size
+        self._repositories[name] = repository
+        return repository
 
     @classproperty
     def type(cls: type[ResponseCache[Any]]) -> str | None:  # noqa: N805 - a class property

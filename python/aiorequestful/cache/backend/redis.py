@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
-"""Redis backend: a response cache shared by every process of a crawler fleet (issue 8).
+"""Redis backend: a response cache shared by every process of a crawler fleet.
 
-The repository contract is that of ``SQLiteTable`` (api.md §8); the storage is Redis:
+The repository contract is that of ``SQLiteTable``; the storage is Redis:
 
 * one key per entry, a small hash (payload, display name, original status/reason/safe headers, credential
   digest, stamp), with a native Redis TTL from the repository's ``expire``: Redis itself drops expired entries;
@@ -10,8 +10,13 @@ The repository contract is that of ``SQLiteTable`` (api.md §8); the storage is 
   share one server; the braces are a Redis Cluster hash tag that keeps a repository's keys in one slot;
 * each repository keeps a sorted set of its keys by expiry, so ``count``/``clear``/iteration never scan the
   server's keyspace;
-* entries are scoped to the credentials of the request that fetched them, as in SQLite (only a digest is stored,
-  never the credentials; ``ResponseRepositorySettings.share_across_credentials`` opts out).
+* entries are scoped to the credentials of the request that fetched them, as in SQLite: the keyed digest of the
+  credentials is part of the entry's key (two users of one URL each have their own entry, neither evicts the
+  other's), and only that digest is stored, never the credentials. The digest key is random and kept in one Redis
+  key per cache, created with ``SET NX`` so that every member of a fleet uses the first one written.
+  ``ResponseRepositorySettings.share_across_credentials`` opts out;
+* an entry larger than ``max_entry_size`` (stored or inflated) is never read whole or inflated past the limit:
+  the size is checked in Redis before the value is sent, and decompression stops at the limit (a logged miss).
 
 Failure behaviour: when Redis is unavailable a lookup is a miss, a save is skipped and a delete finds nothing,
 with one WARNING per outage (see :class:`~aiorequestful.shared.RedisConnection`); no request fails because of the
@@ -39,8 +44,9 @@ from dateutil.relativedelta import relativedelta
 from yarl import URL
 
 from ..._utils import classproperty, required_modules_installed
+from ...limits import DEFAULT_MAX_BODY_SIZE
 from ...shared.connection import RedisConnection, RedisScript
-from .._credentials import NO_CREDENTIALS, credential_digest
+from .._credentials import NO_CREDENTIALS, credential_digest, credential_pairs, new_key
 from .._entry import (
     DEFAULT_REASON,
     DEFAULT_STATUS,
@@ -53,16 +59,17 @@ from .._entry import (
 )
 from ..exception import CacheError
 from .base import (
-    _UNSET,
     DEFAULT_EXPIRE,
+    UNSET,
     K,
     ResponseCache,
     ResponseRepository,
     ResponseRepositorySettings,
     V,
-    _as_key_parts,
-    _check_name,
-    _request_info,
+    as_key_parts,
+    check_max_entry_size,
+    check_name,
+    request_info_of,
 )
 
 try:
@@ -148,7 +155,39 @@ return {deleted, redis.call('ZCARD', KEYS[1])}
 """
 )
 
+# Read one entry unless its stored payload or headers are larger than ARGV[1] bytes (-1: no limit).
+# KEYS: entry. Returns HMGET's six fields, or {false, size} for an entry over the limit.
+_LOAD = RedisScript(
+    """
+local cap = tonumber(ARGV[1])
+if cap >= 0 then
+  local size = math.max(redis.call('HSTRLEN', KEYS[1], 'p'), redis.call('HSTRLEN', KEYS[1], 'h'))
+  if size > cap then
+    return {false, size}
+  end
+end
+return redis.call('HMGET', KEYS[1], 'p', 'f', 's', 'r', 'h', 'c')
+"""
+)
+
+# The cache's credential digest key: the first one written wins (SET NX), so a fleet agrees on it.
+# KEYS: the key's key. ARGV: a fresh random key.
+_CREDENTIAL_KEY = RedisScript(
+    """
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+"""
+)
+
 _MISSING: Any = object()
+
+
+class _EntryTooLargeError(Exception):
+    """A stored entry over ``max_entry_size`` (``size`` bytes, or None when inflation was stopped at the limit)."""
+
+    def __init__(self, size: int | None) -> None:
+        super().__init__(size)
+        self.size = size
 
 
 def _storable(part: Any) -> Any:
@@ -160,6 +199,19 @@ def _storable(part: Any) -> Any:
     if isinstance(part, (bytes, bytearray)):
         return bytes(part).decode("utf-8", "backslashreplace")
     return str(part)
+
+
+def _with_scope(member: str, scope: str) -> str:
+    """An index member with its credential scope: ``<digest>:<key JSON>`` (a key JSON alone when unscoped, as
+    every entry was stored before scopes were part of the key)."""
+    return f"{scope}:{member}" if scope else member
+
+
+def _key_of_member(member: str) -> tuple[Any, ...]:
+    """The key tuple of an index member (scoped or not)."""
+    if not member.startswith("["):
+        member = member.partition(":")[2]
+    return tuple(json.loads(member))
 
 
 def _text(value: Any) -> str | None:
@@ -182,14 +234,30 @@ def _encode_payload(value: str | bytes) -> tuple[bytes, int]:
     return data, flags
 
 
-def _decode_payload(data: Any, flags: Any) -> str | bytes:
+def _inflate(data: bytes, limit: int | None) -> bytes:
+    """``data`` decompressed, never to more than ``limit`` bytes (a zlib bomb stops there: ``_EntryTooLargeError``)."""
+    inflater = zlib.decompressobj()
+    if limit is None:
+        out = inflater.decompress(data) + inflater.flush()
+    else:
+        out = inflater.decompress(data, limit + 1)
+        if len(out) > limit:
+            raise _EntryTooLargeError(None)
+    if not inflater.eof:
+        raise zlib.error("incomplete or truncated stream")
+    return out
+
+
+def _decode_payload(data: Any, flags: Any, limit: int | None = None) -> str | bytes:
     if not isinstance(data, bytes):
         raise TypeError(f"stored payload is {type(data).__name__}, not bytes")
     bits = int(flags or 0)
     if bits & ~(_FLAG_ZLIB | _FLAG_BYTES):
         raise ValueError(f"unknown payload flags {bits}")
     if bits & _FLAG_ZLIB:
-        data = zlib.decompress(data)
+        data = _inflate(data, limit)
+    elif limit is not None and len(data) > limit:
+        raise _EntryTooLargeError(len(data))
     return data if bits & _FLAG_BYTES else data.decode("utf-8", "surrogatepass")
 
 
@@ -200,9 +268,11 @@ class RedisTable(ResponseRepository[K, V]):
     :param settings: how requests are keyed and payloads stored; ``settings.name`` names the repository.
     :param expire: how long a saved response stays live (the entry's Redis TTL).
     :param cache_name: the name of the cache the repository belongs to (part of every key).
+    :param max_entry_size: the largest stored payload, in bytes after decompression, that is read back (None: no
+        limit).
     """
 
-    __slots__ = ("_entry_prefix", "_fields", "_index_key")
+    __slots__ = ("_credential_key", "_credential_key_name", "_entry_prefix", "_fields", "_index_key")
 
     _required_module_names = ("redis",)
 
@@ -216,22 +286,27 @@ class RedisTable(ResponseRepository[K, V]):
         settings: ResponseRepositorySettings[V],
         expire: timedelta | relativedelta = DEFAULT_EXPIRE,
         cache_name: str = DEFAULT_CACHE_NAME,
+        *,
+        max_entry_size: int | None = DEFAULT_MAX_BODY_SIZE,
     ) -> None:
         super().__init__(settings=settings, expire=expire)
         if not isinstance(connection, RedisConnection):
             raise TypeError(f"connection must be a RedisConnection, not {type(connection).__name__}")
         self.connection = connection
-        name = _check_name(settings.name, "repository name")
-        cache = _check_name(cache_name, "cache name")
+        name = check_name(settings.name, "repository name")
+        cache = check_name(cache_name, "cache name")
+        self.max_entry_size = check_max_entry_size(max_entry_size)
         self._fields = self._validate_fields(settings.fields)
         tag = "{" + quote(cache, safe="") + "/" + quote(name, safe="") + "}"
         self._entry_prefix = connection.key("cache", tag, "e", "")
         self._index_key = connection.key("cache", tag, "index")
+        self._credential_key_name = connection.key("cache", quote(cache, safe=""), "credential-key")
+        self._credential_key: bytes | None = None
 
     def _validate_fields(self, fields: Any) -> tuple[str, ...]:
         if isinstance(fields, str):
             fields = (fields,)
-        columns = ["method", *(_check_name(field, "key field name") for field in fields)]
+        columns = ["method", *(check_name(field, "key field name") for field in fields)]
         seen: set[str] = set()
         for column in columns:
             if column in seen:
@@ -245,8 +320,15 @@ class RedisTable(ResponseRepository[K, V]):
         return self._index_key
 
     def entry_key(self, key: Any) -> str | None:
-        """The Redis key of the entry for ``key`` (a key tuple or a request); None when it is not cacheable."""
+        """The Redis key of the entry stored without credentials for ``key`` (a key tuple, or a request whose
+        credentials are ignored); None when it is not cacheable. See :meth:`entry_key_for` for a request's own."""
         member = self._member(self.get_key_from_request(key))
+        return None if member is None else self._entry_prefix + member
+
+    async def entry_key_for(self, request: Any) -> str | None:
+        """The Redis key of the entry for ``request``, scoped to its credentials; None when it is not cacheable
+        (or when Redis is unavailable and the scope cannot be known)."""
+        member = await self._scoped_member(request)
         return None if member is None else self._entry_prefix + member
 
     # ----------------------------------------------------------------------------------------------
@@ -277,7 +359,7 @@ class RedisTable(ResponseRepository[K, V]):
             request = request.request_info
         if not isinstance(request, RequestInfo):
             return request
-        parts = _as_key_parts(self.settings.get_key(method=request.method, url=request.url, headers=request.headers))
+        parts = as_key_parts(self.settings.get_key(method=request.method, url=request.url, headers=request.headers))
         if any(part is None for part in parts):
             return None
         return (str(request.method).upper(), *parts)  # type: ignore[return-value]
@@ -286,7 +368,7 @@ class RedisTable(ResponseRepository[K, V]):
         """The index member (and entry key suffix) for ``key``: its parts as compact JSON; None: not cacheable."""
         if key is None:
             return None
-        parts = _as_key_parts(key)
+        parts = as_key_parts(key)
         if not parts or any(part is None for part in parts):
             return None
         if len(parts) != len(self._fields):
@@ -298,14 +380,45 @@ class RedisTable(ResponseRepository[K, V]):
             method = method.upper()
         return json.dumps([method, *rest], ensure_ascii=False, separators=(",", ":"))
 
-    async def _credentials_for(self, request: Any) -> str | None:
-        """The credential digest an entry must carry to be served to ``request``; None: no constraint."""
+    async def _key_for_digests(self) -> bytes | None:
+        """The cache's credential digest key (made on first use, shared by the fleet); None while Redis is
+        unavailable."""
+        key = self._credential_key
+        if key is None:
+            name, fresh = self._credential_key_name, new_key()
+
+            async def load(client: Any) -> Any:
+                return await _CREDENTIAL_KEY(client, keys=(name,), args=(fresh,))
+
+            stored = await self.connection.call(load, None)
+            if not isinstance(stored, bytes) or len(stored) < 16:
+                if stored is not None:
+                    self.logger.warning("The credential key of the Redis cache at %s is damaged", name)
+                return None
+            key = self._credential_key = stored
+        return key
+
+    async def _scope(self, request: Any) -> str | None:
+        """The credential digest that scopes the entry of ``request`` (``NO_CREDENTIALS`` for a request without
+        credentials, for shared settings and for a bare key tuple); None when it cannot be known now."""
         if self.settings.share_across_credentials:
+            return NO_CREDENTIALS
+        info = request_info_of(request)
+        if info is None or not credential_pairs(info.headers):
+            return NO_CREDENTIALS
+        key = await self._key_for_digests()
+        return None if key is None else credential_digest(key, info.headers)
+
+    async def _scoped_member(self, request: Any) -> str | None:
+        """The index member of the entry for ``request``: the key's member, prefixed by the credential digest
+        when there is one; None when not cacheable or the scope cannot be known."""
+        member = self._member(self.get_key_from_request(request))
+        if member is None:
             return None
-        info = _request_info(request)
-        if info is None:
-            return None  # a bare key tuple: the application addressing its own cache
-        return await credential_digest(info.headers)
+        scope = await self._scope(request)
+        if scope is None:
+            return None
+        return _with_scope(member, scope)
 
     def _unavailable(self) -> CacheError:
         return CacheError(f"Redis at {self.connection.display_url} is unavailable")
@@ -329,41 +442,56 @@ class RedisTable(ResponseRepository[K, V]):
         return int(result)
 
     async def contains(self, request: Any) -> bool:
-        member = self._member(self.get_key_from_request(request))
+        member = await self._scoped_member(request)
         if member is None:
             return False
         name = self._entry_prefix + member
-        stored = await self.connection.call(lambda client: client.hget(name, "c"), None)
-        if stored is None:
-            return False
-        required = await self._credentials_for(request)
-        return required is None or _text(stored) == required
+        return bool(await self.connection.call(lambda client: client.exists(name), 0))
 
     async def get_response(self, request: Any) -> V | None:
         loaded = await self._load(request)
         return None if loaded is None else loaded[1]
 
-    async def _get_entry(self, request: Any) -> CacheEntry | None:
+    async def get_entry(self, request: Any) -> CacheEntry | None:
+        """The live entry for ``request`` with its metadata, or None (also while Redis is unavailable)."""
         loaded = await self._load(request)
         return None if loaded is None else loaded[0]
 
+    _get_entry = get_entry  # the older name
+
+    def _cap_arg(self) -> str:
+        return "-1" if self.max_entry_size is None else str(self.max_entry_size)
+
     async def _load(self, request: Any) -> tuple[CacheEntry, Any] | None:
-        """The live entry for ``request`` and its deserialised payload; None for a miss, a corrupt entry, or when
-        Redis is unavailable."""
-        member = self._member(self.get_key_from_request(request))
+        """The live entry for ``request`` and its deserialised payload; None for a miss, a corrupt or oversized
+        entry, or when Redis is unavailable."""
+        member = await self._scoped_member(request)
         if member is None:
             return None
-        name = self._entry_prefix + member
-        row = await self.connection.call(lambda client: client.hmget(name, "p", "f", "s", "r", "h", "c"), None)
+        keys, args = (self._entry_prefix + member,), (self._cap_arg(),)
+
+        async def load(client: Any) -> Any:
+            return await _LOAD(client, keys=keys, args=args)
+
+        row = await self.connection.call(load, None)
         if row is None or row[0] is None:
+            if row is not None and len(row) == 2:
+                self.warn_oversize(member, int(row[1]))
             return None
         data, flags, status, reason, headers, stored_credentials = row
-        required = await self._credentials_for(request)
-        if required is not None and _text(stored_credentials) != required:
-            self.logger.debug("Cache entry in %r for %s belongs to other credentials: miss", self.settings.name, member)
+        expected = member.partition(":")[0] if ":" in member and not member.startswith("[") else NO_CREDENTIALS
+        if (_text(stored_credentials) or NO_CREDENTIALS) != expected:
+            # The scope is in the key already; a stored digest that disagrees is an entry written by something
+            # else under this key: never serve it.
+            self.logger.debug(
+                "Cache entry in %r for %s was stored for other credentials: miss", self.settings.name, member
+            )
             return None
         try:
             return await self._check(data, flags, status, reason, headers)
+        except _EntryTooLargeError as exc:
+            self.warn_oversize(member, exc.size)
+            return None
         except Exception as exc:  # a corrupt entry must never crash the crawl: log it and miss
             self.logger.warning(
                 "Ignoring a corrupt cache entry in %r for key %s: %s: %s",
@@ -375,7 +503,7 @@ class RedisTable(ResponseRepository[K, V]):
             return None
 
     async def _check(self, data: Any, flags: Any, status: Any, reason: Any, headers: Any) -> tuple[CacheEntry, Any]:
-        payload = _decode_payload(data, flags)
+        payload = _decode_payload(data, flags, self.max_entry_size)
         handler = self.settings.payload_handler
         value = await handler.deserialize(payload)
         if status is None:  # saved by key: no response metadata
@@ -415,22 +543,30 @@ class RedisTable(ResponseRepository[K, V]):
             seen.update(chunk)
             if chunk:
                 names = [prefix + member.decode("utf-8") for member in chunk]
+                cap = self._cap_arg()
 
-                async def fetch(client: Any, names: list[str] = names) -> Any:
+                async def fetch(client: Any, names: list[str] = names, cap: str = cap) -> Any:
                     async with client.pipeline(transaction=False) as pipe:
                         for name in names:
-                            pipe.hmget(name, "p", "f")
+                            pipe.eval(_LOAD.source, 1, name, cap)
                         return await pipe.execute()
 
                 rows = await self.connection.call(fetch, None)
                 if rows is None:
                     raise self._unavailable()
-                for member, (data, flags) in zip(chunk, rows, strict=True):
-                    if data is None:
+                for member, row in zip(chunk, rows, strict=True):
+                    if row[0] is None:
+                        if len(row) == 2:
+                            self.warn_oversize(member.decode("utf-8"), int(row[1]), "skipping it")
                         continue  # expired or deleted since the scan
-                    key = tuple(json.loads(member))
+                    data, flags = row[0], row[1]
+                    key = _key_of_member(member.decode("utf-8"))
                     try:
-                        value = await self.settings.payload_handler.deserialize(_decode_payload(data, flags))
+                        payload = _decode_payload(data, flags, self.max_entry_size)
+                        value = await self.settings.payload_handler.deserialize(payload)
+                    except _EntryTooLargeError as exc:
+                        self.warn_oversize(key, exc.size, "skipping it")
+                        continue
                     except Exception as exc:
                         self.logger.warning(
                             "Skipping a corrupt cache entry in %r for key %r: %s: %s",
@@ -459,20 +595,28 @@ class RedisTable(ResponseRepository[K, V]):
         key: Any,
         value: Any,
         *,
-        payload: Any = _UNSET,
+        payload: Any = UNSET,
         meta: ResponseMeta | None = None,
         request: Any = None,
+        prompt: bool = False,
     ) -> None:
         member = self._member(key)
         if member is None or value is None:
             return
         if not isinstance(value, (str, bytes, bytearray)):
             raise CacheError(f"Cannot store a {type(value).__name__} payload in {self.settings.name!r}: not serialised")
-        if payload is _UNSET:
-            payload = await self.deserialize(value)
+        if self.payload_exceeds_max_entry_size(value):
+            self.warn_oversize(member, None, "not storing it")
+            return
         credentials = NO_CREDENTIALS
-        if request is not None and not self.settings.share_across_credentials:
-            credentials = await credential_digest(request.headers)
+        if request is not None:
+            scope = await self._scope(request)
+            if scope is None:
+                return  # Redis is unavailable (already reported): the save is skipped
+            credentials = scope
+        member = _with_scope(member, credentials)
+        if payload is UNSET:
+            payload = await self.deserialize(value)
         data, flags = _encode_payload(bytes(value) if isinstance(value, bytearray) else value)
         fields: list[Any] = ["p", data, "f", str(flags), "c", credentials]
         name = self._display_name(payload)
@@ -501,7 +645,9 @@ class RedisTable(ResponseRepository[K, V]):
         return name if name is None or isinstance(name, str) else str(name)
 
     async def delete_response(self, request: Any) -> bool:
-        member = self._member(self.get_key_from_request(request))
+        """Delete the entry of ``request`` (for a request: the one of its credentials; for a key tuple: the one
+        stored without credentials); True if one was deleted."""
+        member = await self._scoped_member(request)
         if member is None:
             return False
         keys = (self._entry_prefix + member, self._index_key)
@@ -547,6 +693,8 @@ class RedisCache(ResponseCache[RedisTable]):
         components), or a Redis URL for a connection of the cache's own.
     :param repository_getter: ``(cache, url) -> repository | None``.
     :param expire: how long a saved response stays live.
+    :param max_entry_size: the largest entry, in bytes after decompression, that is read back or saved (a larger
+        one is a logged miss); ``None`` lifts the limit. Default ``aiorequestful.limits.DEFAULT_MAX_BODY_SIZE``.
     """
 
     __slots__ = ("_open", "connection")
@@ -567,10 +715,15 @@ class RedisCache(ResponseCache[RedisTable]):
         connector: RedisConnection | str | URL,
         repository_getter: Any = None,
         expire: timedelta | relativedelta = DEFAULT_EXPIRE,
+        *,
+        max_entry_size: int | None = DEFAULT_MAX_BODY_SIZE,
     ) -> None:
         required_modules_installed(self._required_modules, self)
         super().__init__(
-            cache_name=_check_name(cache_name, "cache name"), repository_getter=repository_getter, expire=expire
+            cache_name=check_name(cache_name, "cache name"),
+            repository_getter=repository_getter,
+            expire=expire,
+            max_entry_size=max_entry_size,
         )
         if isinstance(connector, RedisConnection):
             self.connection = connector
@@ -620,11 +773,17 @@ class RedisCache(ResponseCache[RedisTable]):
         await self.connection.__aexit__(None, None, None)
 
     def create_repository(self, settings: ResponseRepositorySettings[Any]) -> RedisTable:
-        """Register a repository for ``settings`` (usable at once: Redis needs no schema)."""
-        if settings.name in self._repositories:
-            raise CacheError(f"Repository already exists: {settings.name}")
+        """Register a repository for ``settings`` (usable at once: Redis needs no schema).
+
+        Raises ``CacheError`` for a name already registered and ``RepositoryNameError`` (also a ``ValueError``)
+        for one that differs from a registered name only in case (refused as SQLite must refuse it).
+        """
+        self.check_repository_name(settings.name)
         table: RedisTable = RedisTable(
-            connection=self.connection, settings=settings, expire=self.expire, cache_name=self.cache_name
+            connection=self.connection,
+            settings=settings,
+            expire=self.expire,
+            cache_name=self.cache_name,
+            max_entry_size=self.max_entry_size,
         )
-        self._repositories[settings.name] = table
-        return table
+        return self.register_repository(table)

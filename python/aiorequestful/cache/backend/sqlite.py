@@ -1,25 +1,39 @@
 # SPDX-License-Identifier: MIT
-"""SQLite backend: one table per repository, one aiosqlite connection per cache (api.md §9).
+"""SQLite backend: one table per repository, one aiosqlite connection per cache.
 
-Corrections to the original (api.md §13), each cited where it is made:
+Behaviour beyond the original contract, each explained where it is made:
 
-* D-29 ``clear(expired_only=True)`` deletes the expired rows; D-38 stamps are UTC; D-31 one expiry index per
-  table; D-32 one key column per ``settings.fields`` entry, in order; D-30/D-34 every identifier is validated
-  and quoted, every value a bound parameter; D-33 an underivable key is a miss, not an error;
-  D-35 open/closed state is tracked here; D-36 each in-memory cache has its own database; D-37 URIs and
-  ``:memory:`` given to ``connect`` are used as they are; D-39 a missing aiosqlite is named.
-* The original committed only on exit (a crash lost the whole run). Writes now go through the connection's
-  single writer (``_sqlite_writer``): WAL, ``BEGIN IMMEDIATE``, group commit, retries on a busy database. A save
-  returns once it is committed.
-* A corrupt row (undecodable payload, wrong type, garbled metadata) is logged and treated as a miss.
-* Rows keep the original status, reason and safe headers (D-47) and the digest of the credentials of the
-  request that stored them (never the credentials themselves), in extra columns.
+* ``clear(expired_only=True)`` deletes the expired rows; stamps are UTC; one expiry index per table; one key
+  column per ``settings.fields`` entry, in order; every identifier is validated and quoted, every value a bound
+  parameter; an underivable key is a miss, not an error; open/closed state is tracked here; each in-memory cache
+  has its own database; URIs and ``:memory:`` given to ``connect`` are used as they are; a missing aiosqlite is
+  named.
+* Writes go through the connection's single writer (``_sqlite_writer``): WAL, ``BEGIN IMMEDIATE``, group
+  commit, retries on a busy database. A save returns once it is committed.
+* A corrupt row (undecodable payload, wrong type, garbled metadata, an unreadable ``expires_at``) is logged and
+  treated as a miss; a row larger than ``max_entry_size`` is never read into memory (a logged miss).
+* Rows keep the original status, reason and safe headers and the keyed digest of the credentials of the request
+  that stored them (never the credentials themselves). The digest is part of the primary key: two users of one
+  URL each have their own row, and neither evicts the other's. The digest key is random, made once per database
+  file and kept in its ``aiorequestful_meta`` table.
+* Tables made by earlier versions (whose primary key lacks the credential digest) are **migrated** when the
+  cache opens: rebuilt in one transaction with the new key, keeping every row stored without credentials and
+  dropping the rows stored with credentials (their digests were made another way and can never match again);
+  one INFO line says how many of each.
+* The database file a path-based cache creates is private to its owner (mode 0600 whatever the umask; SQLite
+  gives its -wal and -shm files the same mode).
+* A lookup made for a waiting request (``get_entry``) or a save made for one (``save_for_request``) gives up on
+  a database locked by another process after ``lock_wait`` seconds: the lookup is a miss, the save a warning.
+* A table dropped while the cache is in use is created again (once per failing operation, with a WARNING), so
+  later saves work. A file that is not a database, or is corrupt, does not stop a crawl: entering the cache logs
+  one WARNING naming the file, and the cache then answers every lookup with a miss and skips every save.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import sqlite3
 import tempfile
 import uuid
@@ -32,7 +46,8 @@ from aiohttp import ClientRequest, ClientResponse, RequestInfo
 from dateutil.relativedelta import relativedelta
 
 from ..._utils import classproperty, required_modules_installed
-from .._credentials import NO_CREDENTIALS, credential_digest
+from ...limits import DEFAULT_MAX_BODY_SIZE
+from .._credentials import NO_CREDENTIALS, credential_digest, credential_pairs, new_key
 from .._entry import (
     DEFAULT_REASON,
     DEFAULT_STATUS,
@@ -45,20 +60,22 @@ from .._entry import (
     now_stamp,
     utc_now,
 )
-from ..exception import CacheError
-from ._sqlite_writer import is_open, mark_closed, mark_open, retry_busy, writer_for
+from ..exception import CacheError, RepositoryNameError
+from ._sqlite_writer import LOCK_WAIT, is_open, mark_closed, mark_open, retry_busy, writer_for
 from .base import (
-    _UNSET,
     DEFAULT_EXPIRE,
+    UNSET,
     K,
     ResponseCache,
     ResponseRepository,
     ResponseRepositorySettings,
     V,
-    _as_key_parts,
-    _check_name,
-    _request_info,
+    as_key_parts,
+    check_max_entry_size,
+    check_name,
+    folded_name,
     logger,
+    request_info_of,
 )
 
 try:
@@ -66,14 +83,24 @@ try:
 except ImportError:  # pragma: no cover - exercised by monkeypatching the global in tests
     aiosqlite = None  # type: ignore[assignment]
 
-__all__ = ("SQLiteCache", "SQLiteTable", "aiosqlite")
+__all__ = ("DEFAULT_LOCK_WAIT", "META_TABLE", "SQLiteCache", "SQLiteTable", "aiosqlite")
 
+#: The table of cache-wide values (the credential digest key); no repository may take its name.
+META_TABLE = "aiorequestful_meta"
+#: How long, in seconds, a lookup or save made for a waiting request waits for a database locked elsewhere.
+DEFAULT_LOCK_WAIT = 0.1
+
+_KEY_NAME = "credential_key"
 _KNOWN_KEY_TYPES = {"method": "VARCHAR(7)", "id": "VARCHAR(255)", "offset": "INT", "size": "INT"}
 _ITER_CHUNK = 256
+# SQLite binds integers up to 2**63 - 1: "no limit" is a size no row can have.
+_NO_LIMIT = 2**62
+# SQLITE_CORRUPT and SQLITE_NOTADB: the file cannot be used as a database at all.
+_UNUSABLE_CODES = frozenset({11, 26})
 
 
 def _quote(identifier: str) -> str:
-    """An SQL identifier in double quotes, inner quotes doubled (D-30, D-34)."""
+    """An SQL identifier in double quotes, inner quotes doubled."""
     return '"' + identifier.replace('"', '""') + '"'
 
 
@@ -92,15 +119,81 @@ async def _rowcount(connection: Any, sql: str, params: tuple[Any, ...]) -> int:
         await cursor.close()
 
 
+def _is_missing_table(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "no such table" in str(exc).lower()
+
+
+def _is_unusable(exc: BaseException) -> bool:
+    """True for "file is not a database" and "database disk image is malformed"."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _UNUSABLE_CODES
+    message = str(exc).lower()
+    return "not a database" in message or "malformed" in message
+
+
+async def _load_key(connection: Any) -> bytes:
+    """Inside a write transaction: the database's credential digest key, made on first use."""
+    await connection.execute(
+        f"CREATE TABLE IF NOT EXISTS {_quote(META_TABLE)} (name TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL)"
+    )
+    # INSERT OR IGNORE: when several processes open a new file at once, the first key written is everyone's.
+    await connection.execute(
+        f"INSERT OR IGNORE INTO {_quote(META_TABLE)} (name, value) VALUES (?, ?)",  # noqa: S608
+        (_KEY_NAME, new_key()),
+    )
+    rows = await connection.execute_fetchall(
+        f"SELECT value FROM {_quote(META_TABLE)} WHERE name = ?",  # noqa: S608
+        (_KEY_NAME,),
+    )
+    return _checked_key(rows)
+
+
+def _checked_key(rows: Any) -> bytes:
+    rows = list(rows)
+    if not rows or not isinstance(rows[0][0], bytes) or len(rows[0][0]) < 16:
+        raise CacheError(f"The credential key in the table {META_TABLE!r} is missing or damaged")
+    return bytes(rows[0][0])
+
+
+def _private_file(file: Path) -> None:
+    """Create ``file`` empty with mode 0600 if it does not exist (an empty file is an empty SQLite database).
+
+    The mode is set explicitly after creation, so the umask cannot widen or narrow it; SQLite then creates the
+    -wal and -shm files with the mode of the database file. An existing file keeps the mode it has.
+    """
+    try:
+        descriptor = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(descriptor, 0o600)
+    finally:
+        os.close(descriptor)
+
+
+def _file_connector(file: Path) -> Callable[[], Any]:
+    def connect() -> Any:
+        _private_file(file)
+        return aiosqlite.connect(database=file, isolation_level=None)
+
+    return connect
+
+
 class SQLiteTable(ResponseRepository[K, V]):
-    """A repository stored as one SQLite table (api.md §9.1).
+    """A repository stored as one SQLite table.
 
     :param connection: the (shared) aiosqlite connection.
     :param settings: how requests are keyed and payloads stored; ``settings.name`` is the table name.
     :param expire: how long a saved response stays live.
+    :param max_entry_size: the largest stored payload, in bytes, that is read back (None: no limit).
+    :param lock_wait: how long a lookup or save made for a waiting request waits for a database locked by
+        another process before it gives up (a miss, or a warning).
     """
 
-    __slots__ = ("_key_columns", "_sql", "_table")
+    __slots__ = ("_credential_key", "_key_columns", "_sql", "_table", "disabled", "lock_wait")
 
     name_column = "name"
     payload_column = "payload"
@@ -123,12 +216,22 @@ class SQLiteTable(ResponseRepository[K, V]):
         connection: Any,
         settings: ResponseRepositorySettings[V],
         expire: timedelta | relativedelta = DEFAULT_EXPIRE,
+        *,
+        max_entry_size: int | None = DEFAULT_MAX_BODY_SIZE,
+        lock_wait: float = DEFAULT_LOCK_WAIT,
     ) -> None:
         super().__init__(settings=settings, expire=expire)
         self.connection = connection
-        name = _check_name(settings.name, "table name")
+        name = check_name(settings.name, "table name")
         if name.lower().startswith("sqlite_"):
             raise CacheError(f"Invalid table name: {name!r} (names starting with 'sqlite_' are reserved by SQLite)")
+        if folded_name(name) == META_TABLE:
+            raise RepositoryNameError(f"Invalid table name: {name!r} (the cache keeps its own values in that table)")
+        self.max_entry_size = check_max_entry_size(max_entry_size)
+        self.lock_wait = float(lock_wait)
+        #: Set by the cache when its database cannot be used: lookups miss and saves are skipped.
+        self.disabled = False
+        self._credential_key: bytes | None = None
         self._table = _quote(name)
         self._key_columns = self._validate_fields(settings.fields)
         self._sql = self._build_statements()
@@ -136,7 +239,7 @@ class SQLiteTable(ResponseRepository[K, V]):
     def _validate_fields(self, fields: Any) -> tuple[str, ...]:
         if isinstance(fields, str):
             fields = (fields,)
-        columns = ["method", *(_check_name(field, "key field name") for field in fields)]
+        columns = ["method", *(check_name(field, "key field name") for field in fields)]
         reserved = {
             self.name_column,
             self.payload_column,
@@ -174,28 +277,40 @@ class SQLiteTable(ResponseRepository[K, V]):
         insert_columns = ", ".join([*keys, *(_quote(column) for column in data)])
         placeholders = ", ".join("?" * (len(keys) + len(data)))
         expiry, payload = _quote(self.expiry_column), _quote(self.payload_column)
-        meta = ", ".join(
-            _quote(column)
-            for column in (self.payload_column, self.status_column, self.reason_column, self.headers_column)
-        )
+        status, reason, headers = (_quote(c) for c in (self.status_column, self.reason_column, self.headers_column))
         credentials = _quote(self.credentials_column)
-        # Identifiers are validated and quoted (D-30, D-34); every value is a bound parameter.
-        live = f"{expiry} > ?"
+        # Sizes in bytes, known to SQLite without handing the value to Python: a row over the size cap is never
+        # read into memory.
+        size, headers_size = f"length(CAST({payload} AS BLOB))", f"COALESCE(length(CAST({headers} AS BLOB)), 0)"
+        # Live: not expired, and a readable stamp. Stamps are fixed-width UTC text, so text order is time order
+        # (and the index serves it); julianday() is NULL for text that is not a time at all, which would otherwise
+        # compare as "later" than every real stamp and never expire.
+        live = f"{expiry} > ? AND julianday({expiry}) IS NOT NULL"
+        scoped = f"{where} AND {credentials} = ?"
+        # Identifiers are validated and quoted; every value is a bound parameter.
         return {
             "upsert": f"INSERT OR REPLACE INTO {table} ({insert_columns}) VALUES ({placeholders})",  # noqa: S608
-            "entry": f"SELECT {meta}, {credentials} FROM {table} WHERE {where} AND {live} AND {payload} IS NOT NULL",  # noqa: S608
-            "contains": f"SELECT {credentials} FROM {table} WHERE {where} AND {live}",  # noqa: S608
-            "delete": f"DELETE FROM {table} WHERE {where}",  # noqa: S608
+            "entry": (
+                f"SELECT CASE WHEN {size} <= ? THEN {payload} END, {status}, {reason}, "  # noqa: S608
+                f"CASE WHEN {headers_size} <= ? THEN {headers} END, {size}, {headers_size} "
+                f"FROM {table} WHERE {scoped} AND {live} AND {payload} IS NOT NULL"
+            ),
+            "contains": f"SELECT 1 FROM {table} WHERE {scoped} AND {live}",  # noqa: S608
+            "delete": f"DELETE FROM {table} WHERE {scoped}",  # noqa: S608
             "count": f"SELECT COUNT(*) FROM {table}",  # noqa: S608
             "count_live": f"SELECT COUNT(*) FROM {table} WHERE {live}",  # noqa: S608
             "clear": f"DELETE FROM {table}",  # noqa: S608
-            "clear_expired": f"DELETE FROM {table} WHERE {expiry} <= ?",  # noqa: S608 - D-29: the expired rows
-            "iterate": f"SELECT {', '.join(keys)}, {payload} FROM {table} WHERE {live}",  # noqa: S608
+            "clear_expired": f"DELETE FROM {table} WHERE NOT ({live})",  # noqa: S608
+            "iterate": (
+                f"SELECT {', '.join(keys)}, CASE WHEN {size} <= ? THEN {payload} END, {size} "  # noqa: S608
+                f"FROM {table} WHERE {live}"
+            ),
         }
 
     @property
     def _primary_key_columns(self) -> dict[str, str]:
-        """Key column name -> SQL type, in key order (D-32: one per ``settings.fields`` entry)."""
+        """Key column name -> SQL type, in key order (one per ``settings.fields`` entry). The stored primary key
+        adds the credential digest column after these."""
         return {column: _KNOWN_KEY_TYPES.get(column, "") for column in self._key_columns}
 
     # ------------------------------------------------------------------------------------------------------------
@@ -210,45 +325,131 @@ class SQLiteTable(ResponseRepository[K, V]):
         return self.create().__await__()
 
     async def create(self) -> SQLiteTable[K, V]:
-        """Create the table and its expiry index if missing (committed); returns the table."""
-        await writer_for(self._live_connection()).call(self._create_schema)
+        """Create the table, its expiry index and the cache's credential key if missing (committed), migrating a
+        table made by an earlier version; returns the table.
+
+        When everything is already in place (the common case) this only reads, so opening a cache does not
+        wait for a write lock another process holds.
+        """
+        connection = self._live_connection()
+        if not await self._schema_ready(connection):
+            await writer_for(connection).call(self._create_schema)
         return self
 
-    async def _create_schema(self, connection: Any) -> None:
-        table = self._table
+    def _definitions(self) -> list[str]:
         key_definitions = [
             f"{_quote(column)} {sql_type} NOT NULL" for column, sql_type in self._primary_key_columns.items()
         ]
-        extra_definitions = self._extra_columns()
-        definitions = [
+        primary = ", ".join(_quote(column) for column in (*self._key_columns, self.credentials_column))
+        return [
             *key_definitions,
             f"{_quote(self.name_column)} TEXT",
             f"{_quote(self.cached_column)} TIMESTAMP NOT NULL",
             f"{_quote(self.expiry_column)} TIMESTAMP NOT NULL",
             f"{_quote(self.payload_column)} TEXT",
-            *(f"{_quote(column)} {definition}" for column, definition in extra_definitions.items()),
-            f"PRIMARY KEY ({', '.join(_quote(column) for column in self._key_columns)})",
+            *(f"{_quote(column)} {definition}" for column, definition in self._extra_columns().items()),
+            f"PRIMARY KEY ({primary})",
         ]
-        await connection.execute(f"CREATE TABLE IF NOT EXISTS {table} (\n    " + "\n  , ".join(definitions) + "\n)")
 
-        # A table made by an earlier version (or the original) may lack the extra columns: add them. One made
-        # for other key fields cannot be used (its rows could never be matched or saved): say so.
+    def _index_name(self) -> str:
+        # An index name is database-wide, so each table gets its own.
+        return f"idx_{self.settings.name}_{self.expiry_column}"
+
+    async def _same_name_in_other_case(self, connection: Any) -> None:
+        """Refuse a table whose name differs from ours only in case (SQLite would make them one table)."""
+        rows = await connection.execute_fetchall(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE", (self.settings.name,)
+        )
+        for (existing,) in rows:
+            if existing != self.settings.name:
+                raise RepositoryNameError(
+                    f"Table name {self.settings.name!r} clashes with the table {existing!r} already in the "
+                    "database: names that differ only in case are one table in SQLite"
+                )
+
+    async def _schema_ready(self, connection: Any) -> bool:
+        """True when the table, its index and the credential key are all in place (reads only)."""
+
+        async def read(sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+            return list(await retry_busy(lambda: connection.execute_fetchall(sql, params)))
+
+        try:
+            await self._same_name_in_other_case(connection)
+            info = await read("SELECT name, pk FROM pragma_table_info(?)", (self.settings.name,))
+            index = await read("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (self._index_name(),))
+            key = await read(f"SELECT value FROM {_quote(META_TABLE)} WHERE name = ?", (_KEY_NAME,))  # noqa: S608
+        except sqlite3.OperationalError as exc:
+            if _is_missing_table(exc):  # no metadata table yet: a new file
+                return False
+            raise
+        columns = {str(name).lower() for name, _ in info}
+        primary = [str(name).lower() for name, pk in sorted(info, key=lambda row: row[1]) if pk]
+        if primary != self._stored_primary_key() or not index or not key:
+            return False
+        if any(column.lower() not in columns for column in self._extra_columns()):
+            return False
+        self._credential_key = _checked_key(key)
+        return True
+
+    def _stored_primary_key(self) -> list[str]:
+        return [column.lower() for column in (*self._key_columns, self.credentials_column)]
+
+    async def _create_schema(self, connection: Any) -> None:
+        """Inside the writer's transaction: create, check or migrate the table; load the credential key."""
+        table = self._table
+        await self._same_name_in_other_case(connection)
+        definitions = "\n  , ".join(self._definitions())
+        await connection.execute(f"CREATE TABLE IF NOT EXISTS {table} (\n    {definitions}\n)")
+
         info = await connection.execute_fetchall("SELECT name, pk FROM pragma_table_info(?)", (self.settings.name,))
         existing = {str(name).lower() for name, _ in info}
-        primary = {str(name).lower() for name, pk in info if pk}
-        expected = {column.lower() for column in self._key_columns}
-        if primary != expected:
+        primary = [str(name).lower() for name, pk in sorted(info, key=lambda row: row[1]) if pk]
+        expected = [column.lower() for column in self._key_columns]
+        if primary == expected:
+            # Made by an earlier version (or the original): its key lacks the credential digest.
+            await self._migrate(connection, existing)
+        elif primary != self._stored_primary_key():
+            shown = [column for column in primary if column != self.credentials_column]
             raise CacheError(
-                f"Table {self.settings.name!r} already exists with the key columns {sorted(primary)}, "
+                f"Table {self.settings.name!r} already exists with the key columns {sorted(shown)}, "
                 f"but its settings give {list(self._key_columns)}"
             )
-        for column, definition in extra_definitions.items():
-            if column.lower() not in existing:
-                await connection.execute(f"ALTER TABLE {table} ADD COLUMN {_quote(column)} {definition}")
+        else:
+            for column, definition in self._extra_columns().items():
+                if column.lower() not in existing:
+                    await connection.execute(f"ALTER TABLE {table} ADD COLUMN {_quote(column)} {definition}")
 
-        # D-31: an index name is database-wide, so each table gets its own.
-        index = _quote(f"idx_{self.settings.name}_{self.expiry_column}")
+        index = _quote(self._index_name())
         await connection.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {table}({_quote(self.expiry_column)})")
+        self._credential_key = await _load_key(connection)
+
+    async def _migrate(self, connection: Any, existing: set[str]) -> None:
+        """Rebuild a table whose primary key lacks the credential digest, in the current transaction.
+
+        Rows stored without credentials are kept. Rows stored with credentials are dropped: their digests were
+        made by a slow unkeyed derivation this version no longer computes, so they could never be served again.
+        """
+        table, name = self._table, self.settings.name
+        rebuilt = _quote(f"{name}__aiorequestful_rebuild")
+        await connection.execute(f"DROP TABLE IF EXISTS {rebuilt}")
+        await connection.execute(f"CREATE TABLE {rebuilt} (\n    " + "\n  , ".join(self._definitions()) + "\n)")
+        wanted = [*self._key_columns, self.name_column, self.cached_column, self.expiry_column, self.payload_column]
+        wanted += list(self._extra_columns())
+        common = ", ".join(_quote(column) for column in wanted if column.lower() in existing)
+        credentials = _quote(self.credentials_column)
+        keep = f" WHERE COALESCE({credentials}, '') = ''" if self.credentials_column in existing else ""
+        total = (await connection.execute_fetchall(f"SELECT COUNT(*) FROM {table}"))[0][0]  # noqa: S608
+        await connection.execute(f"INSERT OR IGNORE INTO {rebuilt} ({common}) SELECT {common} FROM {table}{keep}")  # noqa: S608
+        kept = (await connection.execute_fetchall(f"SELECT COUNT(*) FROM {rebuilt}"))[0][0]  # noqa: S608
+        await connection.execute(f"DROP TABLE {table}")
+        await connection.execute(f"ALTER TABLE {rebuilt} RENAME TO {table}")
+        self.logger.info(
+            "Cache table %r was made by an earlier version: migrated it to entries keyed by credentials "
+            "(kept %d entries stored without credentials, dropped %d stored with credentials)",
+            name,
+            kept,
+            total - kept,
+        )
 
     def _extra_columns(self) -> dict[str, str]:
         return {
@@ -257,6 +458,13 @@ class SQLiteTable(ResponseRepository[K, V]):
             self.headers_column: "TEXT",
             self.credentials_column: f"TEXT NOT NULL DEFAULT '{NO_CREDENTIALS}'",
         }
+
+    async def _recreate(self, exc: BaseException) -> None:
+        """The table (or the metadata table) was dropped while in use: create it again, with one WARNING."""
+        self.logger.warning(
+            "Cache table %r is missing (%s): creating it again; its entries are gone", self.settings.name, exc
+        )
+        await writer_for(self._live_connection()).call(self._create_schema)
 
     async def commit(self) -> None:
         """Wait until every write so far is committed (writes commit in small batches on their own)."""
@@ -282,9 +490,16 @@ class SQLiteTable(ResponseRepository[K, V]):
         finally:
             mark_closed(connection)
 
-    async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    async def _fetch(self, sql: str, params: tuple[Any, ...], patience: float | None = None) -> list[Any]:
+        """Rows of a read; a table dropped meanwhile is created again (and the read then finds nothing)."""
         connection = self._live_connection()
-        return list(await retry_busy(lambda: connection.execute_fetchall(sql, params)))
+        try:
+            return list(await retry_busy(lambda: connection.execute_fetchall(sql, params), patience))
+        except sqlite3.OperationalError as exc:
+            if not _is_missing_table(exc):
+                raise
+            await self._recreate(exc)
+            return list(await retry_busy(lambda: connection.execute_fetchall(sql, params), patience))
 
     # ------------------------------------------------------------------------------------------------------------
     # keys and credentials
@@ -298,16 +513,16 @@ class SQLiteTable(ResponseRepository[K, V]):
             request = request.request_info
         if not isinstance(request, RequestInfo):
             return request
-        parts = _as_key_parts(self.settings.get_key(method=request.method, url=request.url, headers=request.headers))
+        parts = as_key_parts(self.settings.get_key(method=request.method, url=request.url, headers=request.headers))
         if any(part is None for part in parts):
             return None
         return (str(request.method).upper(), *parts)  # type: ignore[return-value]
 
     def _key_params(self, key: Any) -> tuple[Any, ...] | None:
-        """The bound values for the key columns, or None when ``key`` names no cacheable entry (D-33)."""
+        """The bound values for the key columns, or None when ``key`` names no cacheable entry."""
         if key is None:
             return None
-        parts = _as_key_parts(key)
+        parts = as_key_parts(key)
         if not parts or any(part is None for part in parts):
             return None
         if len(parts) != len(self._key_columns):
@@ -321,22 +536,41 @@ class SQLiteTable(ResponseRepository[K, V]):
             method = method.upper()
         return (method, *(_bindable(part) for part in rest))
 
-    async def _credentials_for(self, request: Any) -> str | None:
-        """The credential digest a row must carry to be served to ``request``; None: no constraint.
+    async def _key_for_digests(self) -> bytes:
+        key = self._credential_key
+        if key is None:
+            connection = self._live_connection()
+            try:
+                rows = await retry_busy(
+                    lambda: connection.execute_fetchall(
+                        f"SELECT value FROM {_quote(META_TABLE)} WHERE name = ?",  # noqa: S608
+                        (_KEY_NAME,),
+                    )
+                )
+                key = _checked_key(rows)
+            except (sqlite3.OperationalError, CacheError):
+                key = await writer_for(connection).call(_load_key)
+            self._credential_key = key
+        return key
 
-        A bare key tuple is the application addressing its own cache directly: no constraint.
+    async def _scope(self, request: Any) -> str:
+        """The credential digest that scopes the entry of ``request``.
+
+        ``NO_CREDENTIALS`` for a request without credentials, for settings shared across credentials, and for a
+        bare key tuple (the application addressing its own cache: the entry stored without credentials).
         """
         if self.settings.share_across_credentials:
-            return None
-        info = _request_info(request)
-        if info is None:
-            return None
-        return await credential_digest(info.headers)
+            return NO_CREDENTIALS
+        info = request_info_of(request)
+        if info is None or not credential_pairs(info.headers):
+            return NO_CREDENTIALS
+        return credential_digest(await self._key_for_digests(), info.headers)
 
     # ------------------------------------------------------------------------------------------------------------
     # reads
     # ------------------------------------------------------------------------------------------------------------
     async def count(self, include_expired: bool = True) -> int:
+        """The number of stored rows (every user's entry for a key counts)."""
         if include_expired:
             rows = await self._fetch(self._sql["count"], ())
         else:
@@ -347,33 +581,40 @@ class SQLiteTable(ResponseRepository[K, V]):
         params = self._key_params(self.get_key_from_request(request))
         if params is None:
             return False
-        rows = await self._fetch(self._sql["contains"], (*params, now_stamp()))
-        if not rows:
-            return False
-        required = await self._credentials_for(request)
-        return required is None or any(row[0] == required for row in rows)
+        rows = await self._fetch(self._sql["contains"], (*params, await self._scope(request), now_stamp()))
+        return bool(rows)
 
     async def get_response(self, request: Any) -> V | None:
         loaded = await self._load(request)
         return None if loaded is None else loaded[1]
 
-    async def _get_entry(self, request: Any) -> CacheEntry | None:
-        loaded = await self._load(request)
+    async def get_entry(self, request: Any) -> CacheEntry | None:
+        """The live entry for ``request`` with its metadata, or None; a database locked by another process for
+        longer than ``lock_wait`` is a miss (``CacheError``, which ``CachedSession`` logs as one)."""
+        if self.disabled:
+            return None
+        loaded = await self._load(request, self.lock_wait)
         return None if loaded is None else loaded[0]
 
-    async def _load(self, request: Any) -> tuple[CacheEntry, Any] | None:
+    _get_entry = get_entry  # the older name
+
+    def _cap(self) -> int:
+        return _NO_LIMIT if self.max_entry_size is None else self.max_entry_size
+
+    async def _load(self, request: Any, patience: float | None = None) -> tuple[CacheEntry, Any] | None:
         """The live entry for ``request`` and its deserialised payload; None for a miss or a corrupt row."""
         key = self.get_key_from_request(request)
         params = self._key_params(key)
         if params is None:
             return None
-        rows = await self._fetch(self._sql["entry"], (*params, now_stamp()))
+        cap = self._cap()
+        scope = await self._scope(request)
+        rows = await self._fetch(self._sql["entry"], (cap, cap, *params, scope, now_stamp()), patience)
         if not rows:
             return None
-        payload, status, reason, headers, stored_credentials = rows[0]
-        required = await self._credentials_for(request)
-        if required is not None and stored_credentials != required:
-            self.logger.debug("Cache entry in %r for %r belongs to other credentials: miss", self.settings.name, params)
+        payload, status, reason, headers, size, headers_size = rows[0]
+        if payload is None or (headers is None and headers_size):
+            self.warn_oversize(params, max(int(size or 0), int(headers_size or 0)))
             return None
         try:
             return await self._check_row(payload, status, reason, headers)
@@ -408,18 +649,22 @@ class SQLiteTable(ResponseRepository[K, V]):
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[tuple[K, V]]:
-        """Live rows as ``(key, deserialised payload)``; corrupt rows are logged and skipped."""
+        """Live rows as ``(key, deserialised payload)`` (a key stored for several users appears once for each);
+        corrupt and oversized rows are logged and skipped."""
         connection = self._live_connection()
         sql, now = self._sql["iterate"], now_stamp()
-        cursor = await retry_busy(lambda: connection.execute(sql, (now,)))
+        cursor = await retry_busy(lambda: connection.execute(sql, (self._cap(), now)))
         try:
             while True:
                 rows = await cursor.fetchmany(_ITER_CHUNK)
                 if not rows:
                     break
                 for row in rows:
-                    key, payload = tuple(row[:-1]), row[-1]
+                    key, payload, size = tuple(row[:-2]), row[-2], row[-1]
                     if payload is None:
+                        if size is not None:
+                            self.warn_oversize(key, int(size), "skipping it")
+                            continue
                         yield key, None  # type: ignore[misc]
                         continue
                     try:
@@ -450,19 +695,25 @@ class SQLiteTable(ResponseRepository[K, V]):
         key: Any,
         value: Any,
         *,
-        payload: Any = _UNSET,
+        payload: Any = UNSET,
         meta: ResponseMeta | None = None,
         request: Any = None,
+        prompt: bool = False,
     ) -> None:
+        if self.disabled and prompt:
+            return
         params = self._key_params(key)
         if params is None:
             return
+        if value is not None and self.payload_exceeds_max_entry_size(value):
+            self.warn_oversize(params, None, "not storing it")
+            return
         connection = self._live_connection()
-        if payload is _UNSET:
+        if payload is UNSET:
             payload = await self.deserialize(value)
         credentials = NO_CREDENTIALS
-        if request is not None and not self.settings.share_across_credentials:
-            credentials = await credential_digest(request.headers)
+        if request is not None:
+            credentials = await self._scope(request)
         now = utc_now()
         row = (
             *params,
@@ -475,7 +726,15 @@ class SQLiteTable(ResponseRepository[K, V]):
             None if meta is None else encode_headers(meta.headers),
             credentials,
         )
-        await writer_for(connection).upsert(self._sql["upsert"], row)
+        patience = self.lock_wait if prompt else None
+        sql = self._sql["upsert"]
+        try:
+            await writer_for(connection).upsert(sql, row, patience=patience)
+        except sqlite3.OperationalError as exc:
+            if not _is_missing_table(exc):
+                raise
+            await self._recreate(exc)
+            await writer_for(connection).upsert(sql, row, patience=patience)
 
     def _display_name(self, payload: Any) -> str | None:
         if payload is None:
@@ -488,14 +747,18 @@ class SQLiteTable(ResponseRepository[K, V]):
         return name if name is None or isinstance(name, str) else str(name)
 
     async def delete_response(self, request: Any) -> bool:
+        """Delete the entry of ``request`` (for a request: the one of its credentials; for a key tuple: the one
+        stored without credentials); True if one was deleted."""
         params = self._key_params(self.get_key_from_request(request))
         if params is None:
             return False
-        sql = self._sql["delete"]
-        deleted = await writer_for(self._live_connection()).call(lambda connection: _rowcount(connection, sql, params))
+        sql, bound = self._sql["delete"], (*params, await self._scope(request))
+        deleted = await writer_for(self._live_connection()).call(lambda connection: _rowcount(connection, sql, bound))
         return deleted > 0
 
     async def clear(self, expired_only: bool = False) -> int:
+        """Delete every row (only the expired ones, and those whose expiry cannot be read, when
+        ``expired_only``); returns how many went."""
         params: tuple[Any, ...] = ()
         if expired_only:
             sql, params = self._sql["clear_expired"], (now_stamp(),)
@@ -519,15 +782,20 @@ async def _start(candidate: Any) -> Any:
 
 
 class SQLiteCache(ResponseCache[SQLiteTable]):
-    """A cache of SQLite tables over one connection (api.md §9.2).
+    """A cache of SQLite tables over one connection.
 
     :param cache_name: the database path or a label.
     :param connector: returns a new (not yet started) ``aiosqlite.Connection``.
     :param repository_getter: ``(cache, url) -> table | None``.
     :param expire: how long a saved response stays live.
+    :param max_entry_size: the largest stored payload, in bytes, that is read back or saved (a larger one is a
+        logged miss); ``None`` lifts the limit. Default ``aiorequestful.limits.DEFAULT_MAX_BODY_SIZE``.
+    :param lock_wait: how long, in seconds, a lookup or save made for a waiting request waits for a database
+        another process holds locked: then the lookup is a miss and the save a warning. Default 0.1 s. Direct
+        calls (``get_response``, ``save_response``...) wait up to a minute, then raise ``CacheError``.
     """
 
-    __slots__ = ("_connector", "_lock", "connection")
+    __slots__ = ("_connector", "_lock", "connection", "lock_wait", "unusable")
 
     _required_module_names = ("aiosqlite",)
 
@@ -545,16 +813,27 @@ class SQLiteCache(ResponseCache[SQLiteTable]):
         connector: Callable[[], Any],
         repository_getter: Callable[[ResponseCache, Any], SQLiteTable | None] | None = None,
         expire: timedelta | relativedelta = DEFAULT_EXPIRE,
+        *,
+        max_entry_size: int | None = DEFAULT_MAX_BODY_SIZE,
+        lock_wait: float = DEFAULT_LOCK_WAIT,
     ) -> None:
         required_modules_installed(self._required_modules, self)
-        super().__init__(cache_name=cache_name, repository_getter=repository_getter, expire=expire)
+        super().__init__(
+            cache_name=cache_name, repository_getter=repository_getter, expire=expire, max_entry_size=max_entry_size
+        )
+        if isinstance(lock_wait, bool) or not isinstance(lock_wait, (int, float)) or not 0 <= lock_wait <= LOCK_WAIT:
+            raise ValueError(f"lock_wait must be a number of seconds from 0 to {LOCK_WAIT:.0f}, not {lock_wait!r}")
+        self.lock_wait = float(lock_wait)
         self.connection: Any = None
+        #: Why the database cannot be used (it is not a database, or is corrupt), or None. While set, every
+        #: lookup is a miss and every save is skipped; leaving the cache clears it (the next entry tries again).
+        self.unusable: str | None = None
         self._connector = connector
         self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
 
     @property
     def closed(self) -> bool:
-        """True when there is no open connection (D-35: tracked here, not asked of aiosqlite)."""
+        """True when there is no open connection (tracked here, not asked of aiosqlite)."""
         return not is_open(self.connection)
 
     # ------------------------------------------------------------------------------------------------------------
@@ -577,9 +856,10 @@ class SQLiteCache(ResponseCache[SQLiteTable]):
 
     @classmethod
     def connect_with_path(cls, path: str | Path, **kwargs: Any) -> SQLiteCache:
-        """A cache in the file ``path`` with its suffix replaced by ``.sqlite`` (parent directories are created).
+        """A cache in the file ``path`` with its suffix replaced by ``.sqlite`` (parent directories are created;
+        a new file is created with mode 0600).
 
-        D-37: an SQLite URI (``file:...``) or ``:memory:`` is used as it is.
+        An SQLite URI (``file:...``) or ``:memory:`` is used as it is.
         """
         if cls._is_uri(path):
             database, uri = str(path), path != ":memory:"
@@ -590,15 +870,11 @@ class SQLiteCache(ResponseCache[SQLiteTable]):
             )
         file = Path(path).with_suffix(".sqlite")
         file.parent.mkdir(parents=True, exist_ok=True)
-        return cls(
-            cache_name=str(file),
-            connector=lambda: aiosqlite.connect(database=file, isolation_level=None),
-            **cls._clean(kwargs),
-        )
+        return cls(cache_name=str(file), connector=_file_connector(file), **cls._clean(kwargs))
 
     @classmethod
     def connect_with_in_memory_db(cls, **kwargs: Any) -> SQLiteCache:
-        """A cache in a private in-memory database (D-36: one database per cache, not one per process)."""
+        """A cache in a private in-memory database (one database per cache, not one per process)."""
         database = f"file:aiorequestful-{uuid.uuid4().hex}?mode=memory&cache=shared"
         return cls(
             cache_name="__IN_MEMORY__",
@@ -608,13 +884,9 @@ class SQLiteCache(ResponseCache[SQLiteTable]):
 
     @classmethod
     def connect_with_temp_db(cls, name: str = "aiorequestful_db.tmp", **kwargs: Any) -> SQLiteCache:
-        """A cache in ``<temp dir>/<name>`` with the suffix replaced by ``.sqlite``."""
+        """A cache in ``<temp dir>/<name>`` with the suffix replaced by ``.sqlite`` (a new file gets mode 0600)."""
         file = Path(tempfile.gettempdir(), name).with_suffix(".sqlite")
-        return cls(
-            cache_name=name,
-            connector=lambda: aiosqlite.connect(database=file, isolation_level=None),
-            **cls._clean(kwargs),
-        )
+        return cls(cache_name=name, connector=_file_connector(file), **cls._clean(kwargs))
 
     # ------------------------------------------------------------------------------------------------------------
     # lifecycle
@@ -623,24 +895,47 @@ class SQLiteCache(ResponseCache[SQLiteTable]):
         return self._open().__await__()
 
     async def _open(self) -> SQLiteCache:
+        if self.unusable is not None:  # told once already; the session opens a closed cache on every request
+            return self
         # Tasks entering the cache at once must share one connection.
         async with self._opening():
+            if self.unusable is not None:
+                return self
             opened = False
-            if self.closed:
-                connection = await _start(self._connector())
-                mark_open(connection)
-                self.connection = connection
-                opened = True
             try:
+                if self.closed:
+                    connection = await _start(self._connector())
+                    mark_open(connection)
+                    self.connection = connection
+                    opened = True
                 await writer_for(self.connection).flush()  # WAL, busy timeout
                 for table in self._repositories.values():
                     table.connection = self.connection
+                    table.disabled = False
                     await table.create()
+            except sqlite3.DatabaseError as exc:
+                if not _is_unusable(exc):
+                    if opened:
+                        await self.close()
+                    raise
+                await self._give_up(exc)
             except BaseException:
                 if opened:  # an __aenter__ that fails gets no __aexit__: do not leak the connection
                     await self.close()
                 raise
         return self
+
+    async def _give_up(self, exc: BaseException) -> None:
+        """The file cannot be used as a database: carry on without a cache (one WARNING), never fail the crawl."""
+        await self.close()
+        self.unusable = f"{type(exc).__name__}: {exc}"
+        for table in self._repositories.values():
+            table.disabled = True
+        logger.warning(
+            "Cache database %s cannot be used (%s): carrying on without a cache (every request goes to the network)",
+            self.cache_name,
+            self.unusable,
+        )
 
     def _opening(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
@@ -650,6 +945,7 @@ class SQLiteCache(ResponseCache[SQLiteTable]):
 
     async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
         await self.close()
+        self.unusable = None  # the next entry tries the file again
 
     async def commit(self) -> None:
         """Wait until every write so far is committed."""
@@ -681,9 +977,18 @@ class SQLiteCache(ResponseCache[SQLiteTable]):
             self.connection = None
 
     def create_repository(self, settings: ResponseRepositorySettings[Any]) -> SQLiteTable:
-        """Register a table for ``settings``; it is created when the cache is entered or the table awaited."""
-        if settings.name in self._repositories:
-            raise CacheError(f"Repository already exists: {settings.name}")
-        table: SQLiteTable = SQLiteTable(connection=self.connection, settings=settings, expire=self.expire)
-        self._repositories[settings.name] = table
-        return table
+        """Register a table for ``settings``; it is created when the cache is entered or the table awaited.
+
+        Raises ``CacheError`` for a name already registered and ``RepositoryNameError`` (also a ``ValueError``)
+        for one that differs from a registered name only in case.
+        """
+        self.check_repository_name(settings.name)
+        table: SQLiteTable = SQLiteTable(
+            connection=self.connection,
+            settings=settings,
+            expire=self.expire,
+            max_entry_size=self.max_entry_size,
+            lock_wait=self.lock_wait,
+        )
+        table.disabled = self.unusable is not None
+        return self.register_repository(table)
