@@ -11,7 +11,7 @@ python=${PYTHON:-python3}
 pins=(
     "aiohttp==3.11.18" "aiosqlite==0.20.0" "orjson==3.9.15" "python-dateutil==2.9.0"
     "typing_extensions>=4.6" "pytest>=8" "pytest-asyncio>=0.24" "pytest-timeout>=2.3" "hypothesis>=6.100"
-    "pytest-benchmark>=4" "psutil>=5.9" "redis>=5.0" "matplotlib>=3.8"
+    "pytest-benchmark>=4" "psutil>=5.9" "redis>=5.0" "matplotlib>=3.8" "looptime>=0.9"
 )
 stamp="$venv/.deps-$(printf '%s\n' "${pins[@]}" | sha256sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then

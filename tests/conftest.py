@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
+import looptime
 import pytest
+import pytest_asyncio
 from aiohttp import web
 from yarl import URL
 
@@ -20,6 +24,46 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     deselect_native(config, items)
+
+
+def _looptime_options(item: pytest.Function) -> dict[str, Any] | None:
+    """The options of the ``looptime`` markers on ``item`` (closest last), or None when they leave it off."""
+    markers = list(item.iter_markers("looptime"))
+    if not markers:
+        return None
+    enabled = True
+    options: dict[str, Any] = {}
+    for marker in reversed(markers):  # module, then class, then function: the closest one wins
+        options.update(marker.kwargs)
+        if marker.args:
+            enabled = bool(marker.args[0])
+    return options if enabled else None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[None]:
+    """Run tests marked ``looptime`` on looptime's fast-forwarding clock.
+
+    The loop's clock then only moves when nothing is left to run: every wait (``asyncio.sleep``, a rate-limit
+    slot, a pause, a time-out) ends exactly on time however loaded the machine is, and takes no real time.
+    Real sockets still work: a server on 127.0.0.1 in the same loop answers within the loop's no-op cycles,
+    before the clock moves. Fixtures run on the real clock.
+
+    This replaces looptime's own pytest hook (disabled in pyproject.toml): that one asks the loop policy for a
+    loop on every test, which for a synchronous test creates a loop that is never closed (a ResourceWarning,
+    an error here). Only async tests are touched here, and their loop is already the policy's.
+    """
+    options = _looptime_options(pyfuncitem)
+    if options is None or not pytest_asyncio.is_async_test(pyfuncitem):
+        return (yield)
+    policy = pyfuncitem.funcargs.get("event_loop_policy") or asyncio.get_event_loop_policy()
+    loop = policy.get_event_loop()
+    if not isinstance(loop, asyncio.BaseEventLoop):  # not a loop looptime can patch: run on the real clock
+        return (yield)
+    patched = looptime.patch_event_loop(loop, _enabled=False)
+    patched.setup_looptime(**options)
+    with patched.looptime_enabled():
+        return (yield)
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 """Host servers for flow-control tests: each one counts and timestamps every arrival, and misbehaves on cue.
 
 One app is one *host*: tests start several on 127.0.0.1 (one port each; flow control keys hosts by
-``(scheme, host, port)``). Rates and pauses are asserted from the server's own arrival timestamps.
+``(scheme, host, port)``). Rates and pauses are asserted from the server's own arrival timestamps, read from the
+event loop's clock: under ``looptime`` that is the test's fast-forwarded clock, so the timestamps are exact.
 
 ``GET|POST /item/{key}?script=a,b,c`` answers the key's n-th arrival with the n-th action of its script and
 ``ok`` once the script runs out. Actions:
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -42,7 +42,7 @@ STORM = web.AppKey("storm", object)
 
 @dataclass
 class Arrival:
-    """One request as the server saw it: when (``time.monotonic``), which key, and what it was answered."""
+    """One request as the server saw it: when (the loop clock, see :func:`now`), which key, and what it was answered."""
 
     at: float
     key: str
@@ -61,6 +61,11 @@ class Storm:
     sent: int = 0
     answered: int = 0
     windows: list[tuple[float, float]] = field(default_factory=list)
+
+
+def now() -> float:
+    """The running loop's clock: the one the client's limiter and pauses use (fake under ``looptime``)."""
+    return asyncio.get_running_loop().time()
 
 
 def http_date(seconds_ahead: float) -> str:
@@ -88,18 +93,18 @@ async def _raw(request: web.Request, arrival: Arrival, data: bytes, outcome: str
 async def item(request: web.Request) -> web.StreamResponse:
     app = request.app
     key = request.match_info["key"]
-    arrival = Arrival(time.monotonic(), key, request.method)
+    arrival = Arrival(now(), key, request.method)
     app[ARRIVALS].append(arrival)
     app[HITS][key] += 1
     hits = app[HITS][key]
 
     storm: Storm | None = app[STORM]
     if storm is not None:
-        now = time.monotonic()
-        if now < storm.until:
+        at = now()
+        if at < storm.until:
             storm.sent += 1
             arrival.outcome = "429"
-            left = storm.until - now
+            left = storm.until - at
             value = str(math.ceil(left)) if storm.storms % 2 else http_date(left)
             return web.Response(status=429, text="storm", headers={"Retry-After": value})
 
@@ -143,10 +148,10 @@ async def item(request: web.Request) -> web.StreamResponse:
     if storm is not None and arrival.outcome == "ok":
         storm.answered += 1
         if storm.answered % storm.every == 0:
-            now = time.monotonic()
-            storm.until = now + storm.duration
+            at = now()
+            storm.until = at + storm.duration
             storm.storms += 1
-            storm.windows.append((now, storm.until))
+            storm.windows.append((at, storm.until))
     return response
 
 
@@ -206,6 +211,7 @@ __all__ = [
     "http_date",
     "make_host",
     "max_in_window",
+    "now",
     "rate",
     "start_hosts",
 ]
