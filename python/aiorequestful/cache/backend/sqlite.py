@@ -927,7 +927,14 @@ class SQLiteCache(ResponseCache[SQLiteTable]):
 
     async def _give_up(self, exc: BaseException) -> None:
         """The file cannot be used as a database: carry on without a cache (one WARNING), never fail the crawl."""
-        await self.close()
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            try:
+                await connection.close()  # nothing was written: no flush, no commit
+            except (sqlite3.Error, ValueError) as error:
+                logger.debug("Closing the unusable cache database failed: %s", error)
+            finally:
+                mark_closed(connection)
         self.unusable = f"{type(exc).__name__}: {exc}"
         for table in self._repositories.values():
             table.disabled = True
