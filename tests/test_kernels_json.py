@@ -213,3 +213,130 @@ def test_large_document_round_trips(kernels: ModuleType) -> None:
     text = json.dumps(doc)
     assert kernels.json_loads(text) == doc
     assert kernels.json_loads(text.encode()) == doc
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The paths of the native fast path: string widths and lengths around its word size, escapes between runs, keys in
+# and out of its key cache. Every case must still come out as the stdlib's.
+# --------------------------------------------------------------------------------------------------------------------
+_PIECES = [
+    "a",
+    "é",
+    "ÿ",
+    "Ā",
+    "Ω",
+    "東",
+    "\U0001f600",
+    '\\"',
+    "\\\\",
+    "\\n",
+    "\\u00e9",
+    "\\u6771",
+    "\\ud83d\\ude00",
+    " ",
+]
+
+
+@pytest.mark.parametrize("length", [0, 1, 7, 8, 9, 15, 16, 17, 47, 48, 49, 63, 64, 65, 200])
+@pytest.mark.parametrize("piece", _PIECES)
+def test_strings_of_every_width_and_length(kernels: ModuleType, length: int, piece: str) -> None:
+    body = "x" * length + piece + "y" * (length % 5)
+    text = '{"%s": "%s", "k%s": ["%s"]}' % (body, body, body, body)  # noqa: UP031 - JSON braces
+    same_as_stdlib(kernels, text)
+    same_as_stdlib(kernels, text.encode())
+    same_as_stdlib(kernels, text[:-3])  # cut inside the last string
+
+
+def test_many_distinct_keys_and_repeats_across_calls(kernels: ModuleType) -> None:
+    # More distinct keys than the cache has slots, then the same documents again: hits, misses and evictions all
+    # give the stdlib's keys (same text, same order) and values.
+    docs = [json.dumps({f"key{i}_{j}": i * j for j in range(50)}) for i in range(120)]
+    for _ in range(2):
+        for doc in docs:
+            same_as_stdlib(kernels, doc)
+            same_as_stdlib(kernels, doc.encode())
+
+
+def test_keys_of_every_kind(kernels: ModuleType) -> None:
+    keys = ["", "a", "id", "x" * 64, "x" * 65, "é", "k\\u00e9", "a\\nb", "\\u0041", "日本", "a" * 300]
+    text = "{" + ", ".join(f'"{key}": {n}' for n, key in enumerate(keys)) + "}"
+    for _ in range(3):
+        same_as_stdlib(kernels, text)
+
+
+def test_values_after_a_failed_parse_are_not_leaked_or_shared(kernels: ModuleType) -> None:
+    # A document the fast path abandons late (after building most of it) is the stdlib's, and the next one is fine.
+    doc = '{"a": [1, 2, {"b": "c"}], "d": "e", "f": [NaN, 1e400, -Infinity], "g": [1, 2,]}'
+    same_as_stdlib(kernels, doc)
+    same_as_stdlib(kernels, doc.replace(",]", "]"))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The pure twin decodes with orjson where it is installed and falls back to the stdlib wherever orjson would differ.
+# --------------------------------------------------------------------------------------------------------------------
+def test_twin_decodes_with_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiorequestful import _native_py
+
+    calls: list[Any] = []
+    orjson_loads = _native_py._orjson_loads
+    assert orjson_loads is not None
+
+    def spy(data: Any) -> Any:
+        calls.append(data)
+        return orjson_loads(data)
+
+    monkeypatch.setattr(_native_py, "_orjson_loads", spy)
+    assert _native_py.json_loads(b'{"a": [1, 2.5, "x"]}') == {"a": [1, 2.5, "x"]}
+    assert _native_py.json_loads('{"a": null}') == {"a": None}
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "123456789012345678901234567890",
+        "[-9223372036854775809, 18446744073709551616, 9223372036854775807]",
+        '{"n": 1234567890123456789012}',
+        " \n 99999999999999999999",
+        '["id 1234567890123456789012", 1]',  # a false alarm inside a string: still the stdlib's answer
+        "[NaN, Infinity, -Infinity, 1e400, -1e400]",
+        '"\\ud800"',
+        "\ufeff[1]",
+    ],
+)
+def test_twin_takes_the_stdlib_answer_where_orjson_differs(data: str) -> None:
+    from aiorequestful import _native_py
+
+    for form in (data, data.encode("utf-8", "surrogatepass")):
+        assert outcome(_native_py.json_loads, form) == outcome(json.loads, form)
+
+
+def test_twin_keeps_wide_ints_as_ints() -> None:
+    # orjson alone would give floats for these.
+    from aiorequestful import _native_py
+
+    values = _native_py.json_loads("[-9223372036854775809, 18446744073709551616, 123456789012345678901234567890]")
+    assert values == [-9223372036854775809, 18446744073709551616, 123456789012345678901234567890]
+    assert all(type(value) is int for value in values)
+
+
+@pytest.mark.parametrize("data", EDGE_TEXT[::3], ids=range(len(EDGE_TEXT[::3])))
+def test_twin_without_orjson_is_the_stdlib(monkeypatch: pytest.MonkeyPatch, data: str) -> None:
+    from aiorequestful import _native_py
+
+    monkeypatch.setattr(_native_py, "_orjson_loads", None)
+    assert outcome(_native_py.json_loads, data) == outcome(json.loads, data)
+
+
+def test_twin_imports_and_decodes_where_orjson_is_missing() -> None:
+    import subprocess
+
+    code = (
+        "import sys; sys.modules['orjson'] = None\n"  # makes `import orjson` raise ImportError
+        "from aiorequestful import _native_py as t\n"
+        "assert t._orjson_loads is None\n"
+        "assert t.json_loads(b'[1, NaN, 123456789012345678901234567890]')[2] == 123456789012345678901234567890\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.stdout.strip() == "ok", done.stderr

@@ -29,8 +29,19 @@ import hashlib
 import json
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+_orjson_loads: Callable[[str | bytes | bytearray], Any] | None
+_OrjsonError: type[Exception]
+try:
+    # A declared dependency, but the twin must also work where it is missing (it then decodes with the stdlib).
+    from orjson import JSONDecodeError as _OrjsonError
+    from orjson import loads as _orjson_loads
+except ImportError:  # pragma: no cover - exercised by tests that hide orjson
+    _orjson_loads = None
+    _OrjsonError = ValueError
+
 
 __all__ = (
     "KERNEL_API",
@@ -320,8 +331,51 @@ def cache_key(
 # --------------------------------------------------------------------------------------------------
 # JSON
 # --------------------------------------------------------------------------------------------------
+# orjson reads an int literal too wide for 64 bits as a float; the stdlib gives the int. Such a literal has at least
+# 19 digits and, being a value, follows one of "[,: \t\n\r-" (or starts the text). This table maps digits to "0",
+# those bytes to "x" and everything else to ".", so one substring search finds every candidate (a 19-digit run
+# inside a string after a space is a false alarm, which only costs the stdlib decode).
+_WIDE_INT_TABLE = bytes(
+    ord("0") if chr(b).isdigit() and b < 128 else ord("x") if chr(b) in "[,: \t\n\r-" else ord(".") for b in range(256)
+)
+_WIDE_INT = b"0" * 19
+
+
+def _may_hold_wide_int(raw: bytes | bytearray) -> bool:
+    marked = raw.translate(_WIDE_INT_TABLE)
+    return marked.startswith(_WIDE_INT) or b"x" + _WIDE_INT in marked
+
+
 def json_loads(data: str | bytes | bytearray, /) -> Any:
-    """Decode JSON exactly as ``json.loads`` does: same values, same ``JSONDecodeError``/``TypeError``."""
+    """Decode JSON exactly as ``json.loads`` does: same values, same ``JSONDecodeError``/``TypeError``.
+
+    orjson decodes first when it is installed: it is strict JSON, so whatever it accepts the stdlib accepts with the
+    same value, except ints beyond 64 bits, which it turns into floats; a text that may hold one goes to the stdlib
+    directly. What orjson refuses and the stdlib takes (``NaN``/``Infinity``, ``1e400``, lone surrogates, UTF-16/32
+    bytes, str subclasses, nesting past 1,024 levels) and every error go to ``json.loads``, which returns or raises
+    as it always does. Only ``str``/``bytes``/``bytearray`` reach orjson: it would also read a ``memoryview``,
+    where the stdlib raises ``TypeError``.
+
+    One difference is left on CPython 3.11, whose decoder shares the Python recursion limit: a document nested
+    between about 1,000 levels (the default limit, less the caller's stack) and orjson's 1,024 decodes here where
+    ``json.loads`` raises ``RecursionError``. Finding a document's depth first would cost more than decoding it.
+    """
+    if _orjson_loads is None:
+        return json.loads(data)
+    if isinstance(data, str):
+        try:
+            raw: bytes | bytearray = data.encode()
+        except UnicodeEncodeError:  # lone surrogates: orjson refuses them, the stdlib decodes them
+            return json.loads(data)
+    elif isinstance(data, (bytes, bytearray)):
+        raw = data
+    else:
+        return json.loads(data)  # the stdlib's TypeError
+    if not _may_hold_wide_int(raw):
+        try:
+            return _orjson_loads(data)
+        except _OrjsonError:
+            pass
     return json.loads(data)
 
 
