@@ -83,6 +83,19 @@ bench: build-dev ## Full benchmarks: writes benches/results/{latest.json,REPORT.
 wheels: $(VENV)/.deps ## Release wheels for CPython 3.11-3.13 and the sdist into dist/, each wheel checked and smoke-tested
 	bash scripts/build_wheels.sh dist
 
+# The documentation toolchain (the `docs` extra of pyproject.toml) is installed on demand, only for `make docs`.
+DOCS_DEPS := "sphinx>=7.2,<10" "furo>=2024.1" "myst-parser>=3"
+
+$(VENV)/.docs: $(VENV)/.deps pyproject.toml
+	$(PY) -m pip install --quiet $(DOCS_DEPS)
+	touch $@
+
+.PHONY: docs
+docs: build-dev $(VENV)/.docs ## The documentation site into docs/_build/html (warnings fail it), then run every example in it
+	# -E: read every page and docstring afresh, so a warning is never hidden by an incremental build.
+	$(PY) -m sphinx -E -W --keep-going -q -b html docs docs/_build/html
+	$(PY) -m pytest -q tests/test_docs_examples.py tests/test_docs_site.py
+
 .PHONY: fleet-demo
 fleet-demo: build-dev ## 4 worker processes share one Redis (started here); prints the rate the server measured
 	@export AIOREQUESTFUL_REDIS_DIR=$${TMPDIR:-/tmp}/aiorequestful-fleet-demo; \

@@ -202,7 +202,8 @@ def _normalise(text: str) -> list[str]:
 def run_block(block: Block, namespace: dict[str, Any]) -> str:
     # Blank lines in front keep the page's line numbers in tracebacks: docs/page.md line N is line N here.
     source = "\n" * (block.line - 1) + block.code
-    code = compile(source, str(block.page.relative_to(DOCS.parent)), "exec")
+    name = block.page.relative_to(DOCS.parent) if block.page.is_relative_to(DOCS.parent) else block.page
+    code = compile(source, str(name), "exec")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(code, namespace)  # running the documentation's own examples is the point
