@@ -97,3 +97,25 @@ async def test_a_corrupt_row_is_still_a_logged_miss(
     assert again == {"id": "9", "title": "Item 9", "hit": 2}
     assert app[HITS]["9"] == 2
     assert any("corrupt cache entry" in record.getMessage() for record in caplog.records)
+
+
+async def test_a_hit_hands_over_its_decoded_payload_through_a_public_method(
+    server: tuple[URL, Any], tmp_path: Path
+) -> None:
+    from aiorequestful.cache.response import CachedResponse
+    from aiorequestful.cache.session import CachedSession
+
+    base, _ = server
+    cache = SQLiteCache.connect_with_path(tmp_path / "p.sqlite", repository_getter=pick_repository)
+    table = cache.create_repository(ItemSettings(name="items", payload_handler=JSONPayloadHandler()))
+    async with CachedSession(cache=cache) as session:
+        async with session.get(f"{base}/v2/items/3") as response:
+            await response.read()
+        async with session.get(f"{base}/v2/items/3") as response:
+            assert isinstance(response, CachedResponse)
+            handler = table.settings.payload_handler
+            assert response.decoded_payload(handler) == (True, {"id": "3", "title": "Item 3", "hit": 1})
+            assert response.decoded_payload(JSONPayloadHandler()) == (False, None)  # another handler object
+            assert response._cached_decoded is not None  # the older attribute still works
+    plain = CachedResponse(response.request_info, '{"a": 1}')
+    assert plain.decoded_payload(handler) == (False, None)
