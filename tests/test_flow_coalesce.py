@@ -17,6 +17,10 @@ from aiorequestful.timer import StepCountTimer
 
 from .flow_servers import HITS, answered, arrivals, start_hosts
 
+# Every test here runs on looptime's fast-forwarded loop clock unless it says otherwise: waits take no real
+# time and rates, orders and pauses come out exact, however loaded the machine is.
+pytestmark = pytest.mark.looptime
+
 
 def handler(**kwargs) -> RequestHandler:
     kwargs.setdefault("payload_handler", JSONPayloadHandler())

@@ -23,6 +23,10 @@ from aiorequestful.timer import StepCountTimer
 
 from .flow_servers import STORM, Storm, answered, arrivals, max_in_window, start_hosts
 
+# Every test here runs on looptime's fast-forwarded loop clock unless it says otherwise: waits take no real
+# time and rates, orders and pauses come out exact, however loaded the machine is.
+pytestmark = pytest.mark.looptime
+
 
 async def crawl(handler: RequestHandler, urls: list, workers: int) -> list:
     """Fetch ``urls`` with ``workers`` concurrent tasks; results in URL order."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
 
 import pytest
 
@@ -20,7 +19,11 @@ from aiorequestful.response.payload import JSONPayloadHandler
 from aiorequestful.response.status import ClientErrorStatusHandler, RateLimitStatusHandler, UnauthorisedStatusHandler
 from aiorequestful.timer import StepCountTimer
 
-from .flow_servers import answered, arrivals, http_date, start_hosts
+from .flow_servers import answered, arrivals, http_date, now, start_hosts
+
+# Every test here runs on looptime's fast-forwarded loop clock unless it says otherwise: waits take no real
+# time and rates, orders and pauses come out exact, however loaded the machine is.
+pytestmark = pytest.mark.looptime
 
 HOST = ("http", "a.test", 80)
 
@@ -136,9 +139,9 @@ async def test_503_retry_after_pauses_and_retries_after_the_larger_wait(serve) -
         assert times[1] - times[0] >= 0.9
     # Retry delay 1.2 s, pause 0.3 s: the retry delay wins.
     async with handler(retry_timer=StepCountTimer(initial=1.2, count=2, step=0.1)) as h:
-        start = time.monotonic()
+        start = now()
         assert (await h.get(url / "item" / "y", params={"script": "503:0.3"}))["hits"] == 2
-        assert 1.1 <= time.monotonic() - start < 3.0
+        assert 1.1 <= now() - start < 3.0
         assert "pause" not in h.stats.wait_seconds_by_reason
 
 
@@ -147,11 +150,11 @@ async def test_pause_longer_than_budget_fails_fast_for_everyone(serve) -> None:
     ((app, url),) = await start_hosts(serve, 1)
     retry = StepCountTimer(initial=0.1, count=2, step=0.1)  # 0.5 s of budget, Retry-After asks for 30 s
     async with handler(retry_timer=retry) as h:
-        start = time.monotonic()
+        start = now()
         with pytest.raises(ResponseError) as seen:
             await h.get(url / "item" / "storm", params={"script": "429:30"})
         others = await asyncio.gather(*(h.get(url / "item" / f"o{i}") for i in range(5)), return_exceptions=True)
-        elapsed = time.monotonic() - start
+        elapsed = now() - start
         assert h.host_pauses.remaining(host_key(url)) > 25
     assert elapsed < 5
     assert seen.value.response is not None and seen.value.response.status == 429
@@ -167,10 +170,10 @@ async def test_pause_longer_than_budget_fails_fast_for_everyone(serve) -> None:
 async def test_503_pause_longer_than_budget_fails_fast_with_the_response(serve) -> None:
     ((app, url),) = await start_hosts(serve, 1)
     async with handler(retry_timer=StepCountTimer(initial=0.1, count=3, step=0)) as h:
-        start = time.monotonic()
+        start = now()
         with pytest.raises(ResponseError) as info:
             await h.get(url / "item" / "s", params={"script": f"503:date:{20}"})
-        assert time.monotonic() - start < 3
+        assert now() - start < 3
     assert info.value.response is not None and info.value.response.status == 503
     assert "greater than the remaining retry budget of 0.30 seconds" in str(info.value)
     assert str(info.value).startswith("Status code: 503 | Retry-After wait of ")
@@ -210,9 +213,24 @@ async def test_absurd_retry_after_is_capped(serve) -> None:
             await h.get(url / "item" / "a", params={"script": "429:99999999999"})
         pause = h.host_pauses.get(host_key(url))
         assert pause is not None and pause.seconds == 1.0 and pause.status == 429
-        start = time.monotonic()
+        start = now()
         assert (await h.get(url / "item" / "b"))["hits"] == 1
-        assert 0.7 <= time.monotonic() - start < 3
+        assert 0.7 <= now() - start < 3
+
+
+@pytest.mark.timeout(20)
+async def test_a_pause_ending_between_clock_ticks_does_not_spin(serve) -> None:
+    """The loop runs a timer up to its clock's resolution early. Waiting out a pause must then not sleep again
+    for the remaining sliver, and again (a busy loop; on this test's clock, which only moves when the loop is
+    idle, it never ended)."""
+    ((app, url),) = await start_hosts(serve, 1)
+    pauses = HostPauses()
+    async with handler(retry_timer=StepCountTimer(initial=0, count=2, step=1), pause_on_retry_after=pauses) as h:
+        start = now()
+        pauses.pause(host_key(url), 0.25 + 5e-10, 429)  # ends a fraction of a clock tick after a tick
+        assert (await h.get(url / "item" / "x"))["hits"] == 1
+    assert arrivals(app)[0].at - start == pytest.approx(0.25, abs=1e-6)
+    assert h.stats.wait_seconds_by_reason["pause"] == pytest.approx(0.25, abs=1e-6)
 
 
 # (The server's script is comma-separated, so the past date is in asctime form.)
@@ -222,12 +240,12 @@ async def test_garbage_negative_and_past_retry_after_do_not_pause(serve, caplog,
     ((_app, url),) = await start_hosts(serve, 1)
     caplog.set_level(logging.WARNING)
     async with handler(retry_timer=StepCountTimer(initial=0, count=2, step=0)) as h:
-        start = time.monotonic()
+        start = now()
         results = await asyncio.gather(
             h.get(url / "item" / "g", params={"script": f"raw429:{value}"}),
             *(h.get(url / "item" / f"o{i}") for i in range(5)),
         )
-        assert time.monotonic() - start < 2
+        assert now() - start < 2
         assert h.host_pauses.get(host_key(url)) is None
     assert results[0]["hits"] == 2
     assert h.stats.responses["4xx"] == 1 and h.stats.errors == 0  # the 429 was read, then retried
@@ -255,9 +273,9 @@ async def test_pauses_off_by_default(serve) -> None:
         assert h.host_pauses is None
         first = asyncio.create_task(h.get(url / "item" / "a", params={"script": "429:1"}))
         await asyncio.sleep(0.2)
-        start = time.monotonic()
+        start = now()
         await asyncio.gather(*(h.get(url / "item" / f"o{i}") for i in range(5)))
-        assert time.monotonic() - start < 0.5
+        assert now() - start < 0.5
         await first
 
 
@@ -289,7 +307,7 @@ async def test_shared_pauses_between_handlers(serve) -> None:
         assert one.host_pauses is pauses is two.host_pauses
         first = asyncio.create_task(one.get(url / "item" / "a", params={"script": "429:1"}))
         await asyncio.sleep(0.2)
-        start = time.monotonic()
+        start = now()
         await two.get(url / "item" / "b")
-        assert time.monotonic() - start >= 0.6
+        assert now() - start >= 0.6
         await first

@@ -746,13 +746,19 @@ class RequestHandler(Generic[A, P]):
         assert pauses is not None
         loop = asyncio.get_running_loop()
         waited = 0.0
+        slept_until = -math.inf
         while (pause := pauses.get(host)) is not None:
+            if pause.until <= slept_until:
+                # Already slept until this very end: the loop runs a timer up to its clock's resolution early, so
+                # the clock may still read a hair before it. Sleeping again would spin without the clock moving.
+                break
             remaining = pause.until - loop.time()
             if pause.until > chain.pause_accepted:
                 self._check_pause(remaining, pause.status, host, timer)
                 chain.pause_accepted = pause.until
             if remaining > 0:
                 await sleep_until(loop, pause.until)
+                slept_until = pause.until
                 self._waited(WAIT_PAUSE, remaining, url)
                 waited += remaining
             # and look again: the pause may have been extended meanwhile
