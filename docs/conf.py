@@ -34,6 +34,15 @@ myst_heading_anchors = 3
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
+# Signatures name the package's own type aliases (see aiorequestful.types) instead of spelling them out.
+autodoc_type_aliases = {
+    "HostKey": "HostKey",
+    "RateLimitInput": "RateLimitInput",
+    "URLInput": "URLInput",
+    "Headers": "Headers",
+    "Number": "Number",
+    "MethodInput": "MethodInput",
+}
 autodoc_default_options = {"show-inheritance": True}
 add_module_names = False
 python_use_unqualified_type_names = True

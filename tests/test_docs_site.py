@@ -22,6 +22,11 @@ from . import test_docs_examples as runner
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 
+pytestmark = pytest.mark.skipif(
+    not (DOCS / "index.md").is_file() or not (ROOT / "Makefile").is_file(),
+    reason="no docs/ and Makefile beside tests/ (not a checkout)",
+)
+
 #: Public modules left out of the reference on purpose: the demo is a program, not an API.
 NOT_IN_REFERENCE = {"aiorequestful.demo", "aiorequestful.demo.crawl", "aiorequestful.demo.server"}
 
