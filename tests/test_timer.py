@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import functools
+import itertools
 import math
 import operator
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -54,10 +55,13 @@ def timer_kernels(kernels: ModuleType, monkeypatch: pytest.MonkeyPatch) -> Modul
 # independent reference: the spec's definitions, written out naively
 # --------------------------------------------------------------------------------------------------
 def left_sum(values: list[Any]) -> Any:
-    return functools.reduce(operator.add, values)
+    """What the reference totals are: the builtin sum() of the values (compensated for floats from 3.12)."""
+    return sum(values)
 
 
 def count_values(kind: str, start: Any, param: Any, steps: int) -> list[Any]:
+    if kind == "step":
+        return [start + param * i for i in range(steps + 1)]
     values = [start]
     for _ in range(steps):
         values.append(OPS[kind](values[-1], param))
@@ -476,8 +480,8 @@ def test_count_timers_match_reference(
     steps = count - timer.counter
 
     def reference_remaining() -> Any:
-        values = count_values(kind, float(timer.value), param, steps)[1:]
-        return left_sum(values) if values else 0.0
+        start = float(timer.value)
+        return left_sum(count_values(kind, start, param, steps)) - start
 
     assert outcome(lambda: timer.total_remaining) == outcome(reference_remaining)
 
@@ -530,6 +534,105 @@ def test_ceiling_timers_match_reference(
     assert outcome(lambda: timer.total_remaining) == outcome(
         lambda: left_sum(ceiling_values(kind, start, param, final)) - start
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# bit for bit against the reference implementation's own arithmetic
+# --------------------------------------------------------------------------------------------------
+# The formulas below are transcribed from the reference (1.0.20): step terms are initial + step * i, geometric
+# and power terms are accumulated (itertools.accumulate), ceiling timers yield min(final, op(last)), every
+# total is the builtin sum() and total_remaining is sum(values from float(value)) - float(value).
+def reference_count(kind: str, initial: Any, param: Any, count: int, value: Any, remaining: int) -> tuple[Any, Any]:
+    op = OPS[kind]
+    if kind == "step":
+        total = sum(initial + param * i for i in range(count + 1))
+        left = sum(float(value) + param * i for i in range(remaining + 1)) - float(value)
+    else:
+        total = sum(itertools.accumulate(range(1, count + 1), lambda s, _: op(s, param), initial=initial))
+        left = sum(itertools.accumulate(range(remaining), lambda s, _: op(s, param), initial=float(value)))
+        left -= float(value)
+    return total, left
+
+
+def reference_ceiling(kind: str, initial: Any, param: Any, final: Any, value: Any) -> tuple[Any, Any, int]:
+    op = OPS[kind]
+
+    def all_values(x: Any) -> Iterator[Any]:
+        yield x
+        while x < final:
+            x = min(final, op(x, param))
+            yield x
+
+    return sum(all_values(initial)), sum(all_values(float(value))) - float(value), len(list(all_values(initial))) - 1
+
+
+_GRID_STARTS = (0.1, 0.3, 0.7, 1, 1.5, 2.2)
+_GRID_PARAMS = {"step": (0.1, 0.2, 0.3, 1, 2.5), "geometric": (1.1, 1.5, 2, 3.3), "power": (1.1, 1.3, 2)}
+
+
+def _grid_count_cases() -> Iterator[tuple[str, Any, Any, int, int]]:
+    for kind, params in _GRID_PARAMS.items():
+        for initial in _GRID_STARTS:
+            for param in params:
+                for count in (0, 1, 3, 5, 10):
+                    if kind == "power" and count > 5:
+                        continue
+                    yield kind, initial, param, count, min(count, 2)
+
+
+def _grid_ceiling_cases() -> Iterator[tuple[str, Any, Any, Any, int]]:
+    for kind, params in _GRID_PARAMS.items():
+        for initial in _GRID_STARTS:
+            if kind == "power" and initial <= 1:
+                continue  # never reaches final: the reference loops forever there (covered by the D-2 tests)
+            for param in params:
+                for final in (3, 9.5, 60.7):
+                    yield kind, initial, param, final, 2
+
+
+def test_grid_is_a_few_hundred_schedules() -> None:
+    assert len(list(_grid_count_cases())) + len(list(_grid_ceiling_cases())) >= 300
+
+
+@pytest.mark.parametrize(("kind", "initial", "param", "count", "advance"), list(_grid_count_cases()))
+def test_count_totals_are_the_references_bit_for_bit(
+    timer_kernels: ModuleType, kind: str, initial: Any, param: Any, count: int, advance: int
+) -> None:
+    timer = COUNT_CLASSES[kind](initial, count, param)
+    fresh_total, fresh_left = reference_count(kind, initial, param, count, initial, count)
+    assert outcome(lambda: timer.total) == outcome(lambda: fresh_total)
+    assert outcome(lambda: timer.total_remaining) == outcome(lambda: fresh_left)
+    for _ in range(advance):
+        assert timer.increase()
+    _, left = reference_count(kind, initial, param, count, timer.value, count - timer.counter)
+    assert outcome(lambda: timer.total_remaining) == outcome(lambda: left)
+
+
+@pytest.mark.parametrize(("kind", "initial", "param", "final", "advance"), list(_grid_ceiling_cases()))
+def test_ceiling_totals_are_the_references_bit_for_bit(
+    timer_kernels: ModuleType, kind: str, initial: Any, param: Any, final: Any, advance: int
+) -> None:
+    timer = CEILING_CLASSES[kind](initial, final, param)
+    total, left, count = reference_ceiling(kind, initial, param, final, initial)
+    assert (outcome(lambda: timer.total), outcome(lambda: timer.count)) == (outcome(lambda: total), (int, count))
+    assert outcome(lambda: timer.total_remaining) == outcome(lambda: left)
+    for _ in range(advance):
+        timer.increase()
+    _, left, _ = reference_ceiling(kind, initial, param, final, timer.value)
+    assert outcome(lambda: timer.total_remaining) == outcome(lambda: left)
+
+
+def test_examples_whose_last_digits_depend_on_the_formulas() -> None:
+    # 0.1 + 0.2 + 0.4 + 0.8 + 1.6 + 3.2, minus 0.1: not the sum of the last five alone (6.2).
+    geometric = GeometricCountTimer(0.1, 5, 2)
+    assert geometric.total_remaining == 6.200000000000001
+    assert geometric.total_remaining == geometric.total - float(geometric)
+    # Terms 0.1 + 0.1 * i (not repeated addition), summed by this interpreter's sum().
+    expected = 6.6000000000000005 if sys.version_info >= (3, 12) else 6.600000000000001
+    assert StepCountTimer(0.1, 10, 0.1).total == expected
+    # A fresh timer's remaining total is its total less its value.
+    for timer in (StepCountTimer(0.1, 5, 0.1), GeometricCountTimer(0.1, 5, 1.1), StepCeilingTimer(0.1, 0.5, 0.1)):
+        assert timer.total_remaining == timer.total - float(timer)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -39,13 +39,15 @@ def timer_plan(
     steps: int | None = None,
     final: int | float | None = None,
 ) -> tuple[int | float, int | float, int | float, int]:
-    """Iterate a timer's step operation (``"step"``: x + param, ``"geometric"``: x * param, ``"power"``:
-    x ** param) from ``start``; give exactly one of ``steps`` (apply it that many times) or ``final`` (apply
-    ``x = min(final, op(x))`` while ``x < final``, stopping when a step makes no progress).
+    """A timer's schedule from ``start`` (``"step"``: x + param, ``"geometric"``: x * param, ``"power"``:
+    x ** param); give exactly one of ``steps`` (a count schedule of ``steps + 1`` values, the i-th ``"step"``
+    value being ``start + param * i``) or ``final`` (apply ``x = min(final, op(x))`` while ``x < final``,
+    stopping when a step makes no progress).
 
-    Returns ``(last, total, total_after_start, n)``; ints stay ints while every operand is an int. Values are
-    seconds. Raises ``ValueError`` (bad kind, both/neither limit, negative steps, more than ``MAX_TIMER_STEPS``
-    steps), ``TypeError`` (non-numbers), ``ArithmeticError(TIMER_RANGE_ERROR)`` (outside 64-bit ints/doubles).
+    Returns ``(last, total, total - start, n)`` with ``total`` exactly what the running Python's ``sum()``
+    gives for the values; ints stay ints while every operand is an int. Values are seconds. Raises
+    ``ValueError`` (bad kind, both/neither limit, negative steps, more than ``MAX_TIMER_STEPS`` steps),
+    ``TypeError`` (non-numbers), ``ArithmeticError(TIMER_RANGE_ERROR)`` (outside 64-bit ints/doubles).
     """
 
 @final

@@ -7,7 +7,7 @@ together; change one and you must change the other (``rust/bindings`` and ``rust
 
 The kernels work over plain data only:
 
-* ``timer_plan``   - iterate one timer step operation and sum the values (api.md §4, D-2).
+* ``timer_plan``   - a timer's schedule and its sum as the running Python's ``sum()`` gives it (D-2).
 * ``DispatchTable`` - status code -> index of the first handler that claims it (api.md §6/§7.1).
 * ``cache_key``    - a stable SHA-256 digest of a request's identifying parts (issue 3, used by the cache).
 * ``json_loads``   - ``json.loads`` with stdlib's results and errors (api.md §5).
@@ -137,6 +137,27 @@ def _pow(a: int | float, b: int | float) -> int | float:
 _OPS = {"step": _add, "geometric": _mul, "power": _pow}
 
 
+def _sub(a: int | float, b: int | float) -> int | float:
+    if isinstance(a, int) and isinstance(b, int):
+        return _check_int(a - b)
+    return float(a) - float(b)
+
+
+def _python_sum(values: list[int | float]) -> int | float:
+    """``sum(values)`` as the running interpreter computes it, within the kernel's range.
+
+    The builtin does the work, so the result is bit for bit that of ``sum()`` on this Python (plain float
+    additions before 3.12, Neumaier-compensated from 3.12). The native kernel keeps the leading ints in a
+    64-bit int until the first float; a partial sum outside that range is declined here too.
+    """
+    partial = 0
+    for value in values:
+        if not isinstance(value, int):
+            break
+        partial = _check_int(partial + value)
+    return sum(values)
+
+
 def timer_plan(
     kind: str,
     start: int | float,
@@ -145,32 +166,32 @@ def timer_plan(
     steps: int | None = None,
     final: int | float | None = None,
 ) -> tuple[int | float, int | float, int | float, int]:
-    """Iterate a timer's step operation from ``start`` and sum the values, in order.
+    """A timer's schedule from ``start``, summed as the running Python's ``sum()`` would.
 
     ``kind`` names the operation: ``"step"`` (x + param), ``"geometric"`` (x * param) or ``"power"``
     (x ** param). Give exactly one of:
 
-    * ``steps``: apply the operation exactly ``steps`` times (count timers, api.md §4.2);
+    * ``steps``: a count schedule (count timers, api.md §4.2) of ``steps + 1`` values. For ``"step"`` the
+      i-th value is ``start + param * i``; the other kinds apply the operation to the previous value;
     * ``final``: apply ``x = min(final, op(x))`` while ``x < final`` (ceiling timers, §4.3), stopping early
       when a step does not increase the value (a schedule that can never reach ``final``, D-2).
 
-    Returns ``(last, total, total_after_start, n)``: the last value, ``start + v1 + ... + vn`` added left to
-    right, ``v1 + ... + vn`` added left to right (``0`` when ``n == 0``), and ``n`` the number of steps taken.
-    Ints stay ints while every operand is an int, as in Python. Raises ``ValueError`` for a bad ``kind``,
-    both or neither of ``steps``/``final``, negative ``steps`` or a schedule longer than ``MAX_TIMER_STEPS``;
-    ``TypeError`` for non-numbers; ``ArithmeticError(TIMER_RANGE_ERROR)`` outside the kernel's range.
+    These are the reference implementation's formulas. Returns ``(last, total, total_after_start, n)``: the
+    last value, ``sum(values)`` exactly as the builtin computes it on this interpreter, ``total - start``,
+    and ``n`` the number of steps taken. Ints stay ints while every operand is an int, as in Python. Raises
+    ``ValueError`` for a bad ``kind``, both or neither of ``steps``/``final``, negative ``steps`` or a schedule
+    longer than ``MAX_TIMER_STEPS``; ``TypeError`` for non-numbers; ``ArithmeticError(TIMER_RANGE_ERROR)``
+    outside the kernel's range.
     """
     op = _OPS.get(kind) if isinstance(kind, str) else None
     if op is None:
         raise ValueError(f"Unknown timer kind: {kind!r}")
     if (steps is None) == (final is None):
         raise ValueError("Give exactly one of steps or final")
-    value = _as_number(start, "start")
+    first = _as_number(start, "start")
     factor = _as_number(param, "param")
 
-    total: int | float = value
-    after: int | float = 0
-    n = 0
+    value = first
     if steps is not None:
         if isinstance(steps, bool) or not isinstance(steps, int):
             raise TypeError(f"steps must be an int, not {type(steps).__name__}")
@@ -179,14 +200,19 @@ def timer_plan(
             raise ValueError("steps must not be negative")
         if steps > MAX_TIMER_STEPS:
             raise ValueError(f"Timer schedule exceeds {MAX_TIMER_STEPS} steps")
-        for _ in range(steps):
-            value = op(value, factor)
-            total = _add(total, value)
-            after = value if n == 0 else _add(after, value)
-            n += 1
-        return value, total, after, n
+        if kind == "step":
+            values = [_add(first, _mul(factor, i)) for i in range(steps + 1)]
+        else:
+            values = [value]
+            for _ in range(steps):
+                value = op(value, factor)
+                values.append(value)
+        total = _python_sum(values)
+        return values[-1], total, _sub(total, first), steps
 
     ceiling = _as_number(final, "final")
+    values = [value]
+    n = 0
     while value < ceiling:
         stepped = op(value, factor)
         # Python's min(final, x) keeps `final` unless x is strictly smaller (so a NaN step yields final).
@@ -196,10 +222,10 @@ def timer_plan(
         if n >= MAX_TIMER_STEPS:
             raise ValueError(f"Timer schedule exceeds {MAX_TIMER_STEPS} steps")
         value = nxt
-        total = _add(total, value)
-        after = value if n == 0 else _add(after, value)
+        values.append(value)
         n += 1
-    return value, total, after, n
+    total = _python_sum(values)
+    return value, total, _sub(total, first), n
 
 
 # --------------------------------------------------------------------------------------------------

@@ -6,10 +6,11 @@ stop after ``count`` increases; ceiling timers stop when the value reaches ``fin
 for its current value without changing it.
 
 The schedule sums (``final``/``total``/``total_remaining``/``count``) come from the ``timer_plan`` kernel, which
-iterates the step operation in order exactly as the reference does. The kernel works in 64-bit ints and IEEE
+computes the values with the reference's formulas and sums them exactly as the running Python's ``sum()``
+does (plain float additions before 3.12, compensated from 3.12). The kernel works in 64-bit ints and IEEE
 doubles; when it declines an input (``ArithmeticError``: big ints, overflow, complex results; ``TypeError``:
-numbers other than int/float such as ``Fraction``), the same iteration is repeated here with Python's own
-unbounded arithmetic, so results never depend on the backend.
+numbers other than int/float such as ``Fraction``), the same values are summed here with the builtin and
+Python's own unbounded arithmetic, so results never depend on the backend.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def _pow(a: Any, b: Any) -> Any:
 #: The Python operation of each kernel timer kind (must match TIMER_KINDS in _native_py.py).
 _OPERATIONS: dict[str, Callable[[Any, Any], Any]] = {"step": _add, "geometric": _mul, "power": _pow}
 
-#: (last value, sum of all values, sum of the values after the start, number of steps) - see kernels.timer_plan.
+#: (last value, sum() of all values, that sum minus the start, number of steps) - see kernels.timer_plan.
 _Plan = tuple[Any, Any, Any, int]
 
 # Values that copy.deepcopy would return unchanged anyway; skipping the call keeps the per-request deep copy of
@@ -116,28 +117,23 @@ def _normalise_count(count: Any) -> int | None:
 
 
 def _sum_values(values: Iterable[Any]) -> _Plan:
-    """Sum a schedule left to right, as ``kernels.timer_plan`` does, with Python arithmetic.
+    """The plan of a schedule with Python arithmetic, as ``kernels.timer_plan`` computes it.
 
+    The total is the builtin ``sum()`` of the values (what the reference computes, with this interpreter's
+    float summation) and the part after the start is ``total - start``, derived as the reference derives it.
     Used when the kernel declines an input and for custom ceiling timers. Longer schedules than the kernel
     allows raise the kernel's own ``ValueError`` so that both paths fail alike.
     """
     limit = kernels.MAX_TIMER_STEPS
-    iterator = iter(values)
-    try:
-        last = next(iterator)
-    except StopIteration:  # pragma: no cover - every schedule yields its start
-        raise ValueError("A timer schedule must yield its starting value") from None
-    total = last
-    after: Any = 0
-    n = 0
-    for value in iterator:
-        if n >= limit:
+    collected: list[Any] = []
+    for value in values:
+        if len(collected) > limit:
             raise ValueError(f"Timer schedule exceeds {limit} steps")
-        last = value
-        total = total + value
-        after = value if n == 0 else after + value
-        n += 1
-    return last, total, after, n
+        collected.append(value)
+    if not collected:  # pragma: no cover - every schedule yields its start
+        raise ValueError("A timer schedule must yield its starting value")
+    total = sum(collected)
+    return collected[-1], total, total - collected[0], len(collected) - 1
 
 
 def _slot_names(cls: type) -> tuple[str, ...]:
@@ -361,8 +357,13 @@ class _OperationCountTimer(CountTimer, ABC):
             return _sum_values(self._values(start, steps))
 
     def _values(self, start: Any, steps: int) -> Iterator[Any]:
-        op = _OPERATIONS[self._kind]
         parameter = self._parameter
+        if self._kind == "step":
+            # The reference's terms: start + step * i (not repeated addition, which rounds differently).
+            for i in range(steps + 1):
+                yield _add(start, _mul(parameter, i))
+            return
+        op = _OPERATIONS[self._kind]
         value = start
         yield value
         for _ in range(steps):
@@ -395,8 +396,8 @@ class _OperationCountTimer(CountTimer, ABC):
         if cached is not None and cached[0] == self._counter:
             return cached[1]
         steps = self._count - self._counter
-        _, _, after, n = self._run(float(self._value), steps)
-        remaining = after if n else 0.0
+        # sum(values from the current one) - current, exactly as the reference derives it.
+        remaining = self._run(float(self._value), steps)[2]
         self._remaining = (self._counter, remaining)
         return remaining
 

@@ -8,10 +8,11 @@
 use aiorequestful_kernels::bucket;
 use aiorequestful_kernels::cache_key::{CacheKey, Part};
 use aiorequestful_kernels::error::TIMER_RANGE_ERROR;
-use aiorequestful_kernels::timer::{self, Limit, TimerKind, MAX_TIMER_STEPS, TIMER_KINDS};
+use aiorequestful_kernels::timer::{self, Limit, SumMode, TimerKind, MAX_TIMER_STEPS, TIMER_KINDS};
 use aiorequestful_kernels::KernelError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyString, PyTuple};
+use std::sync::OnceLock;
 
 mod convert;
 mod dispatch;
@@ -44,7 +45,21 @@ const ALL: [&str; 9] = [
 /// The result of `timer_plan`: `(last, total, total_after_start, n)`.
 type PlanTuple<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>, u64);
 
-/// Iterate a timer's step operation from ``start`` and sum the values, in order (api.md §4, D-2).
+/// How the running interpreter's builtin `sum()` adds floats: compensated from CPython 3.12 on, plain before.
+/// Set once when the module is initialised; a schedule's total must be exactly what `sum(values)` returns.
+static SUM_MODE: OnceLock<SumMode> = OnceLock::new();
+
+fn sum_mode(py: Python<'_>) -> SumMode {
+    *SUM_MODE.get_or_init(|| {
+        if py.version_info() >= (3, 12) {
+            SumMode::Compensated
+        } else {
+            SumMode::Plain
+        }
+    })
+}
+
+/// A timer's schedule from ``start``, summed as the running Python's ``sum()`` would (api.md §4, D-2).
 #[pyfunction(signature = (kind, start, param, /, steps = None, r#final = None))]
 fn timer_plan<'py>(
     kind: &Bound<'py, PyAny>,
@@ -76,7 +91,7 @@ fn timer_plan<'py>(
         (None, Some(ceiling)) => Limit::Final(timer_number(ceiling, "final")?),
         (None, None) => return Err(kernel_error(KernelError::StepsOrFinal)),
     };
-    let plan = timer::timer_plan(kind, start, param, limit).py()?;
+    let plan = timer::timer_plan(kind, start, param, limit, sum_mode(py)).py()?;
     Ok((
         number_to_py(py, plan.last)?,
         number_to_py(py, plan.total)?,
@@ -176,6 +191,7 @@ fn bucket_take(
 #[pymodule(gil_used = false)]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    sum_mode(py);
     // setattr, not add: PyModule::add appends to __all__, which is set once, below, in the twin's order.
     m.setattr("KERNEL_API", KERNEL_API)?;
     m.setattr("MAX_TIMER_STEPS", MAX_TIMER_STEPS)?;

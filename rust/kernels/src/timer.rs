@@ -54,6 +54,17 @@ impl Number {
         }
     }
 
+    /// Python `self - other`.
+    ///
+    /// # Errors
+    /// [`KernelError::Range`] when two ints overflow 64 bits.
+    pub fn py_sub(self, other: Self) -> KernelResult<Self> {
+        match (self, other) {
+            (Self::Int(a), Self::Int(b)) => a.checked_sub(b).map(Self::Int).ok_or(KernelError::Range),
+            _ => Ok(Self::Float(self.to_f64() - other.to_f64())),
+        }
+    }
+
     /// Python `self * other`.
     ///
     /// # Errors
@@ -287,73 +298,158 @@ pub enum Limit {
     Final(Number),
 }
 
+/// How the running Python's builtin `sum()` adds floats; the kernel reproduces it so that a schedule's total is
+/// the very number `sum(values)` gives on that interpreter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SumMode {
+    /// Left to right, one rounding per addition (CPython 3.11 and older).
+    Plain,
+    /// Neumaier-compensated float additions (CPython 3.12 and newer). Ints met after the first float are still
+    /// added plainly there, and the compensation is applied at the end only when it is finite and non-zero.
+    Compensated,
+}
+
+/// CPython's `sum(values)` with the default int start `0`, fed one value at a time.
+///
+/// While every value is an int the sum is an exact int; the first float is added to that int sum with a plain
+/// `int + float`, and from then on floats go through [`SumMode`]'s algorithm.
+#[derive(Debug, Clone, Copy)]
+struct PySum {
+    mode: SumMode,
+    int_sum: i64,
+    float_sum: Option<(f64, f64)>,
+}
+
+impl PySum {
+    const fn new(mode: SumMode) -> Self {
+        Self {
+            mode,
+            int_sum: 0,
+            float_sum: None,
+        }
+    }
+
+    fn add(&mut self, value: Number) -> KernelResult<()> {
+        match (self.float_sum.as_mut(), value) {
+            (None, Number::Int(i)) => {
+                self.int_sum = self.int_sum.checked_add(i).ok_or(KernelError::Range)?;
+            }
+            (None, Number::Float(x)) => {
+                self.float_sum = Some((Number::Int(self.int_sum).to_f64() + x, 0.0));
+            }
+            (Some((total, _)), Number::Int(i)) => *total += Number::Int(i).to_f64(),
+            (Some((total, compensation)), Number::Float(x)) => match self.mode {
+                SumMode::Plain => *total += x,
+                SumMode::Compensated => {
+                    let t = *total + x;
+                    if total.abs() >= x.abs() {
+                        *compensation += (*total - t) + x;
+                    } else {
+                        *compensation += (x - t) + *total;
+                    }
+                    *total = t;
+                }
+            },
+        }
+        Ok(())
+    }
+
+    fn result(self) -> Number {
+        match self.float_sum {
+            None => Number::Int(self.int_sum),
+            Some((total, compensation)) => {
+                // CPython skips a zero compensation (keeps the sign of -0.0) and a non-finite one (an overflowed
+                // sum stays infinite instead of becoming NaN).
+                if compensation != 0.0 && compensation.is_finite() {
+                    Number::Float(total + compensation)
+                } else {
+                    Number::Float(total)
+                }
+            }
+        }
+    }
+}
+
 /// The outcome of [`timer_plan`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TimerPlan {
-    /// The last value of the schedule (`start` when no step was taken).
+    /// The last value of the schedule (the first one when no step was taken).
     pub last: Number,
-    /// `start + v1 + ... + vn`, added left to right.
+    /// `sum(values)` as the running Python computes it (see [`SumMode`]).
     pub total: Number,
-    /// `v1 + ... + vn`, added left to right (int `0` when no step was taken).
+    /// `total - start`: what the values after the start add up to, derived the way the reference derives it.
     pub after: Number,
     /// How many steps were taken.
     pub steps: u64,
 }
 
-/// Iterate `kind` from `start` until `limit`, summing the values in order.
+/// The values of a schedule from `start` until `limit`, summed as Python's `sum()` would.
+///
+/// Count schedules (`Limit::Steps`) of the `Step` kind compute each value as `start + param * i`, the others
+/// apply the operation to the previous value; ceiling schedules iterate `min(final, op(last))`. These are the
+/// reference implementation's formulas, so totals agree with it to the last bit.
 ///
 /// # Errors
 /// [`KernelError::NegativeSteps`] / [`KernelError::TooManySteps`] for a bad `Limit::Steps`,
 /// [`KernelError::TooManySteps`] for a ceiling schedule longer than [`MAX_TIMER_STEPS`], and
 /// [`KernelError::Range`] when the arithmetic leaves the kernel's range.
-pub fn timer_plan(kind: TimerKind, start: Number, param: Number, limit: Limit) -> KernelResult<TimerPlan> {
-    let mut plan = TimerPlan {
-        last: start,
-        total: start,
-        after: Number::Int(0),
-        steps: 0,
-    };
+pub fn timer_plan(
+    kind: TimerKind,
+    start: Number,
+    param: Number,
+    limit: Limit,
+    mode: SumMode,
+) -> KernelResult<TimerPlan> {
+    let mut sum = PySum::new(mode);
+    let mut last = start;
+    let mut taken: u64 = 0;
     match limit {
         Limit::Steps(steps) => {
             let steps = u64::try_from(steps).map_err(|_| KernelError::NegativeSteps)?;
             if steps > MAX_TIMER_STEPS {
                 return Err(KernelError::TooManySteps);
             }
-            for _ in 0..steps {
-                let value = kind.apply(plan.last, param)?;
-                plan.push(value)?;
+            if kind == TimerKind::Step {
+                for i in 0..=steps {
+                    // i <= MAX_TIMER_STEPS, so it fits an i64.
+                    let i = i64::try_from(i).map_err(|_| KernelError::Range)?;
+                    last = start.py_add(param.py_mul(Number::Int(i))?)?;
+                    sum.add(last)?;
+                }
+            } else {
+                sum.add(start)?;
+                for _ in 0..steps {
+                    last = kind.apply(last, param)?;
+                    sum.add(last)?;
+                }
             }
+            taken = steps;
         }
         Limit::Final(ceiling) => {
-            while plan.last.lt(ceiling) {
-                let stepped = kind.apply(plan.last, param)?;
+            sum.add(start)?;
+            while last.lt(ceiling) {
+                let stepped = kind.apply(last, param)?;
                 // Python's min(final, x) keeps `final` unless x is strictly smaller (a NaN step yields final).
                 let next = if stepped.lt(ceiling) { stepped } else { ceiling };
-                if !next.gt(plan.last) {
+                if !next.gt(last) {
                     break; // no progress: the sequence can never reach `final` (D-2)
                 }
-                if plan.steps >= MAX_TIMER_STEPS {
+                if taken >= MAX_TIMER_STEPS {
                     return Err(KernelError::TooManySteps);
                 }
-                plan.push(next)?;
+                last = next;
+                sum.add(next)?;
+                taken += 1;
             }
         }
     }
-    Ok(plan)
-}
-
-impl TimerPlan {
-    fn push(&mut self, value: Number) -> KernelResult<()> {
-        self.last = value;
-        self.total = self.total.py_add(value)?;
-        self.after = if self.steps == 0 {
-            value
-        } else {
-            self.after.py_add(value)?
-        };
-        self.steps += 1;
-        Ok(())
-    }
+    let total = sum.result();
+    Ok(TimerPlan {
+        last,
+        total,
+        after: total.py_sub(start)?,
+        steps: taken,
+    })
 }
 
 #[cfg(test)]
@@ -364,7 +460,7 @@ mod tests {
 
     fn plan(kind: &str, start: Number, param: Number, limit: Limit) -> KernelResult<TimerPlan> {
         let kind = TimerKind::from_name(kind).ok_or_else(|| KernelError::UnknownTimerKind(kind.to_owned()))?;
-        timer_plan(kind, start, param, limit)
+        timer_plan(kind, start, param, limit, SumMode::Compensated)
     }
 
     fn ok(kind: &str, start: Number, param: Number, limit: Limit) -> TimerPlan {
@@ -399,9 +495,69 @@ mod tests {
     }
 
     #[test]
-    fn zero_steps_keep_start_and_int_zero_after() {
+    fn zero_steps_keep_start_and_after_is_total_minus_start() {
         let p = ok("step", Float(1.5), Int(1), Limit::Steps(0));
-        assert_eq!((p.last, p.total, p.after, p.steps), (Float(1.5), Float(1.5), Int(0), 0));
+        assert_eq!(
+            (p.last, p.total, p.after, p.steps),
+            (Float(1.5), Float(1.5), Float(0.0), 0)
+        );
+        let p = ok("geometric", Int(3), Int(2), Limit::Steps(0));
+        assert_eq!((p.last, p.total, p.after, p.steps), (Int(3), Int(3), Int(0), 0));
+    }
+
+    #[test]
+    fn step_count_values_are_start_plus_step_times_i() {
+        // 0.1 + 0.1 * i, not 0.1 + 0.1 + ... : the reference's terms, summed by 3.12+'s sum().
+        let p = ok("step", Float(0.1), Float(0.1), Limit::Steps(10));
+        assert_eq!((p.last, p.total), (Float(1.1), Float(6.600_000_000_000_000_5)));
+        let p = timer_plan(
+            TimerKind::Step,
+            Float(0.1),
+            Float(0.1),
+            Limit::Steps(10),
+            SumMode::Plain,
+        );
+        assert_eq!(p.map(|p| p.total), Ok(Float(6.600_000_000_000_001)));
+        // A NaN or infinite step times 0 is NaN, so even the first term is NaN (Python: 1 + inf * 0).
+        let p = ok("step", Int(1), Float(f64::INFINITY), Limit::Steps(0));
+        assert!(matches!(p.last, Float(v) if v.is_nan()));
+    }
+
+    #[test]
+    fn after_is_total_minus_start() {
+        // GeometricCountTimer(0.1, 5, 2): 6.300000000000001 - 0.1, not 0.2 + 0.4 + ... + 3.2.
+        let p = ok("geometric", Float(0.1), Int(2), Limit::Steps(5));
+        assert_eq!(
+            (p.total, p.after),
+            (Float(6.300_000_000_000_001), Float(6.200_000_000_000_001))
+        );
+    }
+
+    #[test]
+    fn sum_follows_cpython() {
+        fn total(values: &[Number], mode: SumMode) -> Number {
+            let mut sum = PySum::new(mode);
+            for value in values {
+                sum.add(*value).unwrap_or_else(|e| panic!("{e}"));
+            }
+            sum.result()
+        }
+        let values = [Float(1e16), Float(1.0), Float(-1e16)];
+        assert_eq!(total(&values, SumMode::Plain), Float(0.0));
+        assert_eq!(total(&values, SumMode::Compensated), Float(1.0));
+        // An int after the first float is added without compensation, as CPython 3.12/3.13 do.
+        let values = [Float(1e16), Int(1), Float(-1e16)];
+        assert_eq!(total(&values, SumMode::Compensated), Float(0.0));
+        // The int prefix is exact, then joins the first float with one plain addition.
+        let values = [Int(i64::MAX), Int(-i64::MAX), Float(0.5)];
+        assert_eq!(total(&values, SumMode::Compensated), Float(0.5));
+        assert_eq!(total(&[Int(2), Int(3)], SumMode::Compensated), Int(5));
+        // A non-finite compensation is dropped: an overflowed sum stays infinite.
+        let values = [Float(f64::MAX), Float(f64::MAX)];
+        assert_eq!(total(&values, SumMode::Compensated), Float(f64::INFINITY));
+        // The int start 0 makes sum([-0.0]) a positive zero, as in Python.
+        let values = [Float(-0.0), Float(-0.0)];
+        assert!(matches!(total(&values, SumMode::Compensated), Float(v) if v == 0.0 && v.is_sign_positive()));
     }
 
     #[test]
@@ -434,7 +590,8 @@ mod tests {
             ("power", Int(0), Int(3)),
         ] {
             let p = ok(kind, start, param, Limit::Final(Int(10)));
-            assert_eq!((p.last, p.total, p.after, p.steps), (start, start, Int(0), 0), "{kind}");
+            let zero = if matches!(start, Float(_)) { Float(0.0) } else { Int(0) };
+            assert_eq!((p.last, p.total, p.after, p.steps), (start, start, zero, 0), "{kind}");
         }
         // A NaN step is replaced by `final` (Python's min keeps its first argument), which is progress.
         let p = ok("step", Int(1), Float(f64::NAN), Limit::Final(Float(f64::INFINITY)));
