@@ -200,14 +200,89 @@ async def test_refresh_before_expiry(provider) -> None:
     assert flow.response["expires_at"] == pytest.approx(time.time() + 3600, abs=30)
 
 
-async def test_expired_token_is_renewed_without_max_expiry(provider) -> None:
+def _save_expired_token(path, token: str) -> None:
+    path.write_text(json.dumps({"access_token": token, "token_type": "bearer", "expires_at": time.time() - 60}))
+
+
+async def test_expired_saved_token_is_used_when_the_tester_accepts_it(provider, tmp_path) -> None:
+    """The default tester (max_expiry=0) never looks at expiry, so an expired saved token is sent as it is."""
     state, base_url = provider
+    path = tmp_path / "cc.json"
+    _save_expired_token(path, "at-saved-but-expired")
     flow = ClientCredentialsFlow.create(base_url / "token", "app", SECRET)
-    first = await flow
-    flow.response["expires_at"] = time.time() - 1
-    assert await flow.is_token_valid is False
-    second = await flow
-    assert second != first and state.token_request_count == 2
+    flow.response = AuthResponse(file_path=path)
+    assert await flow == {"Authorization": "Bearer at-saved-but-expired"}
+    assert state.token_request_count == 0
+    assert await flow.is_token_valid is True
+
+
+async def test_expired_saved_token_is_renewed_when_the_tester_rejects_it(provider, tmp_path) -> None:
+    state, base_url = provider
+    path = tmp_path / "cc.json"
+    _save_expired_token(path, "at-saved-but-expired")
+    flow = ClientCredentialsFlow.create(base_url / "token", "app", SECRET)
+    flow.response = AuthResponse(file_path=path)
+    flow.tester = AuthTester(max_expiry=1)
+    headers = await flow
+    assert headers != {"Authorization": "Bearer at-saved-but-expired"}
+    assert state.token_request_count == 1 and await get_me(base_url, headers) == 200
+    assert json.loads(path.read_text())["access_token"] == headers["Authorization"].split()[1]
+
+
+async def test_a_401_for_an_accepted_expired_token_renews_it(provider, tmp_path) -> None:
+    """The tester accepted the expired token; the server's refusal is what renews it."""
+    state, base_url = provider
+    path = tmp_path / "cc.json"
+    _save_expired_token(path, "at-saved-but-expired")
+    flow = ClientCredentialsFlow.create(base_url / "token", "app", SECRET)
+    flow.response = AuthResponse(file_path=path)
+    stale = await flow
+    assert await get_me(base_url, stale) == 401  # the provider never issued it
+    await flow.invalidate(rejected=stale["Authorization"])
+    renewed = await flow
+    assert renewed != stale and await get_me(base_url, renewed) == 200
+    assert state.token_request_count == 1
+
+
+async def test_every_successful_authorise_saves_the_token_file(provider, tmp_path) -> None:
+    """A token set in memory is written over the existing file on the next successful authorise."""
+    state, base_url = provider
+    path = tmp_path / "cc.json"
+    flow = ClientCredentialsFlow.create(base_url / "token", "app", SECRET)
+    flow.response = AuthResponse(file_path=path)
+    await flow
+    assert state.token_request_count == 1
+    flow.response.replace({"access_token": "at-set-in-memory", "token_type": "bearer"})
+    assert await flow == {"Authorization": "Bearer at-set-in-memory"}
+    assert state.token_request_count == 1
+    assert json.loads(path.read_text()) == {"access_token": "at-set-in-memory", "token_type": "bearer"}
+
+
+async def test_world_readable_token_file_is_made_private_by_authorise(provider, tmp_path) -> None:
+    state, base_url = provider
+    path = tmp_path / "cc.json"
+    path.write_text(json.dumps({"access_token": "at-readable-by-all", "token_type": "bearer"}))
+    path.chmod(0o644)
+    flow = ClientCredentialsFlow.create(base_url / "token", "app", SECRET)
+    flow.response = AuthResponse(file_path=path)
+    assert await flow == {"Authorization": "Bearer at-readable-by-all"}
+    assert state.token_request_count == 0
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert json.loads(path.read_text())["access_token"] == "at-readable-by-all"
+
+
+async def test_authorise_refuses_a_symlinked_token_file(provider, tmp_path) -> None:
+    state, base_url = provider
+    planted = tmp_path / "planted.json"
+    planted.write_text(json.dumps({"access_token": "at-planted-token", "token_type": "bearer"}))
+    link = tmp_path / "cc.json"
+    link.symlink_to(planted)
+    flow = ClientCredentialsFlow.create(base_url / "token", "app", SECRET)
+    flow.response = AuthResponse(file_path=link)
+    with pytest.raises(AuthoriserError, match=rf"^Refusing to use the token file {link}: it is a symbolic link"):
+        await flow
+    assert state.token_request_count == 0 and not flow.response
+    assert link.is_symlink()
 
 
 async def test_provider_expiry_that_max_expiry_refuses(provider) -> None:
@@ -226,7 +301,7 @@ async def test_single_flight_refresh(provider) -> None:
     flow = ClientCredentialsFlow.create(base_url / "token", "app", SECRET)
     await flow
     assert state.token_request_count == 1
-    flow.response["expires_at"] = time.time() - 5  # expired
+    await flow.invalidate()  # refused by the server: the next authorise renews it
 
     results = await asyncio.gather(*(flow.authorise() for _ in range(100)))
     assert state.token_request_count == 2  # exactly one more token request for 100 callers
@@ -264,6 +339,7 @@ async def test_authoriser_works_across_event_loops(provider) -> None:
     """An authoriser built outside any loop is usable from a fresh loop (its single-flight state is per loop)."""
     state, base_url = provider
     flow = ClientCredentialsFlow.create(base_url / "token", "app", SECRET)
+    flow.tester = AuthTester(max_expiry=1)  # expiry is the tester's call
     headers = await flow
 
     def in_other_loop() -> dict[str, str]:
@@ -376,7 +452,7 @@ async def test_form_encoded_and_text_json_token_responses(provider, caplog: pyte
     assert flow.response["expires_at"] == pytest.approx(time.time() + 60, abs=10)
 
     state.inject(200, '{"access_token": "at-text-123456"}', "text/plain")
-    flow.response["expires_at"] = 0
+    await flow.invalidate()
     with caplog.at_level(logging.WARNING):
         assert await flow == {"Authorization": "at-text-123456"}  # no token_type, no default prefix (D-57)
     assert "instead of application/json" in caplog.text

@@ -196,7 +196,7 @@ async def test_refresh_instead_of_browser(provider) -> None:
     refresh_token = flow.response["refresh_token"]
 
     for _ in range(2):
-        flow.response["expires_at"] = time.time() - 1
+        await flow.invalidate()
         renewed = await flow
         assert renewed != first and await get_me(base_url, renewed) == 200
         assert flow.response["refresh_token"] == refresh_token  # carried over by enrich
@@ -211,7 +211,7 @@ async def test_refresh_with_encoded_credentials_d48(provider) -> None:
     state, base_url = provider
     flow = make_flow(base_url, encoded=True)
     await flow
-    flow.response["expires_at"] = time.time() - 1
+    await flow.invalidate()
     headers = await flow
     assert await get_me(base_url, headers) == 200
     record = state.token_requests[-1]
@@ -227,7 +227,7 @@ async def test_rotated_refresh_token_is_stored(provider, tmp_path) -> None:
     flow.response = AuthResponse(file_path=tmp_path / "code")
     await flow
     old_refresh = flow.response["refresh_token"]
-    flow.response["expires_at"] = time.time() - 1
+    await flow.invalidate()
     await flow
     new_refresh = flow.response["refresh_token"]
     assert new_refresh != old_refresh
@@ -240,7 +240,7 @@ async def test_revoked_refresh_token_falls_back_to_the_browser(provider, caplog:
     flow = make_flow(base_url, browser=browser)
     await flow
     state.revoke_refresh_tokens()
-    flow.response["expires_at"] = time.time() - 1
+    await flow.invalidate()
     with caplog.at_level(logging.WARNING, "aiorequestful.auth.base"):
         headers = await flow
     assert await get_me(base_url, headers) == 200
@@ -254,7 +254,7 @@ async def test_without_refresh_request_the_browser_flow_repeats(provider) -> Non
     browser = ConsentBrowser()
     flow = make_flow(base_url, refresh=False, browser=browser)
     await flow
-    flow.response["expires_at"] = time.time() - 1
+    await flow.invalidate()
     await flow
     assert len(browser.opened) == 2 and state.grant_count("refresh_token") == 0
 

@@ -66,10 +66,10 @@ async def _exercise_everything(state, base_url: URL, tmp_path) -> set[str]:
     )  # fmt: skip
     code_flow.open_browser = ConsentBrowser()
     headers_seen.append(await code_flow)
-    code_flow.response["expires_at"] = time.time() - 1
+    await code_flow.invalidate()
     headers_seen.append(await code_flow)
     state.revoke_refresh_tokens()
-    code_flow.response["expires_at"] = time.time() - 1
+    await code_flow.invalidate()
     headers_seen.append(await code_flow)
     code_flow.response.replace({})
     code_flow.open_browser = ConsentBrowser(tamper=lambda u: u.update_query(state="bad"))
@@ -87,7 +87,7 @@ async def _exercise_everything(state, base_url: URL, tmp_path) -> set[str]:
     pkce.open_browser = ConsentBrowser()
     headers_seen.append(await pkce)
     extra.add(pkce.code_verifier)
-    pkce.response["expires_at"] = time.time() - 1
+    await pkce.invalidate()
     headers_seen.append(await pkce)
 
     # RequestHandler: 401 -> invalidate -> refresh

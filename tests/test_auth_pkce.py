@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-import time
 import warnings
 
 import pytest
@@ -116,7 +115,7 @@ async def test_new_verifier_per_authorisation_d55(provider) -> None:
     flow.refresh_request = None  # every renewal is a full authorisation
     verifiers = []
     for _ in range(3):
-        flow.response["expires_at"] = time.time() - 1  # (no-op on the first, empty response)
+        await flow.invalidate()  # (no-op on the first, empty response)
         await flow
         verifiers.append(flow.code_verifier)
     challenges = [params["code_challenge"] for params in state.authorize_requests]
@@ -145,7 +144,7 @@ async def test_public_client_refresh(provider) -> None:
     browser = ConsentBrowser()
     flow = make_flow(base_url, browser=browser)
     await flow
-    flow.response["expires_at"] = time.time() - 1
+    await flow.invalidate()
     headers = await flow
     assert await get_me(base_url, headers) == 200
     assert state.grant_count("refresh_token") == 1 and len(browser.opened) == 1

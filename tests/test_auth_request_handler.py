@@ -9,6 +9,7 @@ import time
 import pytest
 
 from aiorequestful.auth.oauth2 import AuthorisationCodeFlow, ClientCredentialsFlow
+from aiorequestful.auth.utils import AuthTester
 from aiorequestful.request import RequestHandler
 from aiorequestful.response.exception import ResponseError
 from aiorequestful.response.payload import JSONPayloadHandler
@@ -53,6 +54,7 @@ async def test_100_concurrent_requests_with_a_revoked_token_cause_one_token_requ
 async def test_client_side_expiry_refreshes_before_sending(provider) -> None:
     state, base_url = provider
     oauth = ClientCredentialsFlow.create(base_url / "token", "app", SECRET)
+    oauth.tester = AuthTester(max_expiry=1)  # the tester decides that an expired token needs renewing
     handler = RequestHandler.create(authoriser=oauth, payload_handler=JSONPayloadHandler())
     async with handler:
         oauth.response["expires_at"] = time.time() - 1

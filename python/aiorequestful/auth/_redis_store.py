@@ -218,17 +218,17 @@ class RedisTokenStore:
             authoriser._load()
             if await authoriser._is_valid():
                 await self._write(authoriser)
-                return authoriser._finish(True, False)
+                return authoriser._finish(True)
         if snapshot.body is not None:
-            changed = self._adopt(authoriser, snapshot)
+            self._adopt(authoriser, snapshot)
             if await authoriser._is_valid():
-                return authoriser._finish(True, changed)
+                return authoriser._finish(True)
         else:
             # Nothing shared yet: a token this worker already holds (e.g. from its token file) seeds the fleet.
             authoriser._load()
             if await authoriser._is_valid():
                 await self._write(authoriser)
-                return authoriser._finish(True, False)
+                return authoriser._finish(True)
         return await self._renew(authoriser, local)
 
     async def _renew(self, authoriser: OAuth2Authoriser, local: Callable[[], Awaitable[Headers]]) -> Headers:
@@ -248,12 +248,12 @@ class RedisTokenStore:
                 if snapshot is _UNAVAILABLE:
                     return await self._local(authoriser, local)
                 if snapshot.body is not None:
-                    changed = self._adopt(authoriser, snapshot)
+                    self._adopt(authoriser, snapshot)
                     if await authoriser._is_valid():
                         authoriser.logger.debug(
                             "Using the token renewed by another worker for %s", authoriser.service_name
                         )
-                        return authoriser._finish(True, changed)
+                        return authoriser._finish(True)
                 if not snapshot.locked:
                     break  # the renewal ended without a usable token (it failed, or its worker died): try ourselves
 
@@ -265,9 +265,9 @@ class RedisTokenStore:
             # Another worker may have renewed it between our first look and our lock.
             snapshot = await self._read()
             if snapshot is not _UNAVAILABLE and snapshot.body is not None:
-                changed = self._adopt(authoriser, snapshot)
+                self._adopt(authoriser, snapshot)
                 if await authoriser._is_valid():
-                    return authoriser._finish(True, changed)
+                    return authoriser._finish(True)
             headers = await local()
             await self._write(authoriser)
             return headers
@@ -346,14 +346,10 @@ class RedisTokenStore:
             self._unshared = False
             authoriser.logger.debug("Shared the token for %s (version %s)", authoriser.service_name, written)
 
-    def _adopt(self, authoriser: OAuth2Authoriser, snapshot: _Snapshot) -> bool:
-        """Make the shared token the authoriser's; True when its access token changed."""
+    def _adopt(self, authoriser: OAuth2Authoriser, snapshot: _Snapshot) -> None:
+        """Make the shared token the authoriser's."""
         content = dict(snapshot.body or {})
         if snapshot.remaining_ms is not None:
-            # This machine's clock from here on: expires_at is compared with time.time() by the authoriser.
+            # This machine's clock from here on: a tester with max_expiry compares expires_at with time.time().
             content["expires_at"] = time.time() + snapshot.remaining_ms / 1000.0
-        response = authoriser.response
-        key = response.token_key
-        changed = response.get(key) != content.get(key)
-        response.replace(content)
-        return changed
+        authoriser.response.replace(content)

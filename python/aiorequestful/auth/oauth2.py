@@ -27,7 +27,6 @@ import inspect
 import logging
 import secrets
 import sys
-import time
 import warnings
 import webbrowser
 from abc import ABC, abstractmethod
@@ -133,7 +132,7 @@ class OAuth2Authoriser(Authoriser, ABC):
 
     @property
     def is_token_valid(self) -> Awaitable[bool]:
-        """Awaitable: whether the stored token can be used as it is (not refused, not expired, passes the tester)."""
+        """Awaitable: whether the stored token can be used as it is (not refused by the server, passes the tester)."""
         return self._is_valid()
 
     @staticmethod
@@ -201,16 +200,8 @@ class OAuth2Authoriser(Authoriser, ABC):
         if self._rejected is not None and self._current_authorization() == self._rejected:
             self.logger.debug("The stored token for %s was refused by the server", self.service_name)
             return False
-        expires_at = response.get("expires_at")
-        if expires_at is not None:
-            try:
-                expired = float(expires_at) <= time.time()
-            except (TypeError, ValueError):
-                expired = False  # the tester reports an unreadable expiry
-            if expired:
-                # Whatever max_expiry says, a token past its expiry is dead: renew it rather than collect a 401.
-                self.logger.debug("The stored token for %s has expired", self.service_name)
-                return False
+        # The tester alone judges the token, expiry included: the default one (max_expiry=0) does not look at
+        # expiry, so a token past its expires_at is still sent, and a 401 for it renews it (see invalidate).
         return bool(await self.tester(response=response))
 
     def _load(self) -> bool:
@@ -224,14 +215,16 @@ class OAuth2Authoriser(Authoriser, ABC):
         self.logger.debug("Saved access token for %s not found", self.service_name)
         return False
 
-    def _finish(self, valid: bool, changed: bool) -> Headers:
+    def _finish(self, valid: bool) -> Headers:
         if not self.response:
             raise AuthoriserError("Could not generate or load a token")
         if not valid:
             raise AuthoriserError(f"Auth response is still not valid: {self.response.sanitised}")
         headers = self.response.headers  # raises for a response without a token: such a response is not saved
         path = self.response.file_path
-        if changed or (path is not None and not path.exists()):
+        if path is not None:
+            # Every successful authorisation saves the response, as the reference does: a token the caller set
+            # in memory (or one adopted from a shared store) replaces what the file held.
             try:
                 self.response.save_response_to_file()
             except OSError as exc:
@@ -374,14 +367,12 @@ class ClientCredentialsFlow(OAuth2Authoriser):
     async def _authorise(self) -> Headers:
         self._load()
         valid = await self._is_valid()
-        changed = False
         if not valid:
             self.logger.info("Requesting a new access token for %s", self.service_name)
             async with ClientSession() as session:
                 await self._request_token(session, self.token_request, {"grant_type": "client_credentials"})
-            changed = True
             valid = await self._is_valid()
-        return self._finish(valid, changed)
+        return self._finish(valid)
 
 
 def _use_basic_credentials(request: AuthRequest | None, headers: Headers) -> None:
@@ -547,11 +538,9 @@ class AuthorisationCodeFlow(OAuth2Authoriser):
 
     async def _authorise(self) -> Headers:
         loaded = self._load()
-        changed = False
         if not loaded:
             async with ClientSession() as session:
                 await self._authorise_with_code(session)
-            changed = True
         valid = await self._is_valid()
 
         if not valid and loaded:
@@ -570,13 +559,11 @@ class AuthorisationCodeFlow(OAuth2Authoriser):
                             raise  # the provider is unreachable: a browser flow would fail the same way
                         self.logger.warning("%s; authorising %s again", exc, self.service_name)
                     else:
-                        changed = True
                         valid = await self._is_valid()
                 if not valid:
                     await self._authorise_with_code(session)
-                    changed = True
                     valid = await self._is_valid()
-        return self._finish(valid, changed)
+        return self._finish(valid)
 
     async def _authorise_with_code(self, session: ClientSession) -> None:
         code = await self._authorise_user(session)
