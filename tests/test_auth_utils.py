@@ -458,3 +458,61 @@ def test_socket_handler_port_in_use() -> None:
         port = sock.getsockname()[1]
         with pytest.raises(AuthoriserError, match=f"Cannot listen on 127.0.0.1:{port}"), SocketHandler(port=port):
             pass
+
+
+# --------------------------------------------------------------------------------------------------
+# token files are never read or written through a symbolic link
+# --------------------------------------------------------------------------------------------------
+def test_symlink_at_the_token_path_is_not_read(tmp_path) -> None:
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text(json.dumps({"access_token": "at-planted"}))
+    link = tmp_path / "token.json"
+    link.symlink_to(elsewhere)
+    response = AuthResponse(file_path=link)
+    with pytest.raises(AuthoriserError, match=r"^Refusing to use the token file .*token\.json: it is a symbolic link"):
+        response.load_response_from_file()
+    assert not response
+
+
+def test_symlink_at_the_token_path_is_not_written_through_or_replaced(tmp_path) -> None:
+    target = tmp_path / "target.txt"
+    target.write_text("keep me")
+    target.chmod(0o644)
+    link = tmp_path / "token.json"
+    link.symlink_to(target)
+    response = AuthResponse(file_path=link)
+    response.replace({"access_token": "at-secret"})
+    with pytest.raises(AuthoriserError, match=str(link)):
+        response.save_response_to_file()
+    assert link.is_symlink() and target.read_text() == "keep me"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["target.txt", "token.json"]  # no temp file left
+
+
+def test_dangling_symlink_at_the_token_path_is_refused(tmp_path) -> None:
+    link = tmp_path / "token.json"
+    link.symlink_to(tmp_path / "does-not-exist.json")
+    response = AuthResponse(file_path=link)
+    with pytest.raises(AuthoriserError, match="symbolic link"):
+        response.load_response_from_file()
+    response.replace({"access_token": "at-secret"})
+    with pytest.raises(AuthoriserError, match="symbolic link"):
+        response.save_response_to_file()
+    assert not (tmp_path / "does-not-exist.json").exists()
+
+
+def test_a_fifo_at_the_token_path_is_not_a_token_file(tmp_path) -> None:
+    fifo = tmp_path / "token.json"
+    os.mkfifo(fifo)
+    assert AuthResponse(file_path=fifo).load_response_from_file() is None  # returns at once, no writer needed
+
+
+def test_symlinked_directory_above_the_token_file_is_fine(tmp_path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "via").symlink_to(real, target_is_directory=True)
+    response = AuthResponse(file_path=tmp_path / "via" / "token")
+    response.replace({"access_token": "at-1"})
+    response.save_response_to_file()
+    assert json.loads((real / "token.json").read_text()) == {"access_token": "at-1"}
+    assert AuthResponse(file_path=tmp_path / "via" / "token").load_response_from_file() == {"access_token": "at-1"}

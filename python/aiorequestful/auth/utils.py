@@ -25,7 +25,7 @@ from yarl import URL
 
 from .._backend import kernels
 from ..types import JSON, Headers, ImmutableHeaders, RequestKwargs
-from ._token_file import write_private_atomic
+from ._token_file import read_private, write_private_atomic
 from .exception import AuthoriserError
 
 logger = logging.getLogger(__name__)
@@ -342,15 +342,18 @@ class AuthResponse(MutableMapping[str, Any]):
         """Replace the response with the token file's content and return it; None without a (valid) file.
 
         A corrupt, partial or unreadable file is reported (WARNING, without its content) and treated as absent,
-        so the authoriser requests a new token and replaces the file.
+        so the authoriser requests a new token and replaces the file. A symbolic link at the path is refused with
+        :class:`AuthoriserError` naming the path: it is never followed.
         """
         path = self._file_path
-        if path is None or not path.is_file():
+        if path is None:
             return None
         try:
-            raw = path.read_bytes()
+            raw = read_private(path)  # AuthoriserError for a symlink at the path: it is never followed
         except OSError as exc:
             logger.warning("Cannot read the token file %s (%s); a new token will be requested", path, exc.strerror)
+            return None
+        if raw is None:
             return None
         try:
             content = kernels.json_loads(raw)
@@ -365,7 +368,10 @@ class AuthResponse(MutableMapping[str, Any]):
         return content
 
     def save_response_to_file(self) -> None:
-        """Write the response to :attr:`file_path` (atomically, mode 0600); no-op without a path or content."""
+        """Write the response to :attr:`file_path` (atomically, mode 0600); no-op without a path or content.
+
+        Raises :class:`AuthoriserError` when the path is a symbolic link (never written through or replaced).
+        """
         path = self._file_path
         if path is None or not self._response:
             return
