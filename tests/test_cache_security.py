@@ -483,3 +483,75 @@ async def test_a_table_of_the_previous_schema_is_migrated(tmp_path: Path, caplog
         assert connection.execute("SELECT COUNT(*) FROM items").fetchone()[0] == 3
     finally:
         connection.close()
+
+
+_READER_THEN_WRITER = """
+import sqlite3, sys
+connection = sqlite3.connect(sys.argv[1], isolation_level=None)
+connection.execute("BEGIN")
+connection.execute('SELECT COUNT(*) FROM "items"').fetchall()  # a shared lock: the file cannot turn to WAL
+print("reading", flush=True)
+sys.stdin.readline()
+connection.execute("COMMIT")
+connection.execute("BEGIN EXCLUSIVE")  # in rollback-journal mode this keeps readers out too
+print("locked", flush=True)
+sys.stdin.readline()
+connection.execute("COMMIT")
+connection.close()
+print("released", flush=True)
+"""
+
+
+async def test_a_lookup_that_cannot_read_a_locked_file_is_a_prompt_miss(
+    server: tuple[URL, web.Application], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file another program keeps in rollback-journal mode: there a writer's lock blocks reads as well."""
+    import sqlite3
+    import sys
+
+    base, app = server
+    path = tmp_path / "rollback.sqlite"
+    cache = SQLiteCache.connect_with_path(path, repository_getter=pick_items)
+    cache.create_repository(json_settings())
+    async with cache, CachedSession(cache=cache) as session:
+        await fetch(session, base / "items" / "kept")
+    plain = sqlite3.connect(path, isolation_level=None)
+    assert plain.execute("PRAGMA journal_mode = DELETE").fetchone()[0] == "delete"
+    plain.close()
+
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _READER_THEN_WRITER,
+        str(path),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert holder.stdin is not None and holder.stdout is not None
+
+    async def step(expected: bytes) -> None:
+        assert await asyncio.wait_for(holder.stdout.readline(), 30) == expected  # type: ignore[union-attr]
+
+    try:
+        await step(b"reading\n")
+        cache = SQLiteCache.connect_with_path(path, repository_getter=pick_items)
+        cache.create_repository(json_settings())
+        async with cache, CachedSession(cache=cache) as session:
+            holder.stdin.write(b"\n")
+            await step(b"locked\n")
+            with caplog.at_level(logging.WARNING):
+                # Bounds only so that a regression fails instead of hanging for the minute direct calls wait.
+                cached, body = await asyncio.wait_for(fetch(session, base / "items" / "kept"), 10)
+                assert not cached and body["hit"] == 2  # the stored entry could not be read in time: a miss
+            assert holder.returncode is None  # the lock was held all along
+            messages = [record.getMessage() for record in caplog.records]
+            assert any("Cache lookup failed" in message and "locked" in message for message in messages), messages
+            holder.stdin.write(b"\n")
+            await step(b"released\n")
+            cached, _ = await fetch(session, base / "items" / "kept")
+            assert cached
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+        await holder.wait()
+    assert app[HITS]["kept"] == 2

@@ -43,6 +43,7 @@ __all__ = (
     "BUSY_TIMEOUT_MS",
     "LOCK_WAIT",
     "MAX_BATCH",
+    "WAL_WAIT",
     "SQLiteWriter",
     "is_busy",
     "is_open",
@@ -62,6 +63,9 @@ MAX_BATCH = 512
 BUSY_TIMEOUT_MS = 20
 #: How long, in seconds, an operation keeps retrying a locked database before it fails with CacheError.
 LOCK_WAIT = 60.0
+
+#: How long, in seconds, opening a connection tries to switch a database in use elsewhere to WAL.
+WAL_WAIT = 1.0
 
 # SQLITE_BUSY and SQLITE_LOCKED, also as the primary code of their extended codes (e.g. SQLITE_BUSY_SNAPSHOT).
 _BUSY_CODES = frozenset({5, 6})
@@ -278,9 +282,11 @@ class SQLiteWriter:
         mode = str(rows[0][0]).lower() if rows else ""
         if mode not in ("wal", "memory"):
             try:
-                rows = await retry_busy(lambda: connection.execute_fetchall("PRAGMA journal_mode = WAL"))
+                # Switching needs a moment with no other process reading. Waiting long for it would hold up
+                # opening the cache; the mode is kept in the file, so the next connection switches it instead.
+                rows = await retry_busy(lambda: connection.execute_fetchall("PRAGMA journal_mode = WAL"), WAL_WAIT)
                 mode = str(rows[0][0]).lower() if rows else mode
-            except sqlite3.Error as exc:  # e.g. a read-only file: keep its journal mode
+            except (sqlite3.Error, CacheError) as exc:  # e.g. a read-only file, or in use: keep its journal mode
                 logger.debug("Could not switch the cache database to WAL: %s", exc)
         if mode == "wal":
             await connection.execute("PRAGMA synchronous = NORMAL")
