@@ -183,7 +183,9 @@ class CachedSession(_QuietSubclass, ClientSession):
         return resolved
 
     def _request_info(self, method: str, url: URL, kwargs: dict[str, Any]) -> RequestInfo:
-        """The request info aiohttp would report for this call (method, URL with params, merged headers)."""
+        """The request info aiohttp would report for this call: method, URL with params, merged headers, with
+        the ``Authorization`` that ``auth=``/session auth/URL user info become and the ``Cookie`` header the
+        cookie jar and ``cookies=`` add. The cache scopes entries by every secret header in it."""
         url_auth: str | None = None
         if url.raw_user is not None or url.raw_password is not None:
             url_auth = _basic_header(url.user or "", url.password or "")

@@ -14,7 +14,9 @@ The repository contract is that of ``SQLiteTable``; the storage is Redis:
   credentials is part of the entry's key (two users of one URL each have their own entry, neither evicts the
   other's), and only that digest is stored, never the credentials. The digest key is random and kept in one Redis
   key per cache, created with ``SET NX`` so that every member of a fleet uses the first one written.
-  ``ResponseRepositorySettings.share_across_credentials`` opts out;
+  ``ResponseRepositorySettings.share_across_credentials`` opts out. Entries an earlier version stored for requests
+  with credentials (under the unscoped key, with a digest made another way) are never served: they are misses
+  until their TTL ends. Entries stored without credentials are read as before;
 * an entry larger than ``max_entry_size`` (stored or inflated) is never read whole or inflated past the limit:
   the size is checked in Redis before the value is sent, and decompression stops at the limit (a logged miss).
 
