@@ -12,11 +12,13 @@ import json
 import logging
 import stat
 import time
+from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import ClientSession
+from aiohttp import ClientSession, ClientTimeout, web
 from yarl import URL
 
+from aiorequestful import limits
 from aiorequestful.auth.exception import AuthoriserError
 from aiorequestful.auth.oauth2 import (
     OAUTH2_CLASSES,
@@ -517,3 +519,94 @@ async def test_tester_request_checks_the_token(provider) -> None:
     state.revoke_access_tokens()
     renewed = await flow  # the test request sees the revocation: a new token is requested
     assert renewed != headers and state.token_request_count == 2
+
+
+# --------------------------------------------------------------------------------------------------
+# time-outs: a token endpoint that never answers
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture
+async def stalled(serve) -> AsyncIterator[tuple[URL, list[str]]]:
+    """A server that accepts every request and never answers it (until the test ends)."""
+    seen: list[str] = []
+    release = asyncio.Event()
+
+    async def never(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        await release.wait()
+        return web.Response(status=503)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", never)
+    base_url = await serve(app)
+    yield base_url, seen
+    release.set()
+
+
+SHORT = ClientTimeout(total=0.5)
+
+
+async def test_stalled_token_endpoint_fails_within_the_request_timeout(stalled) -> None:
+    base_url, seen = stalled
+    flow = ClientCredentialsFlow.create(base_url / "token", "app", SECRET)
+    flow.request_timeout = SHORT
+    started = time.monotonic()
+    with pytest.raises(AuthoriserError, match=r"^Token request \(client_credentials\) .* failed: timed out"):
+        await flow
+    assert time.monotonic() - started < 10  # 0.5 s, generously bounded for a loaded machine (not 300 s)
+    assert seen == ["/token"]
+
+
+async def test_auth_requests_default_to_the_auth_timeout(stalled, monkeypatch: pytest.MonkeyPatch) -> None:
+    flow = ClientCredentialsFlow.create("http://127.0.0.1:9/token", "app", SECRET)
+    assert flow.request_timeout is limits.DEFAULT_AUTH_TIMEOUT and flow.request_timeout.total == 30
+    assert AuthTester().request_timeout is limits.DEFAULT_AUTH_TIMEOUT
+
+    base_url, _seen = stalled
+    monkeypatch.setattr(limits, "DEFAULT_AUTH_TIMEOUT", SHORT)  # the default, shortened for the test
+    flow = ClientCredentialsFlow.create(base_url / "token", "app", SECRET)
+    with pytest.raises(AuthoriserError, match="timed out"):
+        await flow
+
+
+async def test_a_timeout_set_on_the_request_wins(stalled) -> None:
+    base_url, _seen = stalled
+    flow = ClientCredentialsFlow.create(base_url / "token", "app", SECRET)
+    flow.request_timeout = ClientTimeout(total=3600)
+    flow.token_request.timeout = SHORT
+    started = time.monotonic()
+    with pytest.raises(AuthoriserError, match="timed out"):
+        await flow
+    assert time.monotonic() - started < 10
+
+
+async def test_stalled_refresh_endpoint_fails_within_the_request_timeout(provider, stalled) -> None:
+    _state, base_url = provider
+    stalled_url, seen = stalled
+    flow = AuthorisationCodeFlow.create(
+        base_url / "authorize",
+        base_url / "token",
+        "app",
+        SECRET,
+        stalled_url / "refresh",
+        redirect_uri="http://127.0.0.1:0/cb",
+    )
+    flow.response.replace({"access_token": "at-old", "refresh_token": "rt-old", "token_type": "bearer"})
+    await flow.invalidate()
+    flow.request_timeout = SHORT
+    with pytest.raises(AuthoriserError, match=r"^Token request \(refresh_token\) .* failed: timed out"):
+        await flow
+    assert seen == ["/refresh"]
+
+
+async def test_stalled_token_test_request_fails_within_its_timeout(stalled) -> None:
+    base_url, _seen = stalled
+
+    async def ok(response) -> bool:
+        return response.status == 200
+
+    tester = AuthTester(request=AuthRequest(method="GET", url=base_url / "me"), response_test=ok)
+    tester.request_timeout = SHORT
+    response = AuthResponse()
+    response.replace({"access_token": "at-1", "token_type": "bearer"})
+    with pytest.raises(AuthoriserError, match=r"^Could not test the token with GET .*/me: timed out"):
+        await tester(response=response)

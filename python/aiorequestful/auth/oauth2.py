@@ -13,7 +13,10 @@ What they add to the reference (api.md §13):
 * the consent callback is served without blocking the loop, with a real HTTP reply, a checked state and a
   time-out that raises :class:`AuthoriserError` (D-51, D-52, D-53); PKCE verifiers are new per authorisation
   (D-55);
-* token files are written atomically with mode 0600 (D-60).
+* token files are written atomically with mode 0600 (D-60);
+* every request an authoriser sends has a time-out (:attr:`OAuth2Authoriser.request_timeout`, by default
+  :data:`aiorequestful.limits.DEFAULT_AUTH_TIMEOUT`), so a stalled token endpoint fails with
+  :class:`AuthoriserError` instead of holding the caller for aiohttp's 5 minutes.
 
 No token, secret, code or ``Authorization`` value is logged at any level; diagnostics use
 :attr:`AuthResponse.sanitised`.
@@ -37,9 +40,10 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl
 from uuid import UUID, uuid4
 
-from aiohttp import ClientError, ClientSession
+from aiohttp import ClientError, ClientSession, ClientTimeout
 from yarl import URL
 
+from .. import limits
 from .._backend import kernels
 from ..types import Headers, UnitIterable, URLInput
 from ._callback import CallbackListener, provider_text
@@ -58,6 +62,13 @@ _SECRET_FIELDS = frozenset({"client_secret", "code", "code_verifier", "refresh_t
 #: Opens the authorisation page; may be a plain or an async callable. A plain one runs in a worker thread
 #: because ``webbrowser.open`` can block (console browsers run until they exit).
 BrowserOpener = Callable[[str], Any]
+
+
+def _failure(exc: BaseException) -> str:
+    """How a request failed, for a message: a time-out says so, anything else is named by its type."""
+    if isinstance(exc, TimeoutError):
+        return f"timed out ({type(exc).__name__})"
+    return type(exc).__name__
 
 
 #: How long an in-process browser hook may keep reading the callback's reply page after the code arrived.
@@ -105,7 +116,7 @@ class OAuth2Authoriser(Authoriser, ABC):
     :param response_tester: Decides whether the stored token is usable; a new :class:`AuthTester` by default.
     """
 
-    __slots__ = ("_flight", "_rejected", "response", "tester", "token_request", "token_store")
+    __slots__ = ("_flight", "_rejected", "request_timeout", "response", "tester", "token_request", "token_store")
 
     def __init__(
         self,
@@ -126,6 +137,9 @@ class OAuth2Authoriser(Authoriser, ABC):
         #: :class:`~aiorequestful.shared.RedisTokenStore`. When set, :meth:`authorise` uses the shared token and
         #: only one worker at a time renews it; None (default): this authoriser keeps its token to itself.
         self.token_store: TokenStore | None = None
+        #: The time-out of every token, refresh and user request this authoriser sends, unless the request has
+        #: its own ``timeout``. Read from :mod:`aiorequestful.limits` when the authoriser is made.
+        self.request_timeout: ClientTimeout = limits.DEFAULT_AUTH_TIMEOUT
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(service_name={self.service_name!r}, token_url={self._token_url()!r})"
@@ -186,6 +200,10 @@ class OAuth2Authoriser(Authoriser, ABC):
     # ----------------------------------------------------------------------------------------------
     def _token_url(self) -> str:
         return str(self.token_request.url.with_query(None))
+
+    def _session(self) -> ClientSession:
+        """A session for this authoriser's own requests: a request without a ``timeout`` gets request_timeout."""
+        return ClientSession(timeout=self.request_timeout)
 
     def _current_authorization(self) -> str | None:
         try:
@@ -251,7 +269,7 @@ class OAuth2Authoriser(Authoriser, ABC):
                     status, reason, content_type = response.status, response.reason or "", response.content_type
             except (ClientError, TimeoutError) as exc:
                 raise AuthoriserError(
-                    f"Token request ({grant}) for {self.service_name} to {url} failed: {type(exc).__name__}"
+                    f"Token request ({grant}) for {self.service_name} to {url} failed: {_failure(exc)}"
                 ) from exc
 
         content = self._read_token_response(body, content_type)
@@ -369,7 +387,7 @@ class ClientCredentialsFlow(OAuth2Authoriser):
         valid = await self._is_valid()
         if not valid:
             self.logger.info("Requesting a new access token for %s", self.service_name)
-            async with ClientSession() as session:
+            async with self._session() as session:
                 await self._request_token(session, self.token_request, {"grant_type": "client_credentials"})
             valid = await self._is_valid()
         return self._finish(valid)
@@ -539,12 +557,12 @@ class AuthorisationCodeFlow(OAuth2Authoriser):
     async def _authorise(self) -> Headers:
         loaded = self._load()
         if not loaded:
-            async with ClientSession() as session:
+            async with self._session() as session:
                 await self._authorise_with_code(session)
         valid = await self._is_valid()
 
         if not valid and loaded:
-            async with ClientSession() as session:
+            async with self._session() as session:
                 refresh_token = self.response.get("refresh_token")
                 if self.refresh_request is not None and refresh_token:
                     self.logger.info("Refreshing the access token for %s", self.service_name)
@@ -637,7 +655,7 @@ class AuthorisationCodeFlow(OAuth2Authoriser):
             except (ClientError, TimeoutError) as exc:
                 raise AuthoriserError(
                     f"Could not open the authorisation page of {self.service_name} at "
-                    f"{request.url.with_query(None)}: {type(exc).__name__}"
+                    f"{request.url.with_query(None)}: {_failure(exc)}"
                 ) from exc
         if listener.done:
             # The provider redirected straight back (consent given before): the session delivered the callback,

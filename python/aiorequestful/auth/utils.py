@@ -19,10 +19,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Unpack
 
-from aiohttp import ClientError, ClientResponse, ClientSession
+from aiohttp import ClientError, ClientResponse, ClientSession, ClientTimeout
 from multidict import MultiDict, MultiMapping
 from yarl import URL
 
+from .. import limits
 from .._backend import kernels
 from ..types import JSON, Headers, ImmutableHeaders, RequestKwargs
 from ._token_file import read_private, write_private_atomic
@@ -388,9 +389,12 @@ class AuthTester:
     :param request: A request to send with the token's headers (e.g. a "who am I" endpoint).
     :param response_test: Judges that request's response; both must be given for the request test to run.
     :param max_expiry: Refuse tokens that expire within this many seconds (0 or less: no expiry check).
+
+    The test request gets :attr:`request_timeout` unless it has its own ``timeout``; a test request that times
+    out raises :class:`AuthoriserError`.
     """
 
-    __slots__ = ("max_expiry", "request", "response_test")
+    __slots__ = ("max_expiry", "request", "request_timeout", "response_test")
 
     def __init__(
         self,
@@ -401,6 +405,8 @@ class AuthTester:
         self.request = request
         self.response_test = response_test
         self.max_expiry = max_expiry
+        #: The test request's time-out when it has none of its own (read from aiorequestful.limits when made).
+        self.request_timeout: ClientTimeout = limits.DEFAULT_AUTH_TIMEOUT
 
     def __call__(self, response: AuthResponse | None = None) -> Awaitable[bool]:
         return self.test(response=response)
@@ -444,12 +450,15 @@ class AuthTester:
         request = self.request
         with request.enrich_headers(headers):
             try:
-                async with ClientSession() as session, request.request(session) as test_response:
+                async with (
+                    ClientSession(timeout=self.request_timeout) as session,
+                    request.request(session) as test_response,
+                ):
                     result = await self.response_test(test_response)
-            except ClientError as exc:
+            except (ClientError, TimeoutError) as exc:
+                reason = f"timed out ({type(exc).__name__})" if isinstance(exc, TimeoutError) else type(exc).__name__
                 raise AuthoriserError(
-                    f"Could not test the token with {request.method.name} {request.url.with_query(None)}: "
-                    f"{type(exc).__name__}"
+                    f"Could not test the token with {request.method.name} {request.url.with_query(None)}: {reason}"
                 ) from exc
         logger.debug("Token test request answered %s: %s", test_response.status, "valid" if result else "invalid")
         return bool(result) if result is not None else False
