@@ -334,13 +334,14 @@ class CountTimer(Timer, ABC):
 class _OperationCountTimer(CountTimer, ABC):
     """A count timer whose step is one of the kernel's operations; the sums come from ``timer_plan``."""
 
-    __slots__ = ("_plan", "_remaining")
+    __slots__ = ("_last", "_plan", "_remaining")
 
     _kind: ClassVar[str]
 
     def __init__(self, initial: Number, count: Number | None) -> None:
         super().__init__(initial=initial, count=count)
         self._plan: tuple[Any, Any] | None = None
+        self._last: tuple[Any] | None = None
         self._remaining: tuple[int, float] | None = None
 
     @property
@@ -381,7 +382,22 @@ class _OperationCountTimer(CountTimer, ABC):
 
     @property
     def final(self) -> Number | None:
-        return None if self._count is None else self._planned()[0]
+        if self._count is None:
+            return None
+        # The reference's closed forms: initial + step * count, initial * factor ** count and
+        # initial ** (exponent ** count). In floating point these may differ in the last digit from the value
+        # that count increases reach, exactly as in the reference.
+        last = self._last
+        if last is None:
+            parameter, count = self._parameter, self._count
+            if self._kind == "step":
+                value = _add(self._initial, _mul(parameter, count))
+            elif self._kind == "geometric":
+                value = _mul(self._initial, _pow(parameter, count))
+            else:
+                value = _pow(self._initial, _pow(parameter, count))
+            last = self._last = (value,)
+        return last[0]
 
     @property
     def total(self) -> Number | None:
