@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import warnings
 import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -129,7 +130,18 @@ CALLERS: dict[str, Callable[[str], tuple[dict[str, Any], dict[str, Any]]]] = {
     "session cookie jar": lambda value: ({"cookies": {"sid": value}}, {}),
     "header added at run time": _per_request(RUNTIME_SECRET),
     "authorization": _per_request("Authorization"),
+    "auth argument": lambda value: ({}, {"auth": _basic(value)}),
+    "session auth": lambda value: ({"auth": _basic(value)}, {}),
+    "user info in the url": lambda value: ({}, {"user_info": value}),
 }
+
+
+def _basic(password: str) -> Any:
+    import aiohttp
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # newer aiohttp releases deprecate BasicAuth
+        return aiohttp.BasicAuth("login", password)
 
 
 @pytest.mark.parametrize("how", list(CALLERS))
@@ -141,18 +153,28 @@ async def test_callers_differing_only_by_one_credential_never_share_entries(
     url = base / "items" / "private"
     cache = backend.cache()
     results: dict[str, list[tuple[bool, dict[str, Any]]]] = {"alice": [], "bob": []}
-    async with cache:
-        for _ in range(2):
-            for user in ("alice", "bob"):
-                session_kwargs, request_kwargs = CALLERS[how](f"{user}-secret")
-                async with CachedSession(cache=cache, **session_kwargs) as session:
-                    results[user].append(await fetch(session, url, **request_kwargs))
+    with warnings.catch_warnings():
+        if "auth" in how:
+            warnings.simplefilter("ignore", DeprecationWarning)  # newer aiohttp releases deprecate auth=
+        await _run_callers(cache, how, url, results)
     for user in ("alice", "bob"):
         (first_cached, first), (second_cached, second) = results[user]
         assert not first_cached, f"{user}'s first request was answered from another caller's entry"
         assert second_cached and second == first  # her own entry, not evicted by the other caller's save
     assert results["alice"][0][1]["who"] != results["bob"][0][1]["who"]
     assert app[HITS]["private"] == 2
+
+
+async def _run_callers(cache: Any, how: str, url: URL, results: dict[str, list[Any]]) -> None:
+    """Two rounds of requests by alice and bob, each with a session of their own."""
+    async with cache:
+        for _ in range(2):
+            for user in ("alice", "bob"):
+                session_kwargs, request_kwargs = CALLERS[how](f"{user}-secret")
+                user_info = request_kwargs.pop("user_info", None)
+                target = url if user_info is None else url.with_user("login").with_password(user_info)
+                async with CachedSession(cache=cache, **session_kwargs) as session:
+                    results[user].append(await fetch(session, target, **request_kwargs))
 
 
 async def test_shared_settings_keep_sharing_across_credentials(
@@ -555,3 +577,16 @@ async def test_a_lookup_that_cannot_read_a_locked_file_is_a_prompt_miss(
             holder.kill()
         await holder.wait()
     assert app[HITS]["kept"] == 2
+
+
+async def test_caches_opened_at_once_on_a_new_store_agree_on_the_digest_key(backend: Backend) -> None:
+    """Fleet members starting together: the first key written is everyone's (INSERT OR IGNORE / SET NX)."""
+    caches = [backend.cache() for _ in range(4)]
+    await asyncio.gather(*(cache.__aenter__() for cache in caches))
+    try:
+        request = info("http://127.0.0.1/items/k", {"X-API-Key": "shared-key"})
+        scopes = await asyncio.gather(*(cache["items"]._scope(request) for cache in caches))
+        assert len(set(scopes)) == 1 and scopes[0] != ""
+    finally:
+        for cache in caches:
+            await cache.__aexit__(None, None, None)
