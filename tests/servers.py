@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import zlib
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -18,6 +19,49 @@ from aiohttp import web
 HITS = web.AppKey("hits", Counter)
 SEEN_HEADERS = web.AppKey("seen_headers", list)
 VALID_TOKENS = web.AppKey("valid_tokens", set)
+#: Hostile routes report here: ``(route, key) -> asyncio.Event`` set when the client dropped the connection
+#: before the whole body was sent, and ``(route, key) -> int`` bytes the route produced (before compression).
+DROPPED = web.AppKey("dropped", dict)
+PRODUCED = web.AppKey("produced", Counter)
+#: ``(route, key) -> asyncio.Event`` set when the route has started answering (e.g. sent a 429's headers).
+STARTED = web.AppKey("started", dict)
+
+_MIB = 1024 * 1024
+_ZEROS = bytes(_MIB)
+
+
+#: Zeros sent stored (uncompressed) with every MiB of the bomb: they make the stream long enough on the wire
+#: (~32 MiB for 2 GiB) that socket buffers cannot hold it all, so the server only gets far if the client reads.
+_BOMB_PAD = 15 * 1024
+
+
+def _bomb_blocks() -> tuple[bytes, bytes]:
+    """A gzip stream's opening (header + 1 MiB of zeros) and a piece that inflates to ``1 MiB + _BOMB_PAD`` zeros.
+
+    Both end byte-aligned (a sync flush, a stored block), so the piece may be repeated any number of times: its
+    back-references only reach zeros. The server thus streams gigabytes of inflated body from two short byte
+    strings, producing each piece only when the client takes it.
+    """
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    first = compressor.compress(_ZEROS) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    repeat = compressor.compress(_ZEROS) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    # A non-final stored block: header byte, LEN and its complement, then the bytes as they are.
+    stored = b"\x00" + _BOMB_PAD.to_bytes(2, "little") + (0xFFFF ^ _BOMB_PAD).to_bytes(2, "little") + bytes(_BOMB_PAD)
+    return first, stored + repeat
+
+
+_BOMB_FIRST, _BOMB_PIECE = _bomb_blocks()
+
+
+def _crc_of_zeros(size: int) -> int:
+    crc = 0
+    for start in range(0, size, _MIB):
+        crc = zlib.crc32(_ZEROS[: min(_MIB, size - start)], crc)
+    return crc
+
+
+def event(app: web.Application, slot: web.AppKey, route: str, key: str) -> asyncio.Event:
+    return app[slot].setdefault((route, key), asyncio.Event())
 
 
 def _count(request: web.Request, name: str) -> int:
@@ -134,11 +178,107 @@ async def status(request: web.Request) -> web.Response:
     return web.Response(status=int(request.match_info["code"]), text=f"status {request.match_info['code']}")
 
 
+async def _stream(request: web.Request, route: str, response: web.StreamResponse, pieces) -> web.StreamResponse:
+    """Send ``pieces`` (an iterator of ``(raw size, bytes)``) one write at a time, noting a dropped client."""
+    key = request.match_info.get("key", "")
+    dropped = event(request.app, DROPPED, route, key)
+    await response.prepare(request)
+    try:
+        for raw, piece in pieces:
+            await response.write(piece)  # waits while the client is not reading: produced only on demand
+            request.app[PRODUCED][(route, key)] += raw
+        await response.write_eof()
+    except (ConnectionError, RuntimeError):  # the client closed the connection (RuntimeError: transport gone)
+        dropped.set()
+    except asyncio.CancelledError:
+        dropped.set()
+        raise
+    return response
+
+
+async def gzip_bomb(request: web.Request) -> web.StreamResponse:
+    """``Content-Encoding: gzip``: over ``mib`` MiB of zeros (default 2048: 2 GiB inflated, ~32 MiB on the wire)."""
+    _count(request, "bomb")
+    mib = int(request.query.get("mib", "2048"))
+
+    def pieces():
+        yield _MIB, _BOMB_FIRST
+        for _ in range(mib - 1):
+            yield _MIB + _BOMB_PAD, _BOMB_PIECE
+        # Only a client that inflated everything gets here: an empty final block and the gzip trailer.
+        total = _MIB + (mib - 1) * (_MIB + _BOMB_PAD)
+        trailer = _crc_of_zeros(total).to_bytes(4, "little") + (total % 2**32).to_bytes(4, "little")
+        yield 0, b"\x03\x00" + trailer
+
+    response = web.StreamResponse(headers={"Content-Encoding": "gzip", "Content-Type": "application/octet-stream"})
+    return await _stream(request, "bomb", response, pieces())
+
+
+async def big(request: web.Request) -> web.StreamResponse:
+    """A ``size``-byte body of ``x`` (status ``status``, default 200), streamed in 64 KiB writes."""
+    _count(request, "big")
+    size = int(request.query.get("size", str(_MIB)))
+    chunk = b"x" * 65536
+
+    def pieces():
+        left = size
+        while left > 0:
+            yield min(left, len(chunk)), chunk[: min(left, len(chunk))]
+            left -= len(chunk)
+
+    response = web.StreamResponse(
+        status=int(request.query.get("status", "200")), headers={"Content-Type": "text/plain"}
+    )
+    response.content_length = size
+    return await _stream(request, "big", response, pieces())
+
+
+async def html_page(request: web.Request) -> web.Response:
+    """A login page where an API answer was expected (e.g. a captive portal)."""
+    _count(request, "html")
+    return web.Response(text="<!doctype html><html><body>Please log in</body></html>", content_type="text/html")
+
+
+async def redirect_loop(request: web.Request) -> web.Response:
+    """Redirect to itself, for ever."""
+    _count(request, "loop")
+    raise web.HTTPFound(location=str(request.rel_url))
+
+
+async def redirect_invalid(request: web.Request) -> web.Response:
+    """Redirect to a URL without a host."""
+    _count(request, "badredirect")
+    raise web.HTTPFound(location="http:///nowhere")
+
+
+async def hang(request: web.Request) -> web.StreamResponse:
+    """Accept the request and never answer (until the client goes away)."""
+    _count(request, "hang")
+    event(request.app, STARTED, "hang", request.match_info["key"]).set()
+    await asyncio.Event().wait()
+    raise AssertionError("unreachable")
+
+
+async def slow_429(request: web.Request) -> web.StreamResponse:
+    """A 429 with ``Retry-After: <retry_after>`` whose body never ends: its connection is busy until released."""
+    _count(request, "slow429")
+    key = request.match_info["key"]
+    response = web.StreamResponse(status=429, headers={"Retry-After": request.query.get("retry_after", "60")})
+    await response.prepare(request)
+    await response.write(b"slow down")
+    event(request.app, STARTED, "slow429", key).set()
+    await asyncio.Event().wait()  # the rest of the body never comes
+    raise AssertionError("unreachable")
+
+
 def make_app() -> web.Application:
     app = web.Application()
     app[HITS] = Counter()
     app[SEEN_HEADERS] = []
     app[VALID_TOKENS] = set()
+    app[DROPPED] = {}
+    app[PRODUCED] = Counter()
+    app[STARTED] = {}
     app.router.add_get("/json/{key}", json_item)
     app.router.add_get("/text", text)
     app.router.add_route("*", "/echo", echo)
@@ -151,6 +291,13 @@ def make_app() -> web.Application:
     app.router.add_get("/badjson", bad_json)
     app.router.add_get("/binary", binary_error)
     app.router.add_route("*", "/status/{code}", status)
+    app.router.add_get("/bomb/{key}", gzip_bomb)
+    app.router.add_route("*", "/big/{key}", big)
+    app.router.add_get("/html", html_page)
+    app.router.add_get("/loop/{key}", redirect_loop)
+    app.router.add_get("/badredirect", redirect_invalid)
+    app.router.add_get("/hang/{key}", hang)
+    app.router.add_get("/slow429/{key}", slow_429)
     return app
 
 
@@ -158,4 +305,15 @@ def hits(app: web.Application, name: str, key: str = "") -> int:
     return app[HITS][(name, key)]
 
 
-__all__ = ["HITS", "SEEN_HEADERS", "VALID_TOKENS", "hits", "json", "make_app"]
+__all__ = [
+    "DROPPED",
+    "HITS",
+    "PRODUCED",
+    "SEEN_HEADERS",
+    "STARTED",
+    "VALID_TOKENS",
+    "event",
+    "hits",
+    "json",
+    "make_app",
+]

@@ -231,15 +231,17 @@ async def test_client_error_raises_with_the_response(session: aiohttp.ClientSess
         with pytest.raises(ResponseError) as info:
             await ClientErrorStatusHandler().handle(response=response)
         assert info.value.response is response
-        assert info.value.message == f"failure body {code}"
-        assert str(info.value) == f"Status code: {code} | failure body {code}"
+        assert info.value.body == f"failure body {code}"
+        assert info.value.message == f"GET {base_url}/status/{code} | failure body {code}"
+        assert str(info.value) == f"Status code: {code} | GET {base_url}/status/{code} | failure body {code}"
 
 
 async def test_client_error_with_undecodable_body(session: aiohttp.ClientSession, base_url: URL) -> None:
     async with get(session, base_url, "/binary-error") as response:
         with pytest.raises(ResponseError) as info:
             await ClientErrorStatusHandler()(response)
-    assert info.value.message == "bad  request"
+    assert info.value.body == "bad  request"
+    assert info.value.message.endswith("/binary-error | bad  request")
 
 
 async def test_client_error_refuses_other_statuses(session: aiohttp.ClientSession, base_url: URL) -> None:

@@ -279,6 +279,14 @@ def test_format_url_log_drops_the_query_and_joins_messages() -> None:
     assert format_url_log("get", url, None) == f"GET    : {'https://example.com/v1/items':<30} | "
 
 
+def test_format_url_log_masks_user_info() -> None:
+    """A log line never carries the credentials of ``http://user:password@host`` URLs."""
+    line = format_url_log("get", "http://someone:pa55word@example.com/v1?token=t0k", "m")
+    assert "someone" not in line and "pa55word" not in line and "t0k" not in line
+    assert line.startswith("GET    : http://<redacted>@example.com/v1 ")
+    assert format_url_log("get", URL("http://only-user@example.com/"), "m").startswith("GET    : http://<redacted>@")
+
+
 def test_required_modules_installed() -> None:
     assert required_modules_installed([types, typing]) is True
     assert required_modules_installed([]) is True

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Private helpers used across the package (api.md §3)."""
+"""Private helpers used across the package."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from aiohttp import RequestInfo
 from yarl import URL
 
 from .exception import AIORequestfulImportError
+from .security import redact_url
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -44,11 +45,18 @@ def get_iterator(value: Any) -> Iterator[Any]:
 
 
 def format_url_log(method: str, url: URL | str, messages: Any) -> str:
-    """One aligned log line: ``METHOD : url-without-query | message | ...``."""
+    """One aligned log line: ``METHOD : url-without-query | message | ...``.
+
+    The query is dropped, and user info (``http://user:password@host``) is masked: log lines never carry
+    credentials.
+    """
     url = URL(url).with_query(None) if not isinstance(url, URL) else url.with_query(None)
-    url_str = str(url)
+    if url.raw_user is not None or url.raw_password is not None:
+        url_str = redact_url(url)
+    else:
+        url_str = str(url)
     width = next((w for w in _URL_WIDTHS if w > len(url_str)), _URL_WIDTHS[-1])
-    # api.md §3: the separator after the URL is always there, even with no messages.
+    # The separator after the URL is always there, even with no messages.
     return f"{str(method).upper():<7}: {url_str:<{width}} | " + " | ".join(str(m) for m in get_iterator(messages))
 
 

@@ -19,6 +19,7 @@ import inspect
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -29,6 +30,7 @@ import aiohttp
 from aiohttp import ClientResponse, ClientSession
 from yarl import URL
 
+from . import limits
 from ._backend import kernels
 from ._utils import format_url_log, get_iterator
 from .exception import RequestError
@@ -37,7 +39,8 @@ from .flow._hosts import format_host
 from .flow.coalesce import Coalescer
 from .flow.limiter import sleep_until
 from .flow.pause import PAUSE_STATUSES, remaining_budget
-from .response.exception import ResponseError
+from .response._body import error_for_response, excerpt, read_body
+from .response.exception import PayloadHandlerError, ResponseError, ResponseTooLargeError
 from .response.payload import PayloadHandler, StringPayloadHandler
 from .response.status import (
     ClientErrorStatusHandler,
@@ -45,6 +48,7 @@ from .response.status import (
     StatusHandler,
     UnauthorisedStatusHandler,
 )
+from .security import REDACTED, is_secret_key, redact_url
 from .stats import (
     WAIT_PAUSE,
     WAIT_RATE_LIMIT,
@@ -70,7 +74,24 @@ P = TypeVar("P")
 #: time-outs (aiohttp raises the built-in TimeoutError for total/connect time-outs).
 _TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError, asyncio.TimeoutError)
 
-#: What reading a body for a log line or an error message may raise (and must not escape, D-11).
+#: Client errors that sending again cannot fix: a redirect loop stays a loop, a malformed URL stays malformed.
+#: They are raised at once, whatever the retry timer or policy.
+_NOT_TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (aiohttp.TooManyRedirects, aiohttp.InvalidURL)
+#: What an attempt raises at once instead of returning for the retry step: the above, and a body over the limit.
+_RAISED_AT_ONCE: tuple[type[BaseException], ...] = (*_NOT_TRANSIENT_ERRORS, ResponseTooLargeError)
+
+#: The status handlers known not to read the body: their responses are not read before they run, so a 429's
+#: connection can be released before its Retry-After sleep without reading a body nobody needs. (Exact
+#: types only: a subclass may read the body, and so gets it read within the size limit first.)
+_BODYLESS_HANDLERS: tuple[type[StatusHandler], ...] = (UnauthorisedStatusHandler, RateLimitStatusHandler)
+
+#: What ``ClientSession`` uses when it is given no ``timeout``; a session using it gets the handler's default.
+_AIOHTTP_DEFAULT_TIMEOUT: Any = getattr(aiohttp.client, "DEFAULT_TIMEOUT", None)
+
+#: Marks a keyword that was not given (None means "no limit" for ``max_body_size``).
+_UNSET: Any = object()
+
+#: What reading a body for a log line or an error message may raise (and must not escape).
 _LOG_BODY_ERRORS: tuple[type[BaseException], ...] = (*_TRANSIENT_ERRORS, UnicodeDecodeError, LookupError)
 _ERROR_BODY_ERRORS: tuple[type[BaseException], ...] = (*_TRANSIENT_ERRORS, LookupError, RuntimeError)
 
@@ -80,30 +101,40 @@ _MAX_REAUTHORISATIONS = 1
 #: so no handler can turn one ``request()`` into an endless loop (the D-8/D-9 class of bug).
 _MAX_HANDLED_PER_REQUEST = 32
 
-#: Names whose values never reach a log line (D-14). Compared case-insensitively, as substrings for keys.
-_SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key", "x-auth-token"}
-)
-_SECRET_KEY_PARTS = ("secret", "password", "passwd", "token", "api_key", "apikey", "code_verifier", "assertion")
-_REDACTED = "<redacted>"
+# Which names carry secrets is decided by aiorequestful.security alone (one list for logs, cache and errors).
+_REDACTED = REDACTED
+
+#: A URL inside free text (an exception message): masked before the text reaches a log line.
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>()\[\]]+")
 
 _ANSI_YELLOW = "\33[93m"
 _ANSI_RESET = "\33[0m"
 
 
-def _is_secret_key(key: Any) -> bool:
-    name = str(key).lower()
-    return name in _SECRET_HEADERS or any(part in name for part in _SECRET_KEY_PARTS)
-
-
 def _redact(value: Any) -> Any:
     """A copy of ``value`` safe to log: secret-looking keys of mappings (recursively) are masked."""
     if isinstance(value, Mapping):
-        return {k: (_REDACTED if _is_secret_key(k) else _redact(v)) for k, v in value.items()}
+        return {k: (_REDACTED if is_secret_key(k) else _redact(v)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         if all(isinstance(item, tuple) and len(item) == 2 for item in value):
-            return [(k, _REDACTED if _is_secret_key(k) else v) for k, v in value]
+            return [(k, _REDACTED if is_secret_key(k) else v) for k, v in value]
         return [_redact(item) for item in value]
+    return value
+
+
+def _scrub(text: str) -> str:
+    """``text`` with every URL in it redacted (aiohttp's exception messages quote the request URL)."""
+    return _URL_IN_TEXT.sub(lambda match: redact_url(match.group(0)), text)
+
+
+def _check_max_body_size(value: Any) -> int | None:
+    """``value`` as a body size limit: None (no limit) or a whole number of bytes >= 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"max_body_size must be an int number of bytes or None, not {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"max_body_size must be >= 0 bytes or None, not {value!r}")
     return value
 
 
@@ -204,6 +235,20 @@ class RequestHandler(Generic[A, P]):
         Flow-control objects that are async context managers (the Redis ones) are entered with the handler.
     :param coalesce: when True, identical concurrent GET/HEAD requests (same URL, query, headers and options)
         share one network request; every caller but the first gets a deep copy of the payload. False (default).
+
+    Bounds (keyword-only), so that one hostile or stalled server cannot hold memory or time without limit:
+
+    :param max_body_size: the largest response body read, in bytes, counted after decompression while it is
+        read (default :data:`aiorequestful.limits.DEFAULT_MAX_BODY_SIZE`, 32 MiB; None: no limit). A request
+        may pass its own ``max_body_size=`` (None lifts it for that request). A larger body fails the request at
+        once, without retrying, with :class:`~aiorequestful.response.exception.ResponseTooLargeError` (a
+        ``ResponseError``) naming the method, the URL (secrets masked) and the limit; its connection is closed
+        and nothing of it is cached. The body is read within the limit before any status handler (except the
+        built-in 401 and 429 ones, which do not read it), payload handler or cache sees it.
+
+    Time-outs: a session given no ``timeout`` (and a request given none) uses
+    :data:`aiorequestful.limits.DEFAULT_TIMEOUT`: 30 s to connect, 60 s between reads, 5 minutes in all.
+    ``create(timeout=...)`` (or a session built with one) and a request's own ``timeout=`` win.
     """
 
     __slots__ = (
@@ -214,6 +259,7 @@ class RequestHandler(Generic[A, P]):
         "_flow_contexts",
         "_handler_list",
         "_limiter",
+        "_max_body_size",
         "_pauses",
         "_payload_handler",
         "_retry_policy",
@@ -240,11 +286,14 @@ class RequestHandler(Generic[A, P]):
         retry_policy: RetryPolicy | None = None,
         pause_on_retry_after: bool | HostPauses = False,
         coalesce: bool = False,
+        max_body_size: int | None = limits.DEFAULT_MAX_BODY_SIZE,
         **session_kwargs: Any,
     ) -> RequestHandler[A, P]:
         """Create a handler whose connector builds a ``CachedSession`` when ``cache`` is given, else a
-        plain ``aiohttp.ClientSession``; ``session_kwargs`` go to the session. The flow-control keywords are
-        those of the constructor."""
+        plain ``aiohttp.ClientSession``; ``session_kwargs`` go to the session (without a ``timeout``, the session
+        gets :data:`aiorequestful.limits.DEFAULT_TIMEOUT`). The flow-control keywords and ``max_body_size``
+        are those of the constructor."""
+        session_kwargs.setdefault("timeout", limits.DEFAULT_TIMEOUT)
 
         def connector() -> ClientSession:
             if cache is not None:
@@ -264,6 +313,7 @@ class RequestHandler(Generic[A, P]):
             retry_policy=retry_policy,
             pause_on_retry_after=pause_on_retry_after,
             coalesce=coalesce,
+            max_body_size=max_body_size,
         )
 
     def __init__(
@@ -279,6 +329,7 @@ class RequestHandler(Generic[A, P]):
         retry_policy: RetryPolicy | None = None,
         pause_on_retry_after: bool | HostPauses = False,
         coalesce: bool = False,
+        max_body_size: int | None = limits.DEFAULT_MAX_BODY_SIZE,
     ) -> None:
         #: The :class:`logging.Logger` for this object.
         self.logger: logging.Logger = logging.getLogger(__name__)
@@ -321,6 +372,7 @@ class RequestHandler(Generic[A, P]):
         self._retry_policy: RetryPolicy | None = None
         self._catch: tuple[type[BaseException], ...] = _TRANSIENT_ERRORS
         self.retry_policy = retry_policy
+        self._max_body_size: int | None = _check_max_body_size(max_body_size)
 
     # ----------------------------------------------------------------------------------------------
     # properties
@@ -392,6 +444,15 @@ class RequestHandler(Generic[A, P]):
         # An attempt that raises one of these is a failure for the retry step to judge; anything else propagates.
         extra = tuple(e for e in (value.exceptions if value else ()) if not issubclass(e, asyncio.CancelledError))
         self._catch = _TRANSIENT_ERRORS + extra
+
+    @property
+    def max_body_size(self) -> int | None:
+        """The largest response body read, in bytes after decompression (None: no limit)."""
+        return self._max_body_size
+
+    @max_body_size.setter
+    def max_body_size(self, value: int | None) -> None:
+        self._max_body_size = _check_max_body_size(value)
 
     @property
     def rate_limiter(self) -> HostRateLimiter | None:
@@ -490,13 +551,16 @@ class RequestHandler(Generic[A, P]):
     ) -> None:
         """Format and log one request line at ``level``.
 
-        Lazy (D-17): nothing is formatted when the level is disabled. Works for any JSON body and any
-        parameter value (D-12). Secret-looking names are masked and headers/auth are never printed (D-14).
+        Lazy: nothing is formatted when the level is disabled. Works for any JSON body and any parameter value.
+        Secrets never reach the line: the values of secret-looking query parameters, body keys and headers
+        (as :mod:`aiorequestful.security` lists them) are masked, ``auth``/``proxy_auth``/``cookies`` are not
+        printed, user info in the URL and the ``proxy`` URL is masked, and a text or bytes body is shown only
+        by its length.
         """
         if not self.logger.isEnabledFor(level):
             return
         url = URL(url)
-        parts: list[str] = [f"{k}: {_REDACTED if _is_secret_key(k) else v}" for k, v in sorted(url.query.items())]
+        parts: list[str] = [f"{k}: {_REDACTED if is_secret_key(k) else v}" for k, v in sorted(url.query.items())]
         for name in ("params", "json"):
             value = kwargs.pop(name, None)
             if value is None:
@@ -508,18 +572,26 @@ class RequestHandler(Generic[A, P]):
                 continue
             if key in ("headers", "proxy_headers"):
                 value = _redact(dict(value)) if isinstance(value, Mapping) else _redact(list(value))
-            elif key in ("auth", "proxy_auth", "data", "cookies"):
-                value = _REDACTED if key != "data" else _redact(value)
+            elif key in ("auth", "proxy_auth", "cookies"):
+                value = _REDACTED
+            elif key == "proxy":
+                value = redact_url(value)
+            elif key == "data":
+                # Form text or an encoded body may carry anything: only its size is shown.
+                value = f"<{len(value)} bytes>" if isinstance(value, (str, bytes, bytearray)) else _redact(value)
             parts.append(f"{key.replace('_', ' ').title()}: {value}")
         parts.extend(str(m) for m in get_iterator(message))
         self.logger.log(level, "%s", format_url_log(method, url, parts))
 
     async def _log_response(self, response: ClientResponse, method: HTTPMethod | str, url: URLInput) -> None:
-        """DEBUG-log a failed response: status, body and headers (lazy, D-17; never fails on bytes, D-11)."""
+        """DEBUG-log a failed response: status, the start of its body, and headers (lazy; never fails on bytes).
+
+        Secret headers (``Set-Cookie``...) are masked; the body is cut to its first 300 characters.
+        """
         if not self.logger.isEnabledFor(logging.DEBUG):
             return
         try:
-            body = await response.text(errors="replace")
+            body = excerpt(await response.text(errors="replace"))
         except _LOG_BODY_ERRORS as exc:
             body = f"<body unavailable: {type(exc).__name__}>"
         headers = json.dumps(_redact(dict(response.headers)), indent=2)
@@ -538,6 +610,7 @@ class RequestHandler(Generic[A, P]):
         url: URLInput,
         log_message: str | list[str] | None,
         kwargs: dict[str, Any],
+        max_body_size: int | None = _UNSET,
     ) -> ClientResponse | BaseException:
         """One attempt: returns the response, or the transport exception that prevented one.
 
@@ -547,6 +620,10 @@ class RequestHandler(Generic[A, P]):
         D-10: only errors raised while *opening* the request are returned; anything raised while the caller
         handles the response propagates normally. D-13: the caller's headers are passed through untouched;
         aiohttp merges the session's defaults under them (per-request values win). ``kwargs`` is not modified.
+        A session whose ``request`` takes ``max_body_size`` (``CachedSession``, which reads bodies to store them)
+        is given the limit; a session using aiohttp's default time-out, and a request giving none, gets
+        :data:`aiorequestful.limits.DEFAULT_TIMEOUT`. A redirect loop or an invalid URL is raised, not returned:
+        sending again cannot fix it.
         """
         session = self._session
         if session is None or session.closed:
@@ -562,6 +639,11 @@ class RequestHandler(Generic[A, P]):
         allowed = _allowed_kwargs(session)
         # D-16: drop kwargs the session's request does not take; a new dict, so the caller's is reused untouched.
         kwargs = {key: value for key, value in kwargs.items() if key in allowed}
+        if "max_body_size" in allowed:
+            kwargs["max_body_size"] = self._max_body_size if max_body_size is _UNSET else max_body_size
+        if "timeout" not in kwargs and session.timeout is _AIOHTTP_DEFAULT_TIMEOUT:
+            # Read from the module each time, so the documented default is the one in force.
+            kwargs["timeout"] = limits.DEFAULT_TIMEOUT
         hooks = self.hooks
         if hooks.on_request:
             call_hooks(hooks.on_request, method.name, URL(url))
@@ -569,10 +651,19 @@ class RequestHandler(Generic[A, P]):
             response = await session.request(method=method.name, url=url, **kwargs)
         except asyncio.CancelledError:
             raise  # an abandoned attempt: neither a response nor an error
+        except _RAISED_AT_ONCE as exc:
+            self._stats.error()
+            if self.logger.isEnabledFor(logging.DEBUG):
+                self.log(
+                    method=method.name, url=url, message=f"Request failed: {type(exc).__name__}: {_scrub(str(exc))}"
+                )
+            raise
         except self._catch as exc:
             self._stats.error()
             if self.logger.isEnabledFor(logging.DEBUG):
-                self.log(method=method.name, url=url, message=f"Request failed: {type(exc).__name__}: {exc}")
+                self.log(
+                    method=method.name, url=url, message=f"Request failed: {type(exc).__name__}: {_scrub(str(exc))}"
+                )
             return exc
         except Exception:
             self._stats.error()  # could not be sent at all (a bad URL or option): counted, then raised as is
@@ -588,6 +679,22 @@ class RequestHandler(Generic[A, P]):
             call_hooks(hooks.on_response, method.name, URL(url), response.status, from_cache)
         return response
 
+    async def _read_bounded(self, response: ClientResponse, max_body_size: int | None = _UNSET) -> None:
+        """Read a network response's body within the size limit before anything else reads it.
+
+        Afterwards ``read()``/``text()``/``json()`` return the bytes read here. A body over the limit raises
+        :class:`ResponseTooLargeError` (the response is closed). A transport error is left for the reader that
+        comes next: the stream keeps it, so a payload or status handler meets the same error it would have met
+        reading the body itself.
+        """
+        limit = self._max_body_size if max_body_size is _UNSET else max_body_size
+        if limit is None or _is_cached(response):
+            return
+        try:
+            await read_body(response, limit)
+        except _TRANSIENT_ERRORS:
+            pass
+
     def _release(self, response: ClientResponse) -> None:
         """Count a network response's bytes and release it, so its connection returns to the pool at once."""
         if not _is_cached(response):
@@ -595,9 +702,17 @@ class RequestHandler(Generic[A, P]):
         response.release()
 
     async def _handle_response(
-        self, response: ClientResponse, retry_timer: Timer | None = None, _chain: _Chain | None = None
+        self,
+        response: ClientResponse,
+        retry_timer: Timer | None = None,
+        _chain: _Chain | None = None,
+        max_body_size: int | None = _UNSET,
     ) -> bool:
-        """Dispatch ``response`` to its status handler; True when it was handled and should be sent again."""
+        """Dispatch ``response`` to its status handler; True when it was handled and should be sent again.
+
+        The body is read within ``max_body_size`` (default: the handler's) first, unless the handler is one of
+        the built-ins that never read it.
+        """
         status = response.status
         index = self._dispatch.lookup(status)
         if index is None:
@@ -609,6 +724,8 @@ class RequestHandler(Generic[A, P]):
         if (status == 401 and chain.reauthorised >= _MAX_REAUTHORISATIONS) or chain.handled >= _MAX_HANDLED_PER_REQUEST:
             return False
         handler = self._handler_list[index]
+        if type(handler) not in _BODYLESS_HANDLERS:
+            await self._read_bounded(response, max_body_size)
         started = time.perf_counter()
         handled = await handler(
             response=response,
@@ -659,14 +776,15 @@ class RequestHandler(Generic[A, P]):
         """The retry step: raise when no retry is left, else sleep the timer's current value and advance it.
 
         Raises the original transport exception for a connection failure, ``ResponseError`` (with the
-        response) for an error response, or ``RequestError("Max retries exceeded")`` when there was neither.
+        response; its message names the request and shows the start of the body, the whole body is its ``body``)
+        for an error response, or ``RequestError("Max retries exceeded")`` when there was neither.
         With a retry policy, the sleep gets the policy's jitter on top of the timer's value.
         """
         if timer is None or not timer.can_increase:
             if isinstance(response, BaseException):
                 raise response
             if isinstance(response, ClientResponse):
-                raise ResponseError(message=await _body_text(response), response=response)
+                raise error_for_response(response, await _body_text(response))
             raise RequestError("Max retries exceeded")
         self._handle_retry_timer(method, url, timer, _chain if _chain is not None else _Chain())
         base = float(timer)
@@ -799,8 +917,14 @@ class RequestHandler(Generic[A, P]):
         """Send a request, handling statuses, authorisation, retries, flow control and caching as configured.
 
         :raises RequestError: the session is closed, or retries ran out with no response.
+        ``max_body_size=`` (bytes, or None for no limit) replaces the handler's body size limit for this call;
+        it is not passed to aiohttp.
+
         :raises ResponseError: the final response was an error, or (with ``pause_on_retry_after``) the host is
-            paused for longer than the request's remaining retry budget.
+            paused for longer than the request's remaining retry budget. :class:`ResponseTooLargeError` (at
+            once, never retried): a body was larger than the body size limit.
+        :raises PayloadHandlerError: the payload handler could not read a successful response's body; the
+            error names the method, URL, status and content type.
         :raises aiohttp.ClientError | TimeoutError: the final attempt failed in transport.
         """
         if self.closed:
@@ -811,6 +935,8 @@ class RequestHandler(Generic[A, P]):
         method = _http_method(kwargs.pop("method"))
         url = kwargs.pop("url")
         log_message = kwargs.pop("log_message", None)
+        max_body_size = kwargs.pop("max_body_size", _UNSET)
+        max_body_size = self._max_body_size if max_body_size is _UNSET else _check_max_body_size(max_body_size)
         self._stats.calls += 1
         try:
             coalescer = self._coalescer
@@ -819,9 +945,11 @@ class RequestHandler(Generic[A, P]):
                 if key is not None:
                     if key in coalescer:
                         self._stats.coalesced += 1  # counted on joining: the shared request may still fail
-                    payload, _ = await coalescer.run(key, lambda: self._request_loop(method, url, log_message, kwargs))
+                    payload, _ = await coalescer.run(
+                        key, lambda: self._request_loop(method, url, log_message, kwargs, max_body_size)
+                    )
                     return payload
-            return await self._request_loop(method, url, log_message, kwargs)
+            return await self._request_loop(method, url, log_message, kwargs, max_body_size)
         except asyncio.CancelledError:
             self._stats.cancelled += 1
             raise
@@ -830,8 +958,15 @@ class RequestHandler(Generic[A, P]):
             raise
 
     async def _request_loop(
-        self, method: HTTPMethod, url: URLInput, log_message: str | list[str] | None, kwargs: dict[str, Any]
+        self,
+        method: HTTPMethod,
+        url: URLInput,
+        log_message: str | list[str] | None,
+        kwargs: dict[str, Any],
+        max_body_size: int | None = _UNSET,
     ) -> P:
+        if max_body_size is _UNSET:
+            max_body_size = self._max_body_size
         # The same fresh copy as the retry_timer property gives, without copy.deepcopy's generic machinery.
         retry_timer = self._retry_timer._fresh() if self._retry_timer is not None else None
         policy = self._retry_policy
@@ -849,7 +984,7 @@ class RequestHandler(Generic[A, P]):
             payload: Any = None
             retry_after: Timer | None = None
             cause: ClientResponse | BaseException | None = None
-            response = await self._send(method, url, log_message, kwargs)
+            response = await self._send(method, url, log_message, kwargs, max_body_size)
             try:
                 failure: ClientResponse | BaseException | None = None
                 pause_until: float | None = None
@@ -858,7 +993,7 @@ class RequestHandler(Generic[A, P]):
                 else:
                     if pauses is not None and response.status in PAUSE_STATUSES:
                         pause_until = self._record_pause(response)
-                    if await self._handle_response(response, handler_timer, chain):
+                    if await self._handle_response(response, handler_timer, chain, max_body_size):
                         # handled: send again without a retry-timer step; the handler judged and waited out
                         # this response's own Retry-After, so the gate need not judge that pause again.
                         if pause_until is not None:
@@ -871,16 +1006,23 @@ class RequestHandler(Generic[A, P]):
                         if decoded is not None and decoded[0] is handler:
                             payload, done = decoded[1], True
                         else:
+                            await self._read_bounded(response, max_body_size)
                             try:
                                 payload = await handler(response)
                             except asyncio.CancelledError:
                                 raise
+                            except PayloadHandlerError as exc:
+                                error = _payload_error(exc, method, response)
+                                if not isinstance(error, self._catch):
+                                    raise error from exc
+                                failure = error  # a retry policy that lists PayloadHandlerError retries it
                             except self._catch as exc:
-                                # D-10: a body that fails mid-read is a transient failure like any other.
+                                # A body that fails mid-read is a transient failure like any other.
                                 failure = exc
                             else:
                                 done = True
                     else:
+                        await self._read_bounded(response, max_body_size)
                         await self._log_response(response, method, url)
                         failure = response
 
@@ -968,8 +1110,26 @@ def _loop_time() -> float:
     return asyncio.get_running_loop().time()
 
 
+def _payload_error(exc: PayloadHandlerError, method: HTTPMethod, response: ClientResponse) -> PayloadHandlerError:
+    """``exc`` again, naming the request and what the server sent: method, redacted URL, status, content type."""
+    content_type = response.headers.get("Content-Type")
+    url = redact_url(response.url)
+    error = PayloadHandlerError(
+        f"{exc} | {method.name} {url} | Status code: {response.status} | Content-Type: {content_type or 'none'}",
+        method=method.name,
+        url=url,
+        status=response.status,
+        content_type=content_type,
+    )
+    error.__cause__ = exc
+    return error
+
+
 async def _body_text(response: ClientResponse) -> str:
-    """The body for an error message; never raises (D-11: non-UTF-8 bodies are decoded leniently)."""
+    """The body for an error message; never raises for a broken body (non-UTF-8 bodies are decoded leniently).
+
+    A body over the size limit was closed with :class:`ResponseTooLargeError`, which is raised again here.
+    """
     try:
         return await response.text(errors="ignore")
     except _ERROR_BODY_ERRORS:

@@ -35,6 +35,9 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from .._utils import format_url_log
+from ..limits import DEFAULT_MAX_BODY_SIZE
+from ..response._body import read_body
+from ..response.exception import ResponseTooLargeError
 from ._entry import default_headers
 from .backend.base import ResponseCache, ResponseRepository
 from .exception import CacheError
@@ -125,7 +128,13 @@ class CachedSession(_QuietSubclass, ClientSession):
     # requests
     # ------------------------------------------------------------------------------------------------------------
     def request(  # type: ignore[override]
-        self, method: str, url: Any = None, *, persist: bool = True, **kwargs: Any
+        self,
+        method: str,
+        url: Any = None,
+        *,
+        persist: bool = True,
+        max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
+        **kwargs: Any,
     ) -> _CachedRequest:
         """Send a request, or answer it from the cache.
 
@@ -134,13 +143,15 @@ class CachedSession(_QuietSubclass, ClientSession):
         :param method: the HTTP method.
         :param url: the URL (resolved against the session's ``base_url``).
         :param persist: store a successful network response in the cache (False: read the cache only).
+        :param max_body_size: the largest body read to store it, in bytes after decompression (None: no limit);
+            a larger one raises ``ResponseTooLargeError`` and is not stored.
         :param kwargs: any ``aiohttp.ClientSession.request`` option.
         """
         if url is None:
             url = kwargs.pop("str_or_url", None)  # aiohttp's own name for the argument
         if url is None:
             raise TypeError("request() missing required argument: 'url'")
-        return _CachedRequest(self, method, url, persist, kwargs)
+        return _CachedRequest(self, method, url, persist, kwargs, max_body_size)
 
     def get(self, url: Any, *, allow_redirects: bool = True, **kwargs: Any) -> _CachedRequest:  # type: ignore[override]
         """Perform a GET request through the cache."""
@@ -219,7 +230,6 @@ class CachedSession(_QuietSubclass, ClientSession):
             if given and hdrs.AUTHORIZATION in CIMultiDict(given):
                 raise ValueError("Cannot combine AUTHORIZATION header with AUTH argument or credentials encoded in URL")
             headers[hdrs.AUTHORIZATION] = authorization
-
         cookies = self._cookies_for(url, kwargs.get("cookies"))
         if cookies:
             # As aiohttp sends them: the request's own Cookie header first, then the jar's and the call's cookies.
@@ -267,10 +277,19 @@ class CachedSession(_QuietSubclass, ClientSession):
             info, entry.payload, status=entry.status, reason=entry.reason, headers=headers, decoded=entry.decoded
         )
 
-    async def _persist(self, repository: ResponseRepository, info: RequestInfo, response: ClientResponse) -> None:
+    async def _persist(
+        self,
+        repository: ResponseRepository,
+        info: RequestInfo,
+        response: ClientResponse,
+        max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
+    ) -> None:
         try:
+            # The repository reads the whole body to store it: read it within the limit first (later reads
+            # return these bytes). A larger body is never stored and fails the request.
+            await read_body(response, max_body_size)
             await repository.save_for_request(info, response)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ResponseTooLargeError):
             raise
         except Exception as exc:  # the caller has its response; a failed save is a warning, not an error
             self.logger.warning(
@@ -286,10 +305,19 @@ class _CachedRequest(Coroutine[Any, Any, ClientResponse]):
     manager, it is stored when the block ends without an exception, and then released (D-41).
     """
 
-    __slots__ = ("_coro", "_in_context", "_info", "_repository", "_response", "_session")
+    __slots__ = ("_coro", "_in_context", "_info", "_max_body_size", "_repository", "_response", "_session")
 
-    def __init__(self, session: CachedSession, method: str, url: Any, persist: bool, kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        session: CachedSession,
+        method: str,
+        url: Any,
+        persist: bool,
+        kwargs: dict[str, Any],
+        max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
+    ) -> None:
         self._session = session
+        self._max_body_size = max_body_size
         self._in_context = False
         self._repository: ResponseRepository | None = None
         self._info: RequestInfo | None = None
@@ -319,7 +347,7 @@ class _CachedRequest(Coroutine[Any, Any, ClientResponse]):
             if persist and repository is not None and info is not None:
                 self._repository, self._info = repository, info
                 if not self._in_context and response.ok:
-                    await session._persist(repository, info, response)
+                    await session._persist(repository, info, response, self._max_body_size)
                     self._repository = None
         self._response = response
         return response
@@ -353,6 +381,6 @@ class _CachedRequest(Coroutine[Any, Any, ClientResponse]):
             return
         try:
             if exc_type is None and self._repository is not None and self._info is not None and response.ok:
-                await self._session._persist(self._repository, self._info, response)
+                await self._session._persist(self._repository, self._info, response, self._max_body_size)
         finally:
             await response.__aexit__(exc_type, exc_val, exc_tb)  # D-41: release the network response

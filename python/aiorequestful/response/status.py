@@ -23,6 +23,7 @@ from datetime import datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
+from ._body import error_for_response
 from ._retry_after import parse_retry_after
 from .exception import ResponseError, StatusHandlerError
 
@@ -117,7 +118,11 @@ class StatusHandler(ABC):
 
 
 class ClientErrorStatusHandler(StatusHandler):
-    """Turns any 4xx response into a :class:`ResponseError` carrying the response and its body text."""
+    """Turns any 4xx response into a :class:`ResponseError` carrying the response and its body text.
+
+    The message names the request (method and URL, secrets masked) and shows the first 300 characters of the
+    body; the whole body text is the error's ``body``.
+    """
 
     __slots__ = ()
 
@@ -129,7 +134,7 @@ class ClientErrorStatusHandler(StatusHandler):
         self.match(response=response, fail_on_error=True)
         self._log(response=response, message="Bad response")
         # errors="ignore": a body in a broken or unexpected encoding must still produce the ResponseError (D-11).
-        raise ResponseError(message=await response.text(errors="ignore"), response=response)
+        raise error_for_response(response, await response.text(errors="ignore"))
 
 
 class UnauthorisedStatusHandler(StatusHandler):
@@ -186,7 +191,9 @@ class RateLimitStatusHandler(StatusHandler):
       is not handled: the request handler's ordinary retry step applies.
     * A retry timer that cannot increase, a wait longer than the retry timer's ``total_remaining`` or longer than
       ``max_retry_after`` raises :class:`ResponseError` carrying the response.
-    * Otherwise: sleep the wait, consume one retry step (``retry_timer.increase()``), and return True.
+    * Otherwise: release the response (its connection goes back to the pool instead of being held through the
+      wait; only its status and headers were needed), sleep the wait, consume one retry step
+      (``retry_timer.increase()``), and return True.
 
     :param max_retry_after: the longest wait accepted from a server, in seconds (default one hour).
     """
@@ -258,6 +265,9 @@ class RateLimitStatusHandler(StatusHandler):
         if retry_at != self._last_retry_at:  # D-25: once per distinct wait, not once per 429
             self._last_retry_at = retry_at
             self.logger.warning("Rate limit exceeded. Retrying again at %s", retry_at)
+        # A sleeping request must not hold a pooled connection: a few hundred of them would starve every other
+        # request of the session, whatever host it is for.
+        response.release()
         await asyncio.sleep(wait)
         retry_timer.increase()  # D-9: a handled 429 consumes one retry step
         return True
