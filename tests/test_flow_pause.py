@@ -69,11 +69,13 @@ async def test_pauses_extend_never_shorten_and_expire() -> None:
         ("soon", None),
         ("", None),
         ("Fri, 31 Feb 2025 25:61:00 GMT", None),
-        ("1" + "0" * 400, 60.0),  # absurd: capped
-        ("99999999999999999999999", 60.0),
+        ("60", 60.0),  # at the cap: recorded
+        ("61", None),  # over the cap: not believed, not recorded
+        ("1" + "0" * 400, None),  # absurd: not recorded
+        ("99999999999999999999999", None),
     ],
 )
-def test_pause_for_parses_leniently_and_caps(value: str, expected: float | None) -> None:
+def test_pause_for_parses_leniently_and_refuses_over_the_cap(value: str, expected: float | None) -> None:
     pauses = HostPauses(max_pause=60)
     until = pauses.pause_for(HOST, 429, {"Retry-After": value})
     if expected is None:
@@ -87,9 +89,13 @@ def test_pause_for_http_date_and_cap() -> None:
     pauses.pause_for(HOST, 503, {"Retry-After": http_date(5)})
     assert 4.0 <= pauses.remaining(HOST) <= 7.0
     pauses = HostPauses()
-    pauses.pause_for(HOST, 429, {"Retry-After": "100"}, cap=2)
+    assert pauses.pause_for(HOST, 429, {"Retry-After": "100"}, cap=2) is None  # over the handler's cap
+    assert pauses.get(HOST) is None
+    assert pauses.pause_for(HOST, 429, {"Retry-After": "2"}, cap=2) is not None
     assert pauses.get(HOST).seconds == 2.0
     assert pauses.pause_for(HOST, 429, {}) is None
+    # Over the cap never shortens nor replaces a pause in force either.
+    assert pauses.pause(HOST, 10**9, 503) is None and pauses.get(HOST).status == 429
 
 
 def test_pauses_validation() -> None:
@@ -203,19 +209,39 @@ async def test_unbounded_budget_waits_any_pause(serve) -> None:
     assert times[-1] - times[0] >= 1.1  # two pauses of 0.6 s
 
 
-async def test_absurd_retry_after_is_capped(serve) -> None:
-    """A Retry-After of years pauses the host for the 429 handler's max_retry_after only."""
-    ((_app, url),) = await start_hosts(serve, 1)
-    handlers = [UnauthorisedStatusHandler(), RateLimitStatusHandler(max_retry_after=1), ClientErrorStatusHandler()]
+@pytest.mark.parametrize(("max_retry_after", "value"), [(None, "99999"), (1, "2"), (1, "99999999999")])
+async def test_retry_after_over_the_cap_pauses_nobody_else(serve, max_retry_after, value: str) -> None:
+    """A Retry-After over the 429 handler's max_retry_after (one hour by default) is refused by the handler,
+    and is not recorded as a pause of the cap either: the next request to the host is sent at once."""
+    ((app, url),) = await start_hosts(serve, 1)
+    limit = {} if max_retry_after is None else {"max_retry_after": max_retry_after}
+    handlers = [UnauthorisedStatusHandler(), RateLimitStatusHandler(**limit), ClientErrorStatusHandler()]
     retry = StepCountTimer(initial=0, count=None, step=0)
     async with handler(retry_timer=retry, response_handlers=handlers) as h:
-        with pytest.raises(ResponseError, match=r"greater than the maximum of 1\.00 seconds"):
-            await h.get(url / "item" / "a", params={"script": "429:99999999999"})
-        pause = h.host_pauses.get(host_key(url))
-        assert pause is not None and pause.seconds == 1.0 and pause.status == 429
+        cap = 3600.0 if max_retry_after is None else float(max_retry_after)
+        with pytest.raises(ResponseError, match=rf"greater than the maximum of {cap:.2f} seconds"):
+            await h.get(url / "item" / "a", params={"script": f"429:{value}"})
+        assert h.host_pauses.get(host_key(url)) is None and len(h.host_pauses) == 0
         start = now()
         assert (await h.get(url / "item" / "b"))["hits"] == 1
-        assert 0.7 <= now() - start < 3
+        assert now() - start < 0.01  # sent at once: no pause, however long
+    assert [a.outcome for a in arrivals(app)] == ["429", "ok"]
+    assert "pause" not in h.stats.wait_seconds_by_reason
+
+
+async def test_503_retry_after_over_the_cap_is_not_a_pause(serve) -> None:
+    """A 503 asking for more than the cap goes to the ordinary retry step; the other tasks are not held up."""
+    ((app, url),) = await start_hosts(serve, 1)
+    async with handler(retry_timer=StepCountTimer(initial=0.5, count=2, step=0)) as h:
+        start = now()
+        results = await asyncio.gather(
+            h.get(url / "item" / "a", params={"script": "503:99999"}),
+            *(h.get(url / "item" / f"o{i}") for i in range(3)),
+        )
+        assert results[0]["hits"] == 2
+        assert now() - start == pytest.approx(0.5, abs=0.01)  # the retry delay, not an hour
+        assert h.host_pauses.get(host_key(url)) is None
+    assert sorted(a.at - start for a in arrivals(app))[-1] == pytest.approx(0.5, abs=0.01)
 
 
 @pytest.mark.timeout(20)

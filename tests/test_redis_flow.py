@@ -149,15 +149,20 @@ async def test_limits_by_host_and_unlimited_hosts(redis_connection: RedisConnect
         raw.close()
 
 
-async def test_a_cancelled_head_gives_its_slot_back(redis_connection: RedisConnection) -> None:
+@pytest.mark.realtime
+async def test_a_cancelled_head_gives_its_slot_back(redis_connection: RedisConnection, redis_url: str) -> None:
     limiter = RedisHostRateLimiter(redis_connection, RateLimit(rate=2))
     await limiter.acquire(HOST)  # t=0: the bucket's only token
     waiting = asyncio.ensure_future(limiter.acquire(HOST))  # reserved for t=0.5
-    await asyncio.sleep(0.1)
+    await _eventually(lambda: limiter.shared_reservations == 2)  # the head holds its reservation
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
-    await asyncio.sleep(0.05)  # the give-back runs in the background
+    raw = sync_client(redis_url)
+    try:  # the give-back runs in the background: wait until Redis has the token back
+        await _eventually(lambda: raw.hget(limiter.bucket_key(HOST), "seq") == b"0")
+    finally:
+        raw.close()
     start = time.monotonic()
     await limiter.acquire(HOST)  # gets the returned t=0.5 slot (~0.35 s from here), not t=1.0 (~0.85 s)
     assert time.monotonic() - start < 0.65
@@ -216,7 +221,7 @@ async def test_a_pause_reaches_every_worker_and_so_does_a_resume(workers: list[R
     for connection in workers:
         await connection.__aenter__()
     try:
-        await asyncio.sleep(0.1)  # listeners subscribed
+        await asyncio.gather(*(p.ready() for p in pauses))  # every listener subscribed
         assert isinstance(pauses[0], HostPauses)
         until = pauses[0].pause_for(HOST, 429, {"Retry-After": "3"})
         assert until is not None
@@ -237,7 +242,7 @@ async def test_a_pause_reaches_every_worker_and_so_does_a_resume(workers: list[R
 async def test_a_pause_never_shortens_a_longer_one(workers: list[RedisConnection], redis_url: str) -> None:
     long, short = RedisHostPauses(workers[0]), RedisHostPauses(workers[1])
     async with workers[0], workers[1]:
-        await asyncio.sleep(0.1)
+        await asyncio.gather(long.ready(), short.ready())
         long.pause(HOST, 5.0, 503)
         await _eventually(lambda: short.get(HOST) is not None)
         short.pause(HOST, 1.0, 429)
@@ -250,11 +255,15 @@ async def test_a_pause_never_shortens_a_longer_one(workers: list[RedisConnection
             raw.close()
 
 
-async def test_a_worker_that_starts_during_a_pause_honours_it(workers: list[RedisConnection]) -> None:
+async def test_a_worker_that_starts_during_a_pause_honours_it(workers: list[RedisConnection], redis_url: str) -> None:
     first = RedisHostPauses(workers[0])
     async with workers[0]:
         first.pause(HOST, 3.0, 429)
-        await asyncio.sleep(0.2)  # announced
+        raw = sync_client(redis_url)
+        try:
+            await _eventually(lambda: raw.pttl(first.pause_key(HOST)) > 0)  # announced
+        finally:
+            raw.close()
         late = RedisHostPauses(workers[1])
         async with workers[1]:
             await _eventually(lambda: late.get(HOST) is not None)
@@ -265,7 +274,7 @@ async def test_a_worker_that_starts_during_a_pause_honours_it(workers: list[Redi
 async def test_remote_pauses_are_capped_by_max_pause(workers: list[RedisConnection]) -> None:
     sender, capped = RedisHostPauses(workers[0]), RedisHostPauses(workers[1], max_pause=1.0)
     async with workers[0], workers[1]:
-        await asyncio.sleep(0.1)
+        await asyncio.gather(sender.ready(), capped.ready())
         sender.pause_for(HOST, 429, {"Retry-After": "600"})
         await _eventually(lambda: capped.get(HOST) is not None)
         assert capped.remaining(HOST) <= 1.0
@@ -275,7 +284,7 @@ async def test_remote_pauses_are_capped_by_max_pause(workers: list[RedisConnecti
 async def test_garbage_on_the_channel_is_ignored(workers: list[RedisConnection], redis_url: str) -> None:
     pauses = RedisHostPauses(workers[0])
     async with workers[0]:
-        await asyncio.sleep(0.1)
+        await pauses.ready()
         raw = sync_client(redis_url)
         try:
             channel = workers[0].key("pause")
@@ -299,7 +308,7 @@ async def test_a_pause_made_while_redis_is_down_is_shared_when_it_is_back(
     try:
         for connection in connections:
             await connection.__aenter__()
-        await asyncio.sleep(0.1)
+        await asyncio.gather(first.ready(), second.ready())
         dedicated_redis.kill()
         assert first.pause(HOST, 4.0, 429) is not None  # local at once, whatever Redis does
         assert first.remaining(HOST) > 3.5
@@ -313,6 +322,25 @@ async def test_a_pause_made_while_redis_is_down_is_shared_when_it_is_back(
             await connection.__aexit__(None, None, None)
     # one warning per worker (connection), however many operations failed
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) <= 2
+
+
+async def test_a_retry_after_over_the_cap_is_not_shared(workers: list[RedisConnection], redis_url: str) -> None:
+    """A Retry-After over the cap is not recorded, so it never reaches Redis nor the other workers."""
+    sender, other = RedisHostPauses(workers[0], max_pause=60), RedisHostPauses(workers[1])
+    elsewhere = ("http", "b.test", 80)
+    async with workers[0], workers[1]:
+        await asyncio.gather(sender.ready(), other.ready())
+        assert sender.pause_for(HOST, 429, {"Retry-After": "99999"}) is None
+        assert sender.get(HOST) is None
+        # A pause within the cap, announced afterwards, does arrive: the refused one was never sent.
+        assert sender.pause_for(elsewhere, 429, {"Retry-After": "5"}) is not None
+        await _eventually(lambda: other.get(elsewhere) is not None)
+        assert other.get(HOST) is None and other.received == 1
+        raw = sync_client(redis_url)
+        try:
+            assert not raw.exists(sender.pause_key(HOST)) and raw.pttl(sender.pause_key(elsewhere)) > 0
+        finally:
+            raw.close()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -331,7 +359,7 @@ async def test_a_retry_after_seen_by_one_handler_pauses_another(serve: Any, work
         for connection in workers[:2]
     ]
     async with workers[0], workers[1], handlers[0], handlers[1]:
-        await asyncio.sleep(0.1)
+        await asyncio.gather(*(h.host_pauses.ready() for h in handlers))
 
         async def steady(handler: RequestHandler, name: str) -> None:
             for i in range(12):
@@ -361,7 +389,11 @@ async def test_a_handler_starts_and_stops_its_shared_flow_control(
     announcer = RedisHostPauses(sender)
     async with sender:
         announcer.pause(host_key(base), 1.0, 429)  # another worker saw a Retry-After: 1
-        await asyncio.sleep(0.1)
+        raw = sync_client(redis_url)
+        try:
+            await _eventually(lambda: raw.pttl(announcer.pause_key(host_key(base))) > 0)  # announced
+        finally:
+            raw.close()
     connection = RedisConnection(redis_url, namespace=redis_namespace)
     pauses = RedisHostPauses(connection)
     handler = RequestHandler.create(
@@ -378,3 +410,29 @@ async def test_a_handler_starts_and_stops_its_shared_flow_control(
         assert time.monotonic() - start >= 0.6
     assert connection._state is None  # listener stopped, client closed
     assert [a.key for a in app[ARRIVALS]] == ["x"]
+
+
+async def test_an_absurd_retry_after_does_not_stop_the_fleet(serve: Any, workers: list[RedisConnection]) -> None:
+    """One worker's 429 with Retry-After: 99999 (over max_retry_after) fails that request only; another worker's
+    request to the same host is sent at once instead of failing unsent for an hour."""
+    from aiorequestful.response.exception import ResponseError
+
+    app = make_host("h0")
+    base = await serve(app)
+    handlers = [
+        RequestHandler.create(
+            payload_handler=JSONPayloadHandler(),
+            retry_timer=StepCountTimer(initial=0, count=None, step=0),  # unbounded: only the cap refuses
+            pause_on_retry_after=RedisHostPauses(connection),
+        )
+        for connection in workers[:2]
+    ]
+    async with workers[0], workers[1], handlers[0], handlers[1]:
+        await asyncio.gather(*(h.host_pauses.ready() for h in handlers))
+        with pytest.raises(ResponseError, match=r"greater than the maximum of 3600\.00 seconds"):
+            await handlers[0].get(base / "item" / "a" % {"script": "429:99999"})
+        assert handlers[0].host_pauses.get(host_key(base)) is None
+        assert (await handlers[1].get(base / "item" / "b"))["hits"] == 1
+        assert (await handlers[0].get(base / "item" / "c"))["hits"] == 1
+        assert handlers[1].host_pauses.get(host_key(base)) is None
+    assert [a.outcome for a in app[ARRIVALS]] == ["429", "ok", "ok"]

@@ -8,8 +8,11 @@ server and backing off alone. Waiting out a pause does not spend a request's ret
 remaining retry budget is shorter than the pause fails fast rather than waiting for nothing.
 
 The ``Retry-After`` value is parsed leniently (delay-seconds or an HTTP-date; surrounding whitespace ignored; a
-negative number or a past date means no pause; garbage is ignored) and capped at ``max_pause``, so an absurd
-value never stops a host for longer than that.
+negative number or a past date means no pause; garbage is ignored). A value longer than the cap (``max_pause``,
+or the tighter cap of the status handler that waits out the response) is not recorded at all: the request that
+got it fails as it would without pauses (the 429 handler refuses a wait over its ``max_retry_after``), and
+every later request to the host is sent and judges its own response. Recording the cap instead would let one
+absurd value stop the host (and, shared through Redis, the whole fleet) for the cap, an hour by default.
 """
 
 from __future__ import annotations
@@ -60,7 +63,9 @@ class HostPauses:
     """The pauses of one handler's hosts, keyed by ``(scheme, host, port)``.
 
     :param max_pause: the longest pause accepted from a ``Retry-After`` value, in seconds (default one hour,
-        as ``RateLimitStatusHandler.max_retry_after``); longer values are cut to it.
+        as ``RateLimitStatusHandler.max_retry_after``). A longer value pauses nothing: a server that asks for
+        more than the cap is not believed, so it is not allowed to stop every other request to the host for the
+        cap either (the request that saw it is judged by its status handler, which refuses such a wait).
     """
 
     __slots__ = ("_pauses", "_prune_at", "max_pause")
@@ -77,18 +82,22 @@ class HostPauses:
     def pause(
         self, key: HostKey, seconds: float, status: int | None = None, *, cap: float | None = None
     ) -> float | None:
-        """Pause ``key`` for ``seconds`` from now, cut to ``cap`` (and always to ``max_pause``).
+        """Pause ``key`` for ``seconds`` from now, unless that is longer than ``cap`` or ``max_pause``.
 
         A pause never shortens one already in force. Returns the time (loop clock) this call asked to pause
-        until, or None when ``seconds`` asks for no pause (zero, negative or NaN).
+        until, or None when nothing was recorded: ``seconds`` asks for no pause (zero, negative or NaN) or for
+        more than the cap (an unbelievable value pauses nobody else; see the class docstring).
         """
         limit = self.max_pause
         if cap is not None and cap < limit:
             limit = float(cap)
         seconds = float(seconds)
-        if not seconds > 0.0:
+        if not seconds > 0.0 or seconds > limit:
             return None
-        seconds = min(seconds, limit)
+        return self._record(key, seconds, status)
+
+    def _record(self, key: HostKey, seconds: float, status: int | None) -> float:
+        """Record a pause of ``seconds`` (already judged acceptable) unless a longer one is in force."""
         now = _now()
         until = now + seconds
         current = self._pauses.get(key)

@@ -30,7 +30,8 @@ Pauses
     so ``get()`` stays synchronous and costs no round trip. The listener re-reads every pause in force whenever
     it (re)subscribes, and pushes the pauses recorded while Redis was away, so a worker that starts, or a Redis
     that restarts, during a pause still honours it. A pause never shortens one in force and is capped by each
-    process's ``max_pause``.
+    process's ``max_pause``. A ``Retry-After`` longer than the cap of the worker that saw it is not recorded, so
+    it is not shared either: one absurd value cannot stop the host for the whole fleet.
 """
 
 from __future__ import annotations
@@ -374,7 +375,7 @@ class RedisHostPauses(HostPauses):
     ``received`` counts the pauses learnt from other workers.
     """
 
-    __slots__ = ("_channel", "_connection", "_origin", "_service", "received")
+    __slots__ = ("_channel", "_connection", "_origin", "_ready", "_service", "received")
 
     _ids = itertools.count(1)
 
@@ -387,6 +388,8 @@ class RedisHostPauses(HostPauses):
         #: Tells this object's own announcements apart from other workers'.
         self._origin = uuid.uuid4().hex
         self.received = 0
+        #: Set while the listener is subscribed and has mirrored the pauses in force (see :meth:`ready`).
+        self._ready = asyncio.Event()
         self._service = f"pauses-{next(self._ids)}"
         connection.register_service(self._service, self._listen)
 
@@ -404,6 +407,16 @@ class RedisHostPauses(HostPauses):
 
     async def __aexit__(self, *exc_info: Any) -> None:
         await self._connection.__aexit__(*exc_info)
+
+    async def ready(self) -> None:
+        """Wait until this process listens to the other workers' pauses: the listener is subscribed to the pause
+        channel and has mirrored every pause in force. A pause announced from then on reaches this process.
+
+        Starts the listener if it is not running; while Redis is unreachable this waits until it is back (wrap it
+        in ``asyncio.timeout`` to bound it).
+        """
+        self._connection.ensure_service(self._service)
+        await self._ready.wait()
 
     def pause_key(self, key: HostKey) -> str:
         """The Redis key of the pause of host ``key``."""
@@ -463,7 +476,9 @@ class RedisHostPauses(HostPauses):
         if ms <= 0:
             HostPauses.resume(self, key)
             return
-        HostPauses.pause(self, key, ms / 1000.0, status or None)
+        # Another worker judged this pause acceptable under its own cap; this one still waits no longer than its
+        # own max_pause.
+        HostPauses._record(self, key, min(ms / 1000.0, self.max_pause), status or None)
 
     def _on_message(self, data: Any) -> None:
         parts = _text(data).split("|", 4)
@@ -536,6 +551,7 @@ class RedisHostPauses(HostPauses):
                 connection.mark_available(started)
                 started = connection.outages
                 await self._sync(client)
+                self._ready.set()
                 idle = 0
                 pinged: float | None = None
                 while True:
@@ -559,6 +575,7 @@ class RedisHostPauses(HostPauses):
             except _REDIS_ERRORS as exc:
                 connection._refused(exc)
             finally:
+                self._ready.clear()  # not listening any more (failed, or stopped)
                 if pubsub is not None:
                     with contextlib.suppress(Exception):
                         await pubsub.aclose()
