@@ -60,6 +60,27 @@ test-py: build-dev ## The Python suite only, native then pure
 	AIOREQUESTFUL_REQUIRE_EXTENSIONS=1 $(PY) -m pytest --require-native -q
 	AIOREQUESTFUL_NO_EXTENSIONS=1 $(PY) -m pytest --no-native -q
 
+# The timing-sensitive tests: the flow-control modules, the timers, and every test marked `realtime` (those keep the
+# real clock on purpose). Two busy loops started (and killed) here keep both cores loaded meanwhile; odd runs are
+# native, even runs pure. The first failure stops it.
+STRESS_RUNS ?= 5
+STRESS_TESTS := $(sort $(wildcard tests/test_flow_*.py)) tests/test_redis_flow.py tests/test_timer.py tests/test_kernels_timer.py
+
+.PHONY: stress
+stress: build-dev ## Timing-sensitive tests (flow, timers, `realtime`) 5 times in a row with both cores kept busy
+	bash scripts/redis.sh install
+	@burners=""; trap 'kill $$burners 2>/dev/null' EXIT; \
+	for _ in 1 2; do $(PY) -c "while True: pass" & burners="$$burners $$!"; done; \
+	echo "stress: busy loops $$burners on both cores"; \
+	for run in $$(seq $(STRESS_RUNS)); do \
+		if [ $$((run % 2)) -eq 1 ]; then leg=native; env="AIOREQUESTFUL_REQUIRE_EXTENSIONS=1"; opt=--require-native; \
+		else leg=pure; env="AIOREQUESTFUL_NO_EXTENSIONS=1"; opt=--no-native; fi; \
+		echo "stress run $$run/$(STRESS_RUNS) ($$leg)"; \
+		env $$env $(PY) -m pytest $$opt -q -x $(STRESS_TESTS) || exit 1; \
+		env $$env $(PY) -m pytest $$opt -q -x -m realtime tests $(addprefix --ignore=,$(STRESS_TESTS)) || exit 1; \
+	done; \
+	echo "stress: $(STRESS_RUNS) runs passed under load"
+
 .PHONY: lint
 lint: build-dev ## ruff, mypy, stubtest, rustfmt, clippy
 	$(VENV)/bin/ruff check python tests benches build_backend

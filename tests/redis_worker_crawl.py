@@ -92,6 +92,9 @@ async def main(config: dict[str, Any]) -> int:
     fetched: list[str] = []
     errors: list[str] = []
     async with handler:
+        # Listening to the other workers' pauses before saying "ready": a 429 one of them sees from now on
+        # reaches this worker too (the subscription is confirmed by Redis, not assumed after a sleep).
+        await asyncio.wait_for(pauses.ready(), 30)
         print("ready", flush=True)
         line = await asyncio.to_thread(sys.stdin.readline)
         if line.strip() != "go":

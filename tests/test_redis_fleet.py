@@ -170,6 +170,7 @@ def shared_records(result: dict[str, Any], level: str) -> list[str]:
 # ----------------------------------------------------------------------------------------------------------------
 # the tests of issue 8
 # ----------------------------------------------------------------------------------------------------------------
+@pytest.mark.realtime  # rates and pauses measured on the real clock, across processes
 async def test_four_processes_together_keep_to_the_rate(serve: Any, redis_url: str, redis_namespace: str) -> None:
     rate = 20.0
     app = make_app()
@@ -193,6 +194,7 @@ async def test_four_processes_together_keep_to_the_rate(serve: Any, redis_url: s
         assert shared_records(result, "WARNING") == []
 
 
+@pytest.mark.realtime  # rates and pauses measured on the real clock, across processes
 async def test_a_429_seen_by_one_worker_pauses_all(serve: Any, redis_url: str, redis_namespace: str) -> None:
     app = make_app(trip=40)  # the 40th request of the fleet gets 429 with Retry-After: 2
     base = await serve(app)

@@ -33,6 +33,10 @@ from .redis_support import (  # noqa: F401 - fixtures
     sync_client,
 )
 
+# The shared bucket's clock is the Redis server's TIME and the pauses are Redis TTLs: these tests run on the real
+# clock (a fake loop clock cannot drive Redis), with tolerances that hold on a loaded machine.
+pytestmark = pytest.mark.realtime
+
 HOST = ("http", "api.test", 80)
 
 
@@ -149,7 +153,6 @@ async def test_limits_by_host_and_unlimited_hosts(redis_connection: RedisConnect
         raw.close()
 
 
-@pytest.mark.realtime
 async def test_a_cancelled_head_gives_its_slot_back(redis_connection: RedisConnection, redis_url: str) -> None:
     limiter = RedisHostRateLimiter(redis_connection, RateLimit(rate=2))
     await limiter.acquire(HOST)  # t=0: the bucket's only token
