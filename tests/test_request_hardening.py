@@ -85,16 +85,16 @@ async def test_body_over_the_handler_limit_fails_at_once_naming_the_redacted_url
     app, url = app_url
     async with retrying(max_body_size=64 * 1024) as handler:
         with pytest.raises(ResponseTooLargeError) as info:
-            await handler.get(url / "big" / "a", params={"size": str(16 * MIB), "token": "s3cret-value"})
+            await handler.get(url / "big" / "a", params={"size": str(64 * MIB), "token": "s3cret-value"})
         await asyncio.wait_for(event(app, DROPPED, "big", "a").wait(), GUARD)
         # The connection was closed, so the handler still works (a fresh connection).
         assert await handler.get(url / "text") == "plain text"
     assert hits(app, "big", "a") == 1 and handler.stats.retries == 0
     message = str(info.value)
     assert "s3cret-value" not in message
-    assert message.startswith(f"Status code: 200 | GET {url}/big/a?size={16 * MIB}&token=<redacted> | ")
+    assert message.startswith(f"Status code: 200 | GET {url}/big/a?size={64 * MIB}&token=<redacted> | ")
     assert "maximum body size of 65536 bytes" in message
-    assert app[PRODUCED][("big", "a")] < 16 * MIB
+    assert app[PRODUCED][("big", "a")] < 64 * MIB
 
 
 async def test_body_within_the_limit_and_the_per_request_override(app_url) -> None:
@@ -144,7 +144,7 @@ async def test_the_cache_reads_network_bodies_within_the_limit_and_stores_none_o
     cache.create_repository(BigSettings(name="big"))
     async with RequestHandler.create(cache=cache, payload_handler=StringPayloadHandler(), max_body_size=4096) as h:
         with pytest.raises(ResponseTooLargeError):
-            await h.get(url / "big" / "huge", params={"size": str(16 * MIB)})
+            await h.get(url / "big" / "huge", params={"size": str(64 * MIB)})
         await asyncio.wait_for(event(app, DROPPED, "big", "huge").wait(), GUARD)
         assert await h.get(url / "big" / "small", params={"size": "100"}) == "x" * 100
         assert await h.get(url / "big" / "small", params={"size": "100"}) == "x" * 100  # from the cache

@@ -26,7 +26,12 @@ from aiorequestful.exception import (
     InputError,
     RequestError,
 )
-from aiorequestful.response.exception import PayloadHandlerError, ResponseError, StatusHandlerError
+from aiorequestful.response.exception import (
+    PayloadHandlerError,
+    ResponseError,
+    ResponseTooLargeError,
+    StatusHandlerError,
+)
 
 try:  # typing.TypeAliasType exists from 3.12; typing_extensions provides the same class before that
     from typing import TypeAliasType  # type: ignore[attr-defined]
@@ -120,6 +125,19 @@ async def test_response_error_with_a_real_response(serve: Callable[..., Any]) ->
         assert str(ResponseError("", response)) == "Status code: 404"
         with pytest.raises(HTTPError, match=r"^Status code: 404 \| x$"):
             raise error
+        too_large = ResponseTooLargeError("big", response, max_body_size=5)
+        assert isinstance(too_large, ResponseError) and too_large.max_body_size == 5
+        assert str(too_large) == "Status code: 404 | big"
+
+
+def test_error_attributes_for_the_request() -> None:
+    """ResponseError keeps the whole body apart from its message; PayloadHandlerError may name its request."""
+    assert ResponseError("short", body="the whole body").body == "the whole body"
+    assert ResponseError("short").body is None
+    plain = PayloadHandlerError("bad")
+    assert (str(plain), plain.method, plain.url, plain.status, plain.content_type) == ("bad", None, None, None, None)
+    named = PayloadHandlerError("bad", method="GET", url="http://h/x", status=200, content_type="text/html")
+    assert (named.method, named.url, named.status, named.content_type) == ("GET", "http://h/x", 200, "text/html")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .exception import PayloadHandlerError as PayloadHandlerError
     from .exception import ResponseError as ResponseError
+    from .exception import ResponseTooLargeError as ResponseTooLargeError
     from .exception import StatusHandlerError as StatusHandlerError
     from .payload import BytesPayloadHandler as BytesPayloadHandler
     from .payload import JSONPayloadHandler as JSONPayloadHandler
@@ -34,6 +35,7 @@ _EXPORTS = {
     "UnauthorisedStatusHandler": ".status",
     "PayloadHandlerError": ".exception",
     "ResponseError": ".exception",
+    "ResponseTooLargeError": ".exception",
     "StatusHandlerError": ".exception",
 }
 
