@@ -22,6 +22,7 @@ import math
 import numbers
 import operator
 import time
+import warnings
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -40,6 +41,8 @@ __all__ = (
     "StepCeilingTimer",
     "StepCountTimer",
     "Timer",
+    "TimerScheduleWarning",
+    "unusable_as_wait",
 )
 
 #: Python's ints are unbounded, but a timer value of more than this many bits (about 10**19728 seconds) cannot
@@ -93,6 +96,63 @@ def _check_number(value: Any, name: str) -> Any:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, not {type(value).__name__}")
     return value
+
+
+def _is_nan(value: Any) -> bool:
+    try:
+        return value != value or math.isnan(value)
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+class TimerScheduleWarning(UserWarning):
+    """A timer was built with values that make no sense as waits (see :func:`unusable_as_wait`)."""
+
+
+def _warn_unusable(timer: Timer, problem: str) -> None:
+    """Say at construction what a schedule will do as a wait, when that is surely not what was meant.
+
+    A warning, not an error: 1.0.20 accepted these values and computes them the same way here (a negative or
+    NaN value waits 0 s), so code that relies on them keeps working, but a mistake shows where it is made rather
+    than as a puzzling crawl. ``RequestHandler`` refuses such timers outright.
+    """
+    warnings.warn(f"{type(timer).__name__}: {problem}", TimerScheduleWarning, stacklevel=4)
+
+
+def unusable_as_wait(timer: Any) -> str | None:
+    """Why ``timer`` cannot serve as a schedule of waits (negative or NaN values, a collapsing factor or
+    exponent), or None when it can. Used by the constructors' warnings and by ``RequestHandler``'s checks."""
+    if not isinstance(timer, Timer):
+        return f"{timer!r} is not a Timer"
+    initial: Any = timer.initial
+    if _is_nan(initial) or initial < 0:
+        return f"initial={initial!r} is negative or NaN; a wait is a number of seconds >= 0"
+    if isinstance(timer, StepCountTimer | StepCeilingTimer):
+        step = timer.step
+        if _is_nan(step):
+            return "step is NaN"
+        count = timer.count if isinstance(timer, StepCountTimer) else None
+        if count is not None and step < 0 and initial + step * count < 0:
+            return f"step={step!r} takes the wait below 0 s within count={count!r} steps"
+    if isinstance(timer, GeometricCountTimer | GeometricCeilingTimer):
+        factor = timer.factor
+        if _is_nan(factor) or factor <= 0:
+            return f"factor={factor!r} makes every wait after the first 0 s or negative; use a factor > 0 (> 1 grows)"
+    if isinstance(timer, PowerCountTimer | PowerCeilingTimer):
+        exponent = timer.exponent
+        if _is_nan(exponent) or exponent <= 0:
+            return f"exponent={exponent!r} does not give a growing wait; use an exponent > 0 (> 1 grows)"
+    if isinstance(timer, CeilingTimer):
+        final = timer.final_given
+        if final is not None and (_is_nan(final) or final < initial):
+            return f"final={final!r} is below initial={initial!r}: it is raised to initial, so the wait never grows"
+    return None
+
+
+def _check_schedule(timer: Timer) -> None:
+    problem = unusable_as_wait(timer)
+    if problem is not None:
+        _warn_unusable(timer, problem)
 
 
 def _normalise_count(count: Any) -> int | None:
@@ -439,6 +499,7 @@ class StepCountTimer(_OperationCountTimer):
     def __init__(self, initial: Number = 0, count: Number | None = None, step: Number = 1) -> None:
         super().__init__(initial=initial, count=count)
         self._step: Number = _check_number(step, "step")
+        _check_schedule(self)
 
     @property
     def step(self) -> Number:
@@ -464,6 +525,7 @@ class GeometricCountTimer(_OperationCountTimer):
     def __init__(self, initial: Number = 1, count: Number | None = None, factor: Number = 2) -> None:
         super().__init__(initial=initial, count=count)
         self._factor: Number = _check_number(factor, "factor")
+        _check_schedule(self)
 
     @property
     def factor(self) -> Number:
@@ -489,6 +551,7 @@ class PowerCountTimer(_OperationCountTimer):
     def __init__(self, initial: Number = 1, count: Number | None = None, exponent: Number = 2) -> None:
         super().__init__(initial=initial, count=count)
         self._exponent: Number = _check_number(exponent, "exponent")
+        _check_schedule(self)
 
     @property
     def exponent(self) -> Number:
@@ -514,14 +577,15 @@ class CeilingTimer(Timer, ABC):
     :param final: the ceiling; a value below ``initial`` is raised to ``initial``.
     """
 
-    __slots__ = ("_final", "_plan", "_remaining")
+    __slots__ = ("_final", "_final_given", "_plan", "_remaining")
 
     def __init__(self, initial: Number = 1, final: Number | None = None) -> None:
         super().__init__(initial=initial)
         if final is not None:
             final = _check_number(final, "final")
-            if final < self._initial:
-                final = self._initial
+        self._final_given: Number | None = final
+        if final is not None and final < self._initial:
+            final = self._initial
         self._final: Number | None = final
         self._plan: tuple[Any, int] | None = None
         self._remaining: tuple[int, Any] | None = None
@@ -542,6 +606,11 @@ class CeilingTimer(Timer, ABC):
             _, total, _, n = self._schedule(self._initial)
             plan = self._plan = (total, n)
         return plan
+
+    @property
+    def final_given(self) -> Number | None:
+        """``final`` as it was given to the constructor (``final`` itself is raised to ``initial`` when below it)."""
+        return self._final_given
 
     @property
     def final(self) -> Number | None:
@@ -661,6 +730,7 @@ class StepCeilingTimer(_OperationCeilingTimer):
     def __init__(self, initial: Number = 1, final: Number | None = None, step: Number = 1) -> None:
         super().__init__(initial=initial, final=final)
         self._step: Number = _check_number(step, "step")
+        _check_schedule(self)
 
     @property
     def step(self) -> Number:
@@ -686,6 +756,7 @@ class GeometricCeilingTimer(_OperationCeilingTimer):
     def __init__(self, initial: Number = 1, final: Number | None = None, factor: Number = 2) -> None:
         super().__init__(initial=initial, final=final)
         self._factor: Number = _check_number(factor, "factor")
+        _check_schedule(self)
 
     @property
     def factor(self) -> Number:
@@ -711,6 +782,7 @@ class PowerCeilingTimer(_OperationCeilingTimer):
     def __init__(self, initial: Number = 1, final: Number | None = None, exponent: Number = 2) -> None:
         super().__init__(initial=initial, final=final)
         self._exponent: Number = _check_number(exponent, "exponent")
+        _check_schedule(self)
 
     @property
     def exponent(self) -> Number:
