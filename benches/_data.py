@@ -95,6 +95,16 @@ def _padded_item(rng: random.Random, item_id: int, target: int) -> bytes:
     return body
 
 
+#: Size of the fixed ``/json`` body (the instruction-count bench): one API record of about 2 KB.
+JSON_BODY_SIZE = 2_100
+
+
+@cache
+def json_body() -> bytes:
+    """The body the loopback server sends for ``/json``: the same ~2 KB API record on every request."""
+    return _padded_item(random.Random("aiorequestful-bench-json"), 4242, JSON_BODY_SIZE)
+
+
 def item_body(item_id: int) -> bytes:
     """The body the loopback server sends for ``/v2/items/{id}``: one API record of about 1 KB."""
     return _padded_item(random.Random(item_id), item_id, 1_000)
@@ -103,8 +113,8 @@ def item_body(item_id: int) -> bytes:
 # --------------------------------------------------------------------------------------------------
 # kernel inputs (what the public layer actually passes)
 # --------------------------------------------------------------------------------------------------
-#: timer_plan calls as timer.py makes them: (id, args, kwargs). A retry timer (a geometric count timer, as typical use builds one),
-#: a wait timer ceiling in small steps, a power ceiling and a long step ceiling.
+#: timer_plan calls as timer.py makes them: (id, args, kwargs). A retry timer (a geometric count timer, as typical
+#: use builds one), a wait timer ceiling in small steps, a power ceiling and a long step ceiling.
 TIMER_CASES: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
     ("geometric-count-5", ("geometric", 0.5, 2), {"steps": 5}),
     ("step-count-10-int", ("step", 1, 1), {"steps": 10}),

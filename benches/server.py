@@ -6,6 +6,7 @@ stdout and serves until SIGTERM/SIGINT or until its parent process goes away.
 
 * ``GET /v2/items/{id}`` - one ~1 KB API record, ``benches._data.item_body(id % POOL)``, precomputed so the
   server spends its time in aiohttp, not in ``json.dumps``.
+* ``GET /json`` - the same ~2 KB API record every time, ``benches._data.json_body()`` (instruction counts).
 * ``GET /stats`` - ``{"items": <number of item requests served>}``, so a bench can prove that cache hits never
   reached the network.
 """
@@ -22,7 +23,7 @@ from collections.abc import Iterator
 
 from aiohttp import web
 
-from benches._data import item_body
+from benches._data import item_body, json_body
 
 #: Distinct bodies kept in memory; id ``n`` is answered with ``item_body(n % POOL)``.
 POOL = 1_000
@@ -38,12 +39,18 @@ def make_app() -> web.Application:
         served[0] += 1
         return web.Response(body=bodies[item % POOL], content_type="application/json")
 
+    fixed = json_body()
+
+    async def get_json(request: web.Request) -> web.Response:
+        return web.Response(body=fixed, content_type="application/json")
+
     async def stats(request: web.Request) -> web.Response:
         return web.json_response({"items": served[0]})
 
     app = web.Application()
     app[_SERVED] = served
     app.router.add_get("/v2/items/{id}", get_item)
+    app.router.add_get("/json", get_json)
     app.router.add_get("/stats", stats)
     return app
 

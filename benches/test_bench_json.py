@@ -3,7 +3,8 @@
 
 Inputs are UTF-8 ``bytes``, as a response body arrives. ``extra_info["correct"]`` records whether each decoder's
 result equals ``json.loads`` (orjson ``bench/data.py`` habit); our two decoders must be correct, the alternatives
-are only recorded. The twin *is* ``json.loads`` behind one call, so its column shows the pure backend's real cost.
+are only recorded. The twin is orjson with ``json.loads`` answering whatever orjson refuses or would read
+differently, so its column shows the pure backend's real cost.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ def test_kernel_slower_than_its_twin_is_reported_plainly() -> None:
     assert "**missed**" in table and "| met |" in table
 
 
-def test_json_targets_apply_to_the_large_documents_only() -> None:
+def test_json_targets_apply_to_every_document_size() -> None:
     benches = []
     for size, nbytes in (("1KB", 1000), ("50KB", 50_000), ("2MB", 2_000_000)):
         for backend, ns in (("rust", 100.0), ("py", 300.0), ("orjson", 80.0), ("stdlib", 300.0)):
@@ -47,7 +47,7 @@ def test_json_targets_apply_to_the_large_documents_only() -> None:
                 }
             )
     rows = {r["size"]: r for r in run.summarise_json(benches)}
-    assert rows["1KB"]["met_orjson"] is None and rows["1KB"]["met_stdlib"] is None
+    assert rows["1KB"]["met_orjson"] is False and rows["1KB"]["met_stdlib"] is True
     assert rows["50KB"]["met_orjson"] is False and rows["50KB"]["met_stdlib"] is True
     assert rows["2MB"]["rust_vs_orjson"] == 0.8 and rows["2MB"]["rust_vs_stdlib"] == 3.0
 
@@ -85,3 +85,42 @@ def test_kernel_call_sites_are_found() -> None:
     sites = run.kernel_call_sites()
     assert any(site.startswith("aiorequestful/request.py:") for site in sites["DispatchTable"])
     assert any(site.startswith("aiorequestful/response/payload.py:") for site in sites["json_loads"])
+
+
+def _counted() -> dict:
+    def path(runs: list[float], functions: list[dict]) -> dict:
+        return {"per_request": runs, "objects": [{"object": "libpython3.11.so.1.0", "instructions": 300_000}],
+                "functions": functions}  # fmt: skip
+
+    top = [{"function": "_PyEval_EvalFrameDefault", "object": "libpython3.11.so.1.0", "instructions": 120_000}]
+    return {
+        "n": [200, 1200],
+        "concurrency": 32,
+        "paths": {
+            "raw": path([400_000.0, 400_400.0], []),
+            "native": path([460_000.0, 460_000.0], top),
+            "pure": path([500_000.0, 501_000.0], top),
+        },
+    }
+
+
+def test_instruction_counts_are_reported_against_raw() -> None:
+    summary = run.summarise_instructions(_counted())
+    assert summary is not None
+    rows = {row["path"]: row for row in summary["rows"]}
+    assert rows["raw"]["per_request"] == 400_200.0 and rows["raw"]["vs_raw"] == 1.0
+    assert round(rows["native"]["vs_raw"], 4) == round(460_000 / 400_200, 4)
+    assert round(rows["pure"]["spread_pct"], 3) == round(100 * 1000 / 500_500, 3)
+    full = {"kernels": [], "json": [], "e2e": [], "cache": [], "memory": [], "instructions": summary}
+    (row,) = [r for r in run.summary_rows(full) if "instructions" in r[0]]
+    assert row[1] == "1.15x (460.0k)" and row[2] == "1.25x (500.5k)" and "(400.2k)" in row[0]
+    section = "\n".join(run.instruction_section(summary))
+    assert "I(N=1,200) - I(N=200)" in section and "`_PyEval_EvalFrameDefault`" in section
+    assert "| libpython3.11.so.1.0 | 300,000 | 300,000 | 300,000 |" in section
+
+
+def test_instruction_counts_not_run_say_why() -> None:
+    assert run.summarise_instructions(None) is None
+    assert "Not measured" in "\n".join(run.instruction_section(None))
+    skipped = {"skipped": "valgrind is not installed"}
+    assert "valgrind is not installed" in "\n".join(run.instruction_section(run.summarise_instructions(skipped)))
