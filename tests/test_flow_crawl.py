@@ -199,9 +199,11 @@ async def test_real_crawl_keeps_a_real_rate(serve) -> None:
         times = sorted(a.at for a in arrivals(app))
         assert set(answered(app).values()) == {1}
         span = times[-1] - times[0]
-        # 40 intervals of 1/20 s (20 of 1/10 s) is 2 s: never faster than the limit, and not much slower.
-        assert 2.0 - 0.01 <= span <= 2.0 + 0.6, span
-        assert max_in_window(times, 0.5) <= 0.5 * limit + 2  # one token and a late wake-up at most
+        # 40 intervals of 1/20 s (20 of 1/10 s) is 2 s, not much more. A little less is possible: the first
+        # request also opens the connection, so it can arrive late while the later ones keep their slots.
+        assert 2.0 - 0.1 <= span <= 2.0 + 0.6, span
+        # Never faster than the limit: one token and a late wake-up at most in any half second.
+        assert max_in_window(times, 0.5) <= 0.5 * limit + 2
 
 
 # --------------------------------------------------------------------------------------------------

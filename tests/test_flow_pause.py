@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 """Host-wide Retry-After pauses (issue 6): every task to a host waits, budgets fail fast, values are capped.
 
-Pauses are asserted from the servers' own arrival timestamps, with tolerances for a noisy 2-core machine.
+Pauses are asserted from the servers' own arrival timestamps, on looptime's fast-forwarded loop clock (the one
+the pauses and the servers' timestamps use), so a loaded machine cannot make them late.
 """
 
 from __future__ import annotations
