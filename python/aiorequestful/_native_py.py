@@ -365,11 +365,12 @@ _WIDE_INT_TABLE = bytes(
     ord("0") if chr(b).isdigit() and b < 128 else ord("x") if chr(b) in "[,: \t\n\r-" else ord(".") for b in range(256)
 )
 _WIDE_INT = b"0" * 19
+_WIDE_INT_VALUE = b"x" + _WIDE_INT
 
 
 def _may_hold_wide_int(raw: bytes | bytearray) -> bool:
     marked = raw.translate(_WIDE_INT_TABLE)
-    return marked.startswith(_WIDE_INT) or b"x" + _WIDE_INT in marked
+    return _WIDE_INT_VALUE in marked or marked.startswith(_WIDE_INT)
 
 
 def json_loads(data: str | bytes | bytearray, /) -> Any:
