@@ -249,7 +249,14 @@ async def test_retry_warning_once_per_request_and_exact_delay(app_url, caplog) -
             await handler.get(url / "flaky" / "f", params={"fail": "10"})
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
         assert len(warnings) == 1
-        assert "Will retry request 3 more times and timeout in 0.45 seconds" in warnings[0].getMessage()
+        # Which request, what went wrong, and the waits really ahead: 0.05 + 0.10 + 0.15 s (the timer's final
+        # 0.20 is never slept). No colour escapes: that is a formatter's job.
+        message = warnings[0].getMessage()
+        assert message == (
+            f"GET {url / 'flaky' / 'f'} failed (status 503 Service Unavailable): "
+            "will retry 3 more times, waiting 0.30 s in all"
+        ), message
+        assert "\x1b" not in message
         assert any("retrying in 0.05 seconds" in r.getMessage() for r in caplog.records)
         # A later request chain warns again (the old flag stayed set after a failure).
         await handler.get(url / "flaky" / "g", params={"fail": "1"})
@@ -607,4 +614,18 @@ async def test_retry_warning_with_a_schedule_too_long_to_sum(app_url, caplog) ->
     caplog.set_level(logging.WARNING, logger="aiorequestful.request")
     async with json_handler(retry_timer=StepCountTimer(initial=0, count=2_000_000, step=0)) as handler:
         assert (await handler.get(url / "flaky" / "long", params={"fail": "1"}))["ok"]
-    assert any("Will retry request 2000000 more times..." in r.getMessage() for r in caplog.records)
+    assert any("will retry 2000000 more times" in r.getMessage() for r in caplog.records)
+
+
+async def test_retry_warning_names_a_transport_error_and_masks_secrets(unused_tcp_port: int, caplog) -> None:
+    """A refused connection: the warning says which request and which error, with the URL's secrets masked."""
+    caplog.set_level(logging.WARNING, logger="aiorequestful.request")
+    url = f"http://alice:hunter2@127.0.0.1:{unused_tcp_port}/items?token=T0K3N&page=2"
+    async with json_handler(retry_timer=StepCountTimer(initial=0, count=1, step=0)) as handler:
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await handler.get(url)
+    (record,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    message = record.getMessage()
+    assert message.startswith(f"GET http://<redacted>@127.0.0.1:{unused_tcp_port}/items?token=<redacted>&page=2 ")
+    assert "failed (ClientConnectorError): will retry 1 more times, waiting 0.00 s in all" in message
+    assert "hunter2" not in message and "T0K3N" not in message

@@ -58,8 +58,9 @@ def test_module_and_package_roots() -> None:
     assert (aiorequestful.PACKAGE_ROOT / aiorequestful.MODULE_ROOT / "__init__.py").is_file()
 
 
-def test_no_version_attribute() -> None:
-    assert not hasattr(aiorequestful, "__version__")
+def test_version_attribute_is_added() -> None:
+    # 1.0.20 had none; users asked for one (tests/test_packaging.py checks it matches the metadata).
+    assert isinstance(aiorequestful.__version__, str)
 
 
 # --------------------------------------------------------------------------------------------------

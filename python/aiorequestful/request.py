@@ -60,7 +60,7 @@ from .stats import (
     StatsRecorder,
     call_hooks,
 )
-from .timer import Timer
+from .timer import Timer, unusable_as_wait
 from .types import RequestKwargs, URLInput
 
 if TYPE_CHECKING:
@@ -106,9 +106,6 @@ _REDACTED = REDACTED
 
 #: A URL inside free text (an exception message): masked before the text reaches a log line.
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>()\[\]]+")
-
-_ANSI_YELLOW = "\33[93m"
-_ANSI_RESET = "\33[0m"
 
 
 def _redact(value: Any) -> Any:
@@ -333,11 +330,18 @@ class RequestHandler(Generic[A, P]):
     ) -> None:
         #: The :class:`logging.Logger` for this object.
         self.logger: logging.Logger = logging.getLogger(__name__)
+        if not callable(connector) or isinstance(connector, ClientSession):
+            raise TypeError(
+                "connector must be a callable that returns a new aiohttp.ClientSession (e.g. "
+                f"lambda: aiohttp.ClientSession()), not {_what(connector)}"
+            )
         self._connector = connector
         self._session: ClientSession | None = None
         #: The authoriser used to authorise requests.
-        self.authoriser: A | None = authoriser
-        self._payload_handler: PayloadHandler = payload_handler or StringPayloadHandler()
+        self.authoriser: A | None = _check_authoriser(authoriser)
+        self._payload_handler: PayloadHandler = (
+            _check_payload_handler(payload_handler) if payload_handler is not None else StringPayloadHandler()
+        )
         self._handler_list: tuple[StatusHandler, ...] = ()
         self._dispatch = kernels.DispatchTable(())
         if response_handlers is None:
@@ -345,8 +349,8 @@ class RequestHandler(Generic[A, P]):
             response_handlers = (UnauthorisedStatusHandler(), RateLimitStatusHandler(), ClientErrorStatusHandler())
         self.response_handlers = response_handlers
         #: Time to wait after every request; shared by all requests of this handler.
-        self.wait_timer: Timer | None = wait_timer
-        self._retry_timer: Timer | None = retry_timer
+        self.wait_timer: Timer | None = _check_timer(wait_timer, "wait_timer")
+        self._retry_timer: Timer | None = _check_timer(retry_timer, "retry_timer")
         self._stats = StatsRecorder()
         #: Callbacks on request, response, retry and wait (see :class:`~aiorequestful.stats.RequestHooks`).
         self.hooks = RequestHooks()
@@ -403,7 +407,7 @@ class RequestHandler(Generic[A, P]):
 
     @payload_handler.setter
     def payload_handler(self, value: PayloadHandler) -> None:
-        self._payload_handler = value
+        self._payload_handler = _check_payload_handler(value)
         cache = getattr(self._session, "cache", None)
         if cache is not None:
             # api.md §7.1: the cache's repositories store and read payloads with the same handler.
@@ -418,7 +422,12 @@ class RequestHandler(Generic[A, P]):
     @response_handlers.setter
     def response_handlers(self, value: Sequence[StatusHandler]) -> None:
         # D-18: a new sequence replaces the table; the dispatch table is built once here, not per response.
+        if isinstance(value, (str, bytes, StatusHandler)) or not isinstance(value, Iterable):
+            raise TypeError(f"response_handlers must be a sequence of StatusHandler instances, not {_what(value)}")
         handlers = tuple(value)
+        for handler in handlers:
+            if not isinstance(handler, StatusHandler):
+                raise TypeError(f"response_handlers must hold StatusHandler instances, not {_what(handler)}")
         self._dispatch = kernels.DispatchTable([list(handler.status_codes) for handler in handlers])
         self._handler_list = handlers
 
@@ -429,7 +438,7 @@ class RequestHandler(Generic[A, P]):
 
     @retry_timer.setter
     def retry_timer(self, value: Timer | None) -> None:
-        self._retry_timer = value
+        self._retry_timer = _check_timer(value, "retry_timer")
 
     @property
     def retry_policy(self) -> RetryPolicy | None:
@@ -746,22 +755,35 @@ class RequestHandler(Generic[A, P]):
                 chain.reauthorised += 1
         return bool(handled)
 
-    def _handle_retry_timer(self, method: HTTPMethod | str, url: URLInput, timer: Timer, _chain: _Chain) -> None:
-        """Log the retry: a WARNING once per request chain (D-19) and the exact delay at DEBUG (D-21)."""
+    def _handle_retry_timer(
+        self,
+        method: HTTPMethod | str,
+        url: URLInput,
+        timer: Timer,
+        _chain: _Chain,
+        cause: ClientResponse | BaseException | None = None,
+    ) -> None:
+        """Log the retry: a WARNING once per request chain naming the request, what went wrong and the waits
+        still ahead, and the exact delay of every retry at DEBUG.
+
+        No colour codes: colour is a formatter's job, and escapes would land in log files and non-TTY streams.
+        """
         if not _chain.warned:
             _chain.warned = True
             if self.logger.isEnabledFor(logging.WARNING):
                 remaining = timer.count_remaining
-                # D-7: unbounded timers have no count/total; say so instead of crashing on None. A schedule too
-                # long for the kernel to sum also has no total (remaining_budget gives None for both).
-                total = remaining_budget(timer)
+                # An unbounded timer has no count or total, and a schedule too long for the kernel to sum has no
+                # total either: say what is known instead of failing on None.
+                ahead = _waits_ahead(timer)
                 if remaining is None:
-                    detail = "Will keep retrying the request with no retry limit..."
-                elif total is None:
-                    detail = f"Will retry request {remaining} more times..."
+                    detail = "will keep retrying with no retry limit"
+                elif ahead is None:
+                    detail = f"will retry {remaining} more times"
                 else:
-                    detail = f"Will retry request {remaining} more times and timeout in {total:.2f} seconds..."
-                self.logger.warning("%sRequest failed. %s%s", _ANSI_YELLOW, detail, _ANSI_RESET)
+                    detail = f"will retry {remaining} more times, waiting {ahead:.2f} s in all"
+                self.logger.warning(
+                    "%s %s failed (%s): %s", _method_name(method), redact_url(URL(url)), _describe(cause), detail
+                )
         if self.logger.isEnabledFor(logging.DEBUG):
             self.log(method=str(method), url=url, message=f"Request failed: retrying in {float(timer):.2f} seconds...")
 
@@ -786,7 +808,7 @@ class RequestHandler(Generic[A, P]):
             if isinstance(response, ClientResponse):
                 raise error_for_response(response, await _body_text(response))
             raise RequestError("Max retries exceeded")
-        self._handle_retry_timer(method, url, timer, _chain if _chain is not None else _Chain())
+        self._handle_retry_timer(method, url, timer, _chain if _chain is not None else _Chain(), response)
         base = float(timer)
         policy = self._retry_policy
         delay = policy.delay(base) if policy is not None else base
@@ -1134,3 +1156,77 @@ async def _body_text(response: ClientResponse) -> str:
         return await response.text(errors="ignore")
     except _ERROR_BODY_ERRORS:
         return ""
+
+
+def _method_name(method: HTTPMethod | str) -> str:
+    return method.name if isinstance(method, HTTPMethod) else str(method).upper()
+
+
+def _describe(cause: ClientResponse | BaseException | None) -> str:
+    """What made an attempt fail, for a log line: the status, or the transport error's type."""
+    if isinstance(cause, ClientResponse):
+        reason = f" {cause.reason}" if cause.reason else ""
+        return f"status {cause.status}{reason}"
+    if isinstance(cause, BaseException):
+        return type(cause).__name__
+    return "no response"
+
+
+def _waits_ahead(timer: Timer) -> float | None:
+    """The seconds the retry steps still to come will sleep (before jitter), or None when not known.
+
+    Each retry sleeps the timer's current value and then advances it, so the waits ahead are the current value
+    and every later one but the last (the value the timer ends on is never slept): ``total_remaining`` (the
+    values after the current one, the last included) plus the current value, less the final value.
+    """
+    budget = remaining_budget(timer)
+    if budget is None:
+        return None
+    try:
+        final = timer.final
+        if final is None:
+            return None
+        return max(0.0, float(timer) + budget - float(final))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+# ------------------------------------------------------------------------------------------------------------
+# argument checks: a wrong argument fails where the handler is built, with what was expected
+# ------------------------------------------------------------------------------------------------------------
+def _what(value: Any) -> str:
+    """``value`` described for an error message: a class by its name (the usual slip is a missing ``()``)."""
+    if isinstance(value, type):
+        return f"the class {value.__name__} (an instance was expected: {value.__name__}(...))"
+    return f"{type(value).__name__} {value!r}" if isinstance(value, (int, float, str)) else type(value).__name__
+
+
+def _check_timer(value: Any, name: str) -> Timer | None:
+    if value is None:
+        return None
+    if not isinstance(value, Timer):
+        raise TypeError(
+            f"{name} must be a Timer (e.g. StepCountTimer(initial=0.5, count=3, step=0.5)) or None, not {_what(value)}"
+        )
+    problem = unusable_as_wait(value)
+    if problem is not None:
+        raise ValueError(f"{name} cannot be used as a schedule of waits: {type(value).__name__}: {problem}")
+    return value
+
+
+def _check_payload_handler(value: Any) -> PayloadHandler:
+    if not isinstance(value, PayloadHandler):
+        raise TypeError(
+            f"payload_handler must be a PayloadHandler instance (e.g. JSONPayloadHandler()), not {_what(value)}"
+        )
+    return value
+
+
+def _check_authoriser(value: Any) -> Any:
+    if value is None:
+        return None
+    from .auth.base import Authoriser  # the auth package imports this module's types only when type checking
+
+    if not isinstance(value, Authoriser):
+        raise TypeError(f"authoriser must be an Authoriser instance or None, not {_what(value)}")
+    return value
