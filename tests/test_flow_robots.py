@@ -214,3 +214,54 @@ def test_missing_protego_fails_at_construction(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setitem(sys.modules, "protego", None)
     with pytest.raises(ImportError, match=r"aiorequestful\[robots\]"):
         RobotsTxt("bot")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# through RequestHandler
+# ------------------------------------------------------------------------------------------------------------
+def _crawl_app(hits: Counter[str], robots_body: str) -> web.Application:
+    async def robots(request: web.Request) -> web.Response:
+        hits["/robots.txt"] += 1
+        return web.Response(text=robots_body)
+
+    async def page(request: web.Request) -> web.Response:
+        hits[request.path] += 1
+        return web.json_response({"path": request.path})
+
+    app = web.Application()
+    app.router.add_get("/robots.txt", robots)
+    app.router.add_get("/{tail:.*}", page)
+    return app
+
+
+async def test_handler_never_sends_a_disallowed_request(serve) -> None:
+    from aiorequestful.request import RequestHandler
+    from aiorequestful.response.payload import JSONPayloadHandler
+    from aiorequestful.timer import StepCountTimer
+
+    hits: Counter[str] = Counter()
+    base = await serve(_crawl_app(hits, "User-agent: examplebot\nDisallow: /private\n"))
+    handler = RequestHandler.create(
+        payload_handler=JSONPayloadHandler(),
+        retry_timer=StepCountTimer(0, 3, 0),  # a budget that must not be spent on a disallowed URL
+        robots=RobotsTxt("examplebot"),
+        base_url=str(base),
+    )
+    async with handler:
+        pages = await asyncio.gather(*(handler.get(f"/public/{i}") for i in range(20)))
+        with pytest.raises(RobotsDisallowedError, match=r"/private/1 is disallowed for user agent 'examplebot'"):
+            await handler.get(base / "private" / "1")
+        with pytest.raises(RobotsDisallowedError):
+            await handler.get("/private/2", params={"q": "x"})  # relative, joined to the base URL
+    assert [p["path"] for p in pages] == [f"/public/{i}" for i in range(20)]
+    assert hits["/robots.txt"] == 1
+    assert not any(path.startswith("/private") for path in hits)  # zero requests to the disallowed path
+    stats = handler.stats
+    assert (stats.calls, stats.failures, stats.retries, stats.requests) == (22, 2, 0, 20)
+
+
+def test_handler_refuses_a_wrong_robots_argument() -> None:
+    from aiorequestful.request import RequestHandler
+
+    with pytest.raises(TypeError, match="robots must be a RobotsTxt"):
+        RequestHandler.create(robots="examplebot")  # type: ignore[arg-type]

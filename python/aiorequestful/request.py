@@ -39,6 +39,7 @@ from .flow._hosts import format_host
 from .flow.coalesce import Coalescer
 from .flow.limiter import sleep_until
 from .flow.pause import PAUSE_STATUSES, remaining_budget
+from .flow.robots import RobotsTxt
 from .response._body import error_for_response, excerpt, read_body
 from .response.exception import PayloadHandlerError, ResponseError, ResponseTooLargeError
 from .response.payload import PayloadHandler, StringPayloadHandler
@@ -232,6 +233,10 @@ class RequestHandler(Generic[A, P]):
         Flow-control objects that are async context managers (the Redis ones) are entered with the handler.
     :param coalesce: when True, identical concurrent GET/HEAD requests (same URL, query, headers and options)
         share one network request; every caller but the first gets a deep copy of the payload. False (default).
+    :param robots: a :class:`~aiorequestful.flow.robots.RobotsTxt` for the crawler's user agent: each origin's
+        robots.txt is fetched once (and again when it expires), and a request to a URL it disallows fails before
+        anything is sent, with :class:`~aiorequestful.flow.robots.RobotsDisallowedError` (not retried). None
+        (default): robots.txt is not consulted.
 
     Bounds (keyword-only), so that one hostile or stalled server cannot hold memory or time without limit:
 
@@ -261,6 +266,7 @@ class RequestHandler(Generic[A, P]):
         "_payload_handler",
         "_retry_policy",
         "_retry_timer",
+        "_robots",
         "_session",
         "_stats",
         "authoriser",
@@ -284,6 +290,7 @@ class RequestHandler(Generic[A, P]):
         pause_on_retry_after: bool | HostPauses = False,
         coalesce: bool = False,
         max_body_size: int | None = limits.DEFAULT_MAX_BODY_SIZE,
+        robots: RobotsTxt | None = None,
         **session_kwargs: Any,
     ) -> RequestHandler[A, P]:
         """Create a handler whose connector builds a ``CachedSession`` when ``cache`` is given, else a
@@ -311,6 +318,7 @@ class RequestHandler(Generic[A, P]):
             pause_on_retry_after=pause_on_retry_after,
             coalesce=coalesce,
             max_body_size=max_body_size,
+            robots=robots,
         )
 
     def __init__(
@@ -327,6 +335,7 @@ class RequestHandler(Generic[A, P]):
         pause_on_retry_after: bool | HostPauses = False,
         coalesce: bool = False,
         max_body_size: int | None = limits.DEFAULT_MAX_BODY_SIZE,
+        robots: RobotsTxt | None = None,
     ) -> None:
         #: The :class:`logging.Logger` for this object.
         self.logger: logging.Logger = logging.getLogger(__name__)
@@ -377,6 +386,9 @@ class RequestHandler(Generic[A, P]):
         self._catch: tuple[type[BaseException], ...] = _TRANSIENT_ERRORS
         self.retry_policy = retry_policy
         self._max_body_size: int | None = _check_max_body_size(max_body_size)
+        if robots is not None and not isinstance(robots, RobotsTxt):
+            raise TypeError(f"robots must be a RobotsTxt (e.g. RobotsTxt('examplebot')) or None, not {_what(robots)}")
+        self._robots: RobotsTxt | None = robots
 
     # ----------------------------------------------------------------------------------------------
     # properties
@@ -472,6 +484,11 @@ class RequestHandler(Generic[A, P]):
     def host_pauses(self) -> HostPauses | None:
         """The host-wide ``Retry-After`` pauses, or None when ``pause_on_retry_after`` is off."""
         return self._pauses
+
+    @property
+    def robots(self) -> RobotsTxt | None:
+        """The robots.txt rules consulted before each request, or None."""
+        return self._robots
 
     @property
     def coalesce(self) -> bool:
@@ -828,6 +845,14 @@ class RequestHandler(Generic[A, P]):
     # ----------------------------------------------------------------------------------------------
     # flow control
     # ----------------------------------------------------------------------------------------------
+    def _absolute_url(self, url: URLInput, params: Any = None) -> URL:
+        """``url`` as it will be sent: joined to the session's base URL when relative, with ``params`` added."""
+        resolved = URL(url)
+        base = getattr(self._session, "_base_url", None)
+        if not resolved.absolute and base is not None:
+            resolved = URL(base).join(resolved)
+        return resolved.extend_query(params) if params else resolved
+
     def _host_key(self, url: URLInput) -> HostKey:
         # A relative URL goes to the session's base URL (aiohttp keeps it private; absent means none).
         return host_key(url, getattr(self._session, "_base_url", None))
@@ -997,6 +1022,9 @@ class RequestHandler(Generic[A, P]):
         handler_timer = retry_timer if policy is None or policy.retries_method(method) else None
         chain = _Chain()
         pauses = self._pauses
+        if self._robots is not None and self._session is not None:
+            # Judged once per call, before any gate or attempt: a disallowed URL is never sent.
+            await self._robots.check(self._session, self._absolute_url(url, kwargs.get("params")))
         host = self._host_key(url) if self._limiter is not None or pauses is not None else None
 
         while True:
