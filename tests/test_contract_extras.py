@@ -6,9 +6,13 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import aiohttp
 import pytest
+from yarl import URL
 
+import aiorequestful
 import aiorequestful.cache as cache_package
+from aiorequestful._aiohttp import session_base_url
 from aiorequestful.auth.oauth2 import OAuth2Authoriser
 from aiorequestful.auth.utils import AuthRequest
 
@@ -48,3 +52,54 @@ def test_cache_uses_no_private_aiohttp_api() -> None:
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "ClientRequest":
                 offenders.append(f"{path.name}:{node.lineno} ClientRequest(...)")
     assert offenders == []
+
+
+def _aiohttp_private_names() -> set[str]:
+    """Every single-underscore attribute name of aiohttp's client classes (their slots, ATTRS and members)."""
+    names: set[str] = set()
+    for cls in (
+        aiohttp.ClientSession,
+        aiohttp.ClientResponse,
+        aiohttp.ClientRequest,
+        aiohttp.BaseConnector,
+        aiohttp.TCPConnector,
+        aiohttp.StreamReader,
+    ):
+        for name in (*dir(cls), *getattr(cls, "ATTRS", ()), *getattr(cls, "__slots__", ())):
+            if name.startswith("_") and not name.startswith("__"):
+                names.add(name)
+    return names
+
+
+def test_only_one_module_touches_aiohttp_internals() -> None:
+    """No module but ``_aiohttp.py`` reads or sets a private attribute of aiohttp's objects (``obj._name`` or
+    ``getattr(obj, "_name")``); an object's own privates (``self._x``) are its own business."""
+    private = _aiohttp_private_names()
+    package = Path(aiorequestful.__file__).parent
+    offenders = []
+    for path in package.rglob("*.py"):
+        if path.name == "_aiohttp.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in private:
+                if not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+                    offenders.append(f"{path.relative_to(package)}:{node.lineno} {ast.unparse(node)}")
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("getattr", "setattr", "hasattr", "delattr")
+                and len(node.args) >= 2
+                and isinstance(node.args[1], ast.Constant)
+                and node.args[1].value in private
+            ):
+                offenders.append(f"{path.relative_to(package)}:{node.lineno} {ast.unparse(node)}")
+    assert offenders == []
+
+
+async def test_session_base_url_pins_what_aiohttp_keeps() -> None:
+    """The one read of an aiohttp private: a plain session's base URL (and a caching session's published one)."""
+    async with aiohttp.ClientSession(base_url="http://127.0.0.1:1/api/") as session:
+        assert session_base_url(session) == URL("http://127.0.0.1:1/api/")
+    async with aiohttp.ClientSession() as session:
+        assert session_base_url(session) is None
+    assert session_base_url(None) is None

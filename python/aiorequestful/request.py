@@ -31,6 +31,7 @@ from aiohttp import ClientResponse, ClientSession
 from yarl import URL
 
 from . import limits
+from ._aiohttp import session_base_url
 from ._backend import kernels
 from ._utils import format_url_log, get_iterator
 from .exception import RequestError
@@ -848,14 +849,14 @@ class RequestHandler(Generic[A, P]):
     def _absolute_url(self, url: URLInput, params: Any = None) -> URL:
         """``url`` as it will be sent: joined to the session's base URL when relative, with ``params`` added."""
         resolved = URL(url)
-        base = getattr(self._session, "_base_url", None)
+        base = session_base_url(self._session)
         if not resolved.absolute and base is not None:
-            resolved = URL(base).join(resolved)
+            resolved = base.join(resolved)
         return resolved.extend_query(params) if params else resolved
 
     def _host_key(self, url: URLInput) -> HostKey:
         # A relative URL goes to the session's base URL (aiohttp keeps it private; absent means none).
-        return host_key(url, getattr(self._session, "_base_url", None))
+        return host_key(url, session_base_url(self._session))
 
     def _record_pause(self, response: ClientResponse) -> float | None:
         """Pause the host that sent ``response`` (after redirects, the last one) as its Retry-After asks.

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import ClientResponse
 
+from .._aiohttp import keep_body
 from ..security import redact_url
 from .exception import ResponseError, ResponseTooLargeError
 
@@ -85,7 +86,7 @@ async def read_body(response: ClientResponse, max_body_size: int | None) -> byte
             raise error
         chunks.append(chunk)
     body = b"".join(chunks)
-    _keep_body(response, body)
+    keep_body(response, body)
     return body
 
 
@@ -96,13 +97,3 @@ def _too_large(response: ClientResponse, max_body_size: int) -> ResponseTooLarge
         response,
         max_body_size=max_body_size,
     )
-
-
-def _keep_body(response: ClientResponse, body: bytes) -> None:
-    """Make ``response.read()``/``text()``/``json()`` return ``body``, which was read from ``response.content``.
-
-    aiohttp keeps the body its own ``read()`` read in the private ``_body`` attribute, and has no public way to
-    hand it a body read from the stream; this is the one place that sets it. (The stream is at its end, so
-    without this a later ``read()`` would return ``b""``.)
-    """
-    response._body = body
