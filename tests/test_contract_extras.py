@@ -103,3 +103,21 @@ async def test_session_base_url_pins_what_aiohttp_keeps() -> None:
     async with aiohttp.ClientSession() as session:
         assert session_base_url(session) is None
     assert session_base_url(None) is None
+
+
+async def test_caching_session_is_an_explicit_protocol(tmp_path) -> None:
+    """The handler recognises a caching session by the protocol, decided once per session."""
+    from aiorequestful.cache.backend.sqlite import SQLiteCache
+    from aiorequestful.cache.protocol import CachingSession
+    from aiorequestful.cache.session import CachedSession
+    from aiorequestful.request import RequestHandler
+
+    cache = SQLiteCache.connect_with_path(tmp_path / "c")
+    async with CachedSession(cache=cache) as cached, aiohttp.ClientSession() as plain:
+        assert isinstance(cached, CachingSession)
+        assert not isinstance(plain, CachingSession)
+    handler = RequestHandler.create(cache=SQLiteCache.connect_with_path(tmp_path / "d"))
+    async with handler:
+        assert handler._cache() is not None
+    async with RequestHandler.create() as plain_handler:
+        assert plain_handler._cache() is None

@@ -563,6 +563,7 @@ def test_flow_control_keywords_are_keyword_only_and_off_by_default() -> None:
         "pause_on_retry_after": False,
         "coalesce": False,
         "max_body_size": DEFAULT_MAX_BODY_SIZE,
+        "robots": None,
     }
     init = inspect.signature(RequestHandler.__init__).parameters
     assert [name for name, p in init.items() if p.kind is p.POSITIONAL_OR_KEYWORD][1:] == api_order

@@ -34,6 +34,7 @@ from . import limits
 from ._aiohttp import session_base_url
 from ._backend import kernels
 from ._utils import format_url_log, get_iterator
+from .cache.protocol import CachingSession
 from .exception import RequestError
 from .flow import HostKey, HostPauses, HostRateLimiter, RateLimitInput, RetryPolicy, host_key
 from .flow._hosts import format_host
@@ -66,8 +67,11 @@ from .timer import Timer, unusable_as_wait
 from .types import RequestKwargs, URLInput
 
 if TYPE_CHECKING:
+    from typing_extensions import TypeIs
+
     from .auth.base import Authoriser
     from .cache.backend.base import ResponseCache
+    from .cache.response import CachedResponse
 
 A = TypeVar("A", bound="Authoriser")
 P = TypeVar("P")
@@ -269,6 +273,7 @@ class RequestHandler(Generic[A, P]):
         "_retry_timer",
         "_robots",
         "_session",
+        "_session_cache",
         "_stats",
         "authoriser",
         "hooks",
@@ -347,6 +352,7 @@ class RequestHandler(Generic[A, P]):
             )
         self._connector = connector
         self._session: ClientSession | None = None
+        self._session_cache: ResponseCache[Any] | None = None
         #: The authoriser used to authorise requests.
         self.authoriser: A | None = _check_authoriser(authoriser)
         self._payload_handler: PayloadHandler = (
@@ -421,7 +427,7 @@ class RequestHandler(Generic[A, P]):
     @payload_handler.setter
     def payload_handler(self, value: PayloadHandler) -> None:
         self._payload_handler = _check_payload_handler(value)
-        cache = getattr(self._session, "cache", None)
+        cache = self._cache()
         if cache is not None:
             # api.md §7.1: the cache's repositories store and read payloads with the same handler.
             for repository in cache.values():
@@ -496,6 +502,10 @@ class RequestHandler(Generic[A, P]):
         """Whether identical concurrent GET/HEAD requests share one network request."""
         return self._coalescer is not None
 
+    def _cache(self) -> ResponseCache[Any] | None:
+        """The response cache of the current session, when it is a caching session."""
+        return self._session_cache
+
     def __copy__(self) -> RequestHandler[A, P]:
         return self
 
@@ -509,6 +519,8 @@ class RequestHandler(Generic[A, P]):
         await self._enter_flow()
         if self.closed:
             self._session = self._connector()
+            # Decided once per session (a protocol check is too slow for every attempt).
+            self._session_cache = self._session.cache if isinstance(self._session, CachingSession) else None
         self.payload_handler = self._payload_handler  # push it onto the cache's repositories
         session = self._session
         assert session is not None
@@ -660,7 +672,7 @@ class RequestHandler(Generic[A, P]):
             )
         if self.logger.isEnabledFor(logging.DEBUG):
             messages = list(get_iterator(log_message))  # D-15: never append to the caller's list
-            if getattr(session, "cache", None) is not None:
+            if self._session_cache is not None:
                 messages.append("Cached Request")
             self.log(method=method.name, url=url, message=messages, **kwargs)
         allowed = _allowed_kwargs(session)
@@ -700,7 +712,7 @@ class RequestHandler(Generic[A, P]):
         stats.response(response.status)
         if from_cache:
             stats.cache_hits += 1
-        elif getattr(session, "cache", None) is not None:
+        elif self._session_cache is not None:
             stats.cache_misses += 1
         if hooks.on_response:
             call_hooks(hooks.on_response, method.name, URL(url), response.status, from_cache)
@@ -1051,11 +1063,11 @@ class RequestHandler(Generic[A, P]):
                             chain.pause_accepted = max(chain.pause_accepted, pause_until)
                     elif response.ok:
                         handler = self.payload_handler
-                        # A cache hit whose row the cache already decoded with this very handler (to validate it):
-                        # the same value, without decoding the same JSON twice (cache._entry.decoded_once).
-                        decoded = getattr(response, "_cached_decoded", None)
-                        if decoded is not None and decoded[0] is handler:
-                            payload, done = decoded[1], True
+                        # A cache hit whose row the cache already decoded with this very handler (to validate it)
+                        # hands that value over: the same JSON is not decoded twice.
+                        decoded, value = response.decoded_payload(handler) if _is_cached(response) else (False, None)
+                        if decoded:
+                            payload, done = value, True
                         else:
                             await self._read_bounded(response, max_body_size)
                             try:
@@ -1143,7 +1155,7 @@ class RequestHandler(Generic[A, P]):
 _CACHED_TYPES: tuple[type, ...] | None = None
 
 
-def _is_cached(response: ClientResponse) -> bool:
+def _is_cached(response: ClientResponse) -> TypeIs[CachedResponse]:
     """True for a response served by the cache (its module is imported on first use: the cache is optional)."""
     global _CACHED_TYPES
     if _CACHED_TYPES is None:
