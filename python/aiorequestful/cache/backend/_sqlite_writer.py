@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from ..exception import CacheError
+from ..exception import CacheBusyError, CacheError
 
 __all__ = (
     "BUSY_TIMEOUT_MS",
@@ -86,9 +86,9 @@ def _backoff(attempt: int) -> float:
     return min(0.005 * 2**attempt, 0.1) * random.uniform(0.5, 1.5)  # jitter, not security
 
 
-def _lock_error(exc: BaseException, patience: float = LOCK_WAIT) -> CacheError:
+def _lock_error(exc: BaseException, patience: float = LOCK_WAIT) -> CacheBusyError:
     shown = f"{patience:.0f} seconds" if patience >= 10 else f"{patience:.3g} s"
-    return CacheError(f"The cache database stayed locked for more than {shown}: {exc}")
+    return CacheBusyError(f"The cache database stayed locked for more than {shown}: {exc}")
 
 
 async def retry_busy(operation: Callable[[], Awaitable[Any]], patience: float | None = None) -> Any:

@@ -60,7 +60,7 @@ from .._entry import (
     now_stamp,
     utc_now,
 )
-from ..exception import CacheError, RepositoryNameError
+from ..exception import CacheBusyError, CacheError, RepositoryNameError
 from ._sqlite_writer import LOCK_WAIT, is_open, mark_closed, mark_open, retry_busy, writer_for
 from .base import (
     DEFAULT_EXPIRE,
@@ -193,7 +193,7 @@ class SQLiteTable(ResponseRepository[K, V]):
         another process before it gives up (a miss, or a warning).
     """
 
-    __slots__ = ("_credential_key", "_key_columns", "_sql", "_table", "disabled", "lock_wait")
+    __slots__ = ("_credential_key", "_key_columns", "_locked_since", "_sql", "_table", "disabled", "lock_wait")
 
     name_column = "name"
     payload_column = "payload"
@@ -232,6 +232,7 @@ class SQLiteTable(ResponseRepository[K, V]):
         #: Set by the cache when its database cannot be used: lookups miss and saves are skipped.
         self.disabled = False
         self._credential_key: bytes | None = None
+        self._locked_since: float | None = None  # while lookups find the database locked elsewhere
         self._table = _quote(name)
         self._key_columns = self._validate_fields(settings.fields)
         self._sql = self._build_statements()
@@ -589,11 +590,27 @@ class SQLiteTable(ResponseRepository[K, V]):
         return None if loaded is None else loaded[1]
 
     async def get_entry(self, request: Any) -> CacheEntry | None:
-        """The live entry for ``request`` with its metadata, or None; a database locked by another process for
-        longer than ``lock_wait`` is a miss (``CacheError``, which ``CachedSession`` logs as one)."""
+        """The live entry for ``request`` with its metadata, or None.
+
+        A database locked by another process for longer than ``lock_wait`` is a miss: one WARNING when that
+        starts, one INFO when lookups get through again (not a line per request while the lock is held).
+        """
         if self.disabled:
             return None
-        loaded = await self._load(request, self.lock_wait)
+        try:
+            loaded = await self._load(request, self.lock_wait)
+        except CacheBusyError as exc:
+            if self._locked_since is None:
+                self._locked_since = asyncio.get_running_loop().time()
+                self.logger.warning(
+                    "Cache table %r is locked by another process (%s): lookups are misses until it is free",
+                    self.settings.name,
+                    exc,
+                )
+            return None
+        if self._locked_since is not None:
+            self._locked_since = None
+            self.logger.info("Cache table %r can be read again", self.settings.name)
         return None if loaded is None else loaded[0]
 
     _get_entry = get_entry  # the older name
