@@ -232,7 +232,13 @@ def per_request_profile(small: Path, large: Path, requests: int, top: int = 20) 
     }
 
 
-def measure(base: str, repeats: int = 2, small_n: int = SMALL_N, large_n: int = LARGE_N) -> dict[str, Any]:
+def measure(
+    base: str,
+    repeats: int = 2,
+    small_n: int = SMALL_N,
+    large_n: int = LARGE_N,
+    paths: tuple[tuple[str, str, str], ...] = PATHS,
+) -> dict[str, Any]:
     """Every path, ``repeats`` times, at ``small_n`` and ``large_n`` requests; two traced clients at a time."""
     if valgrind() is None:
         return {"skipped": "valgrind is not installed (make bench installs it with scripts/valgrind.sh)"}
@@ -241,7 +247,7 @@ def measure(base: str, repeats: int = 2, small_n: int = SMALL_N, large_n: int = 
         jobs = [
             (name, path, backend, repeat, n)
             for repeat in range(repeats)
-            for name, path, backend in PATHS
+            for name, path, backend in paths
             for n in (small_n, large_n)
         ]
 
@@ -256,7 +262,7 @@ def measure(base: str, repeats: int = 2, small_n: int = SMALL_N, large_n: int = 
             for (name, _path, _backend, repeat, n), total, out in pool.map(run, jobs):
                 totals[(name, repeat, n)] = total
                 outputs[(name, repeat, n)] = out
-        for name, _path, _backend in PATHS:
+        for name, _path, _backend in paths:
             per_request = [
                 (totals[(name, r, large_n)] - totals[(name, r, small_n)]) / (large_n - small_n) for r in range(repeats)
             ]

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from benches import cache_bench, e2e, memory
-from benches._data import item_body
+from benches import cache_bench, e2e, instructions, memory
+from benches._data import item_body, json_body
 from benches.server import POOL, running_server
 
 
@@ -32,6 +32,30 @@ def test_server_serves_the_bench_items(bench_server: str) -> None:
         with urllib.request.urlopen(e2e.item_url(bench_server, item), timeout=10) as response:
             assert response.read() == item_body(item % POOL)
     assert cache_bench.server_hits(bench_server) >= 3
+
+
+def test_server_serves_the_fixed_json_body(bench_server: str) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{bench_server}/json", timeout=10) as response:
+        assert response.read() == json_body()
+    assert 1_900 <= len(json_body()) <= 2_300
+
+
+async def test_instruction_client_decodes_every_request(bench_server: str) -> None:
+    for path in ("raw", "handler"):
+        assert await instructions.client(bench_server, path, n=40, concurrency=8) == 40
+
+
+@pytest.mark.skipif(instructions.valgrind() is None, reason="valgrind is not installed (scripts/valgrind.sh install)")
+def test_callgrind_counts_smoke(bench_server: str) -> None:
+    # The traced client, the ready/go hand-over and the per-request difference, at a handful of requests.
+    result = instructions.measure(bench_server, repeats=1, small_n=4, large_n=12, paths=(("raw", "raw", "native"),))
+    (runs,) = [result["paths"]["raw"]["per_request"]]
+    assert len(runs) == 1 and runs[0] > 10_000  # a request costs far more than ten thousand instructions
+    totals = result["paths"]["raw"]["totals"]
+    assert totals["12"][0] > totals["4"][0]
+    assert result["paths"]["raw"]["objects"] and result["paths"]["raw"]["functions"]
 
 
 async def test_e2e_throughput_smoke(bench_server: str) -> None:
