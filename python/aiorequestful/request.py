@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from http import HTTPMethod
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import aiohttp
 from aiohttp import ClientResponse, ClientSession
@@ -171,6 +171,9 @@ def _allowed_kwargs(session: ClientSession) -> frozenset[str]:
 
 
 _ALLOWED_KWARGS: dict[type, frozenset[str]] = {}
+#: Keywords of a caching session's ``request`` that the handler sets itself (never the caller's to pass through
+#: to a lookup).
+_OWN_SESSION_KWARGS = frozenset({"persist", "lookup", "max_body_size"})
 
 #: Method strings already converted (``"get"`` -> ``HTTPMethod.GET``): ``str.upper`` plus the enum lookup cost
 #: more than a dict hit on every request. Only valid spellings are stored, and only this many of them.
@@ -650,6 +653,7 @@ class RequestHandler(Generic[A, P]):
         log_message: str | list[str] | None,
         kwargs: dict[str, Any],
         max_body_size: int | None = _UNSET,
+        lookup: bool = True,
     ) -> ClientResponse | BaseException:
         """One attempt: returns the response, or the transport exception that prevented one.
 
@@ -680,6 +684,8 @@ class RequestHandler(Generic[A, P]):
         kwargs = {key: value for key, value in kwargs.items() if key in allowed}
         if "max_body_size" in allowed:
             kwargs["max_body_size"] = self._max_body_size if max_body_size is _UNSET else max_body_size
+        if not lookup and "lookup" in allowed:
+            kwargs["lookup"] = False  # this attempt's lookup was made before the gate, and missed
         if "timeout" not in kwargs and session.timeout is _AIOHTTP_DEFAULT_TIMEOUT:
             # Read from the module each time, so the documented default is the one in force.
             kwargs["timeout"] = limits.DEFAULT_TIMEOUT
@@ -707,6 +713,11 @@ class RequestHandler(Generic[A, P]):
         except Exception:
             self._stats.error()  # could not be sent at all (a bad URL or option): counted, then raised as is
             raise
+        self._account(method, url, response)
+        return response
+
+    def _account(self, method: HTTPMethod, url: URLInput, response: ClientResponse) -> None:
+        """Count an attempt that got ``response`` (from the network or the cache) and tell the hooks."""
         from_cache = _is_cached(response)
         stats = self._stats
         stats.response(response.status)
@@ -714,9 +725,26 @@ class RequestHandler(Generic[A, P]):
             stats.cache_hits += 1
         elif self._session_cache is not None:
             stats.cache_misses += 1
-        if hooks.on_response:
-            call_hooks(hooks.on_response, method.name, URL(url), response.status, from_cache)
-        return response
+        if self.hooks.on_response:
+            call_hooks(self.hooks.on_response, method.name, URL(url), response.status, from_cache)
+
+    async def _lookup_first(self, method: HTTPMethod, url: URLInput, kwargs: dict[str, Any]) -> ClientResponse | None:
+        """Ask the caching session for a stored response before the flow-control gate: a hit sends nothing to
+        the host, so it must take no rate-limit slot and wait on no pause. None: a miss (go through the gate)."""
+        if self._session is None or self._session_cache is None:
+            return None
+        allowed = _allowed_kwargs(self._session)
+        session = cast("CachingSession", self._session)  # a caching session: checked once, when it was made
+        options = {key: value for key, value in kwargs.items() if key in allowed and key not in _OWN_SESSION_KWARGS}
+        hit = await session.lookup(method.name, url, **options)
+        if hit is None:
+            return None
+        if self.logger.isEnabledFor(logging.DEBUG):
+            self.log(method=method.name, url=url, message="Cached Request: answered from the cache before the gate")
+        if self.hooks.on_request:
+            call_hooks(self.hooks.on_request, method.name, URL(url))
+        self._account(method, url, hit)
+        return hit
 
     async def _read_bounded(self, response: ClientResponse, max_body_size: int | None = _UNSET) -> None:
         """Read a network response's body within the size limit before anything else reads it.
@@ -1040,14 +1068,23 @@ class RequestHandler(Generic[A, P]):
             await self._robots.check(self._session, self._absolute_url(url, kwargs.get("params")))
         host = self._host_key(url) if self._limiter is not None or pauses is not None else None
 
+        # With flow control on, the cache is asked before the gate (a hit costs the host nothing); only on the
+        # first attempt: a retry follows a failure, and failures are not cached.
+        cache_first = host is not None and self._session_cache is not None
+
         while True:
-            if host is not None:
-                await self._gate(host, url, handler_timer, chain)
+            response: ClientResponse | BaseException | None = None
+            if cache_first:
+                response = await self._lookup_first(method, url, kwargs)
+            if response is None:
+                if host is not None:
+                    await self._gate(host, url, handler_timer, chain)
+                response = await self._send(method, url, log_message, kwargs, max_body_size, lookup=not cache_first)
+            cache_first = False
             done = False
             payload: Any = None
             retry_after: Timer | None = None
             cause: ClientResponse | BaseException | None = None
-            response = await self._send(method, url, log_message, kwargs, max_body_size)
             try:
                 failure: ClientResponse | BaseException | None = None
                 pause_until: float | None = None

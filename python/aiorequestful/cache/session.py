@@ -134,6 +134,7 @@ class CachedSession(_QuietSubclass, ClientSession):
         *,
         persist: bool = True,
         max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
+        lookup: bool = True,
         **kwargs: Any,
     ) -> _CachedRequest:
         """Send a request, or answer it from the cache.
@@ -145,13 +146,34 @@ class CachedSession(_QuietSubclass, ClientSession):
         :param persist: store a successful network response in the cache (False: read the cache only).
         :param max_body_size: the largest body read to store it, in bytes after decompression (None: no limit);
             a larger one raises ``ResponseTooLargeError`` and is not stored.
+        :param lookup: answer from the cache when it holds the response (False: the caller already asked
+            :meth:`lookup` and missed, so go to the network at once; the response is still stored).
         :param kwargs: any ``aiohttp.ClientSession.request`` option.
         """
         if url is None:
             url = kwargs.pop("str_or_url", None)  # aiohttp's own name for the argument
         if url is None:
             raise TypeError("request() missing required argument: 'url'")
-        return _CachedRequest(self, method, url, persist, kwargs, max_body_size)
+        return _CachedRequest(self, method, url, persist, kwargs, max_body_size, lookup)
+
+    async def lookup(self, method: str, url: Any, **kwargs: Any) -> CachedResponse | None:
+        """The cached response for this request, or None (not cacheable, not stored, expired or unreadable).
+
+        Nothing is sent. ``RequestHandler`` asks this first when flow control is on, so that a hit, which costs
+        the host nothing, takes no rate-limit slot and waits on no host pause; a miss then goes through the gate
+        and on to ``request(..., lookup=False)``.
+        """
+        if self.closed:
+            raise RuntimeError("Session is closed")
+        resolved = self._resolve_url(url)
+        if not resolved.absolute:
+            return None
+        info = self._request_info(method, resolved, kwargs)
+        repository = self.cache.get_repository_from_requests(info)
+        if repository is None:
+            return None
+        await self._ensure_cache_open()
+        return await self._lookup(repository, info)
 
     def get(self, url: Any, *, allow_redirects: bool = True, **kwargs: Any) -> _CachedRequest:  # type: ignore[override]
         """Perform a GET request through the cache."""
@@ -315,6 +337,7 @@ class _CachedRequest(Coroutine[Any, Any, ClientResponse]):
         persist: bool,
         kwargs: dict[str, Any],
         max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
+        lookup: bool = True,
     ) -> None:
         self._session = session
         self._max_body_size = max_body_size
@@ -322,10 +345,10 @@ class _CachedRequest(Coroutine[Any, Any, ClientResponse]):
         self._repository: ResponseRepository | None = None
         self._info: RequestInfo | None = None
         self._response: ClientResponse | None = None
-        self._coro = self._open(session, method, url, persist, kwargs)
+        self._coro = self._open(session, method, url, persist, kwargs, lookup)
 
     async def _open(
-        self, session: CachedSession, method: str, url: Any, persist: bool, kwargs: dict[str, Any]
+        self, session: CachedSession, method: str, url: Any, persist: bool, kwargs: dict[str, Any], lookup: bool
     ) -> ClientResponse:
         if session.closed:
             raise RuntimeError("Session is closed")
@@ -338,7 +361,8 @@ class _CachedRequest(Coroutine[Any, Any, ClientResponse]):
             repository = session.cache.get_repository_from_requests(info)
             if repository is not None:
                 await session._ensure_cache_open()
-                response = await session._lookup(repository, info)
+                if lookup:
+                    response = await session._lookup(repository, info)
             if session.logger.isEnabledFor(logging.DEBUG):
                 hit = "CACHE HIT" if response is not None else "HTTP REQUEST"
                 session.logger.debug("%s", format_url_log("CACHE", info.url, hit))
