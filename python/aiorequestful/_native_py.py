@@ -42,7 +42,6 @@ except ImportError:  # pragma: no cover - exercised by tests that hide orjson
     _orjson_loads = None
     _OrjsonError = ValueError
 
-
 __all__ = (
     "KERNEL_API",
     "MAX_TIMER_STEPS",
@@ -57,7 +56,7 @@ __all__ = (
 
 #: Bumped whenever a name, signature or behaviour of the kernel surface changes.
 #: must match KERNEL_API in rust/bindings/lib.rs
-KERNEL_API = 1
+KERNEL_API = 2
 
 #: The longest schedule a timer may have; longer ones are refused rather than looping (D-2).
 #: must match MAX_TIMER_STEPS in rust/kernels/src/timer.rs (and the constant in rust/bindings/lib.rs)

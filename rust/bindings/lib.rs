@@ -26,7 +26,7 @@ use errors::{kernel_error, KernelResultExt};
 
 /// Bumped whenever a name, signature or behaviour of the kernel surface changes.
 /// must match `KERNEL_API` in `python/aiorequestful/_native_py.py`
-const KERNEL_API: u32 = 1;
+const KERNEL_API: u32 = 2;
 
 /// The module's public names, in the twin's order.
 /// must match `__all__` in `python/aiorequestful/_native_py.py`
