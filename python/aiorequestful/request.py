@@ -1,14 +1,14 @@
 # SPDX-License-Identifier: MIT
-"""All operations relating to handling of requests to an HTTP service (api.md §7).
+"""All operations relating to handling of requests to an HTTP service.
 
 ``RequestHandler`` owns one aiohttp session at a time and runs the request loop: gate (flow control), send,
 dispatch the status to its handler, decode the payload, or retry with the retry timer. Policy lives in the status
 handlers, the timers and :mod:`aiorequestful.flow`; this module only orchestrates.
 
-Flow control (issue 6) is opt-in: ``rate_limit=`` (a token bucket per host), ``pause_on_retry_after=`` (a 429/503
+Flow control is opt-in: ``rate_limit=`` (a token bucket per host), ``pause_on_retry_after=`` (a 429/503
 ``Retry-After`` pauses the whole host), ``retry_policy=`` (which failures are retried, with jitter) and
 ``coalesce=`` (identical concurrent GETs share one request). With none of them a handler behaves exactly as
-api.md §7.3 describes, and the request loop creates no lock, task or timer of its own.
+1.0.20's does, and the request loop creates no lock, task or timer of its own.
 """
 
 from __future__ import annotations
@@ -101,10 +101,11 @@ _UNSET: Any = object()
 _LOG_BODY_ERRORS: tuple[type[BaseException], ...] = (*_TRANSIENT_ERRORS, UnicodeDecodeError, LookupError)
 _ERROR_BODY_ERRORS: tuple[type[BaseException], ...] = (*_TRANSIENT_ERRORS, LookupError, RuntimeError)
 
-#: D-8: a 401 may trigger re-authorisation once per ``request()`` call; after that it is an unhandled failure.
+#: A 401 may trigger re-authorisation once per ``request()`` call; after that it is an unhandled failure (1.0.20
+#: re-authorised forever against a server that always answers 401).
 _MAX_REAUTHORISATIONS = 1
 #: A custom handler that keeps answering "handled, send again" is stopped after this many times per call,
-#: so no handler can turn one ``request()`` into an endless loop (the D-8/D-9 class of bug).
+#: so no handler can turn one ``request()`` into an endless loop (as 1.0.20's 401 and 429 handlers could).
 _MAX_HANDLED_PER_REQUEST = 32
 
 # Which names carry secrets is decided by aiorequestful.security alone (one list for logs, cache and errors).
@@ -142,7 +143,8 @@ def _check_max_body_size(value: Any) -> int | None:
 
 
 def _items(value: Any) -> Iterable[tuple[Any, Any]]:
-    """Key/value pairs of a mapping or of a sequence of pairs; anything else is one unnamed item (D-12)."""
+    """Key/value pairs of a mapping or of a sequence of pairs; anything else is one unnamed item (so any JSON
+    body or parameter value can be logged)."""
     if isinstance(value, Mapping):
         return value.items()
     if isinstance(value, (list, tuple)) and all(isinstance(item, tuple) and len(item) == 2 for item in value):
@@ -159,7 +161,7 @@ def _retry_at(seconds: float) -> str:
 
 
 def _allowed_kwargs(session: ClientSession) -> frozenset[str]:
-    """The kwarg names a session's ``request`` accepts, computed once per session class (D-16)."""
+    """The kwarg names a session's ``request`` accepts, computed once per session class (not per attempt)."""
     cls = type(session)
     allowed = _ALLOWED_KWARGS.get(cls)
     if allowed is None:
@@ -194,7 +196,8 @@ def _http_method(value: Any) -> HTTPMethod:
 
 
 class _Chain:
-    """Per-``request()`` state: kept local so concurrent requests never share it (D-19)."""
+    """Per-``request()`` state: kept local so concurrent requests never share it, and a failed
+    request leaves nothing behind for the next one."""
 
     __slots__ = ("handled", "pause_accepted", "reauthorised", "warned")
 
@@ -208,13 +211,14 @@ class _Chain:
 
 
 class RequestHandler(Generic[A, P]):
-    """Generic HTTP request handler: error responses, retries, authorisation and caching (api.md §7).
+    """Generic HTTP request handler: error responses, retries, authorisation and caching.
 
     :param connector: when called, returns a new session to use when making requests.
     :param authoriser: the authoriser used to authorise requests to the service.
     :param payload_handler: converts response payloads; defaults to :class:`StringPayloadHandler`.
     :param response_handlers: status handlers; the first listed handler for a status code wins.
-        ``None`` gives a fresh default set per handler (D-20); an empty sequence means no handlers.
+        ``None`` gives a fresh default set per handler (never shared between handlers); an empty sequence means
+        no handlers.
     :param wait_timer: time to wait after every request; grown by :class:`RateLimitStatusHandler`.
     :param retry_timer: time to wait between failed attempts; its ``count``/``final`` bounds the retries.
 
@@ -229,7 +233,7 @@ class RequestHandler(Generic[A, P]):
         as a minimum gap per task.
     :param retry_policy: a :class:`~aiorequestful.flow.RetryPolicy` narrowing retries to transient failures
         (connection errors, time-outs, 5xx, 429 and the statuses it lists) of idempotent methods, with optional
-        jitter; a POST/PATCH is then never retried unless the policy lists it. None (default): api.md §7.3 -
+        jitter; a POST/PATCH is then never retried unless the policy lists it. None (default): as in 1.0.20 -
         every failure of every method is retried while the retry timer allows.
     :param pause_on_retry_after: when True, a 429 or 503 with ``Retry-After`` pauses *every* task sending to that
         host until the time asked for (capped at the 429 handler's ``max_retry_after``, one hour by default), not
@@ -364,7 +368,7 @@ class RequestHandler(Generic[A, P]):
         self._handler_list: tuple[StatusHandler, ...] = ()
         self._dispatch = kernels.DispatchTable(())
         if response_handlers is None:
-            # D-20: fresh instances per handler, never module-level singletons with shared state.
+            # Fresh instances per handler, never module-level singletons with shared state.
             response_handlers = (UnauthorisedStatusHandler(), RateLimitStatusHandler(), ClientErrorStatusHandler())
         self.response_handlers = response_handlers
         #: Time to wait after every request; shared by all requests of this handler.
@@ -374,7 +378,7 @@ class RequestHandler(Generic[A, P]):
         #: Callbacks on request, response, retry and wait (see :class:`~aiorequestful.stats.RequestHooks`).
         self.hooks = RequestHooks()
 
-        # Flow control (issue 6): each part stays None when off, so the request loop pays one test per attempt.
+        # Flow control: each part stays None when off, so the request loop pays one test per attempt.
         if rate_limit is None or isinstance(rate_limit, HostRateLimiter):
             self._limiter: HostRateLimiter | None = rate_limit
         else:
@@ -390,7 +394,7 @@ class RequestHandler(Generic[A, P]):
         if not isinstance(coalesce, bool):
             raise TypeError(f"coalesce must be a bool, not {type(coalesce).__name__}")
         self._coalescer: Coalescer | None = Coalescer() if coalesce else None
-        #: Flow-control parts entered with the handler (issue 8: shared ones, e.g. Redis, start and stop with it).
+        #: Flow-control parts entered with the handler (shared ones, e.g. Redis, start and stop with it).
         self._flow_contexts: list[Any] = []
         self._retry_policy: RetryPolicy | None = None
         self._catch: tuple[type[BaseException], ...] = _TRANSIENT_ERRORS
@@ -432,7 +436,7 @@ class RequestHandler(Generic[A, P]):
         self._payload_handler = _check_payload_handler(value)
         cache = self._cache()
         if cache is not None:
-            # api.md §7.1: the cache's repositories store and read payloads with the same handler.
+            # The cache's repositories store and read payloads with the same handler.
             for repository in cache.values():
                 repository.settings.payload_handler = value
 
@@ -443,7 +447,8 @@ class RequestHandler(Generic[A, P]):
 
     @response_handlers.setter
     def response_handlers(self, value: Sequence[StatusHandler]) -> None:
-        # D-18: a new sequence replaces the table; the dispatch table is built once here, not per response.
+        # A new sequence replaces the table (1.0.20 merged it into the old one); the dispatch table is built
+        # once here, not per response.
         if isinstance(value, (str, bytes, StatusHandler)) or not isinstance(value, Iterable):
             raise TypeError(f"response_handlers must be a sequence of StatusHandler instances, not {_what(value)}")
         handlers = tuple(value)
@@ -464,7 +469,7 @@ class RequestHandler(Generic[A, P]):
 
     @property
     def retry_policy(self) -> RetryPolicy | None:
-        """Which failures are retried (None: every failure, as api.md §7.3)."""
+        """Which failures are retried (None: every failure, as in 1.0.20)."""
         return self._retry_policy
 
     @retry_policy.setter
@@ -531,7 +536,7 @@ class RequestHandler(Generic[A, P]):
         try:
             await self.authorise()
         except BaseException:
-            # D-6: a failed authorisation must not leak the session it just opened.
+            # A failed authorisation must not leak the session it just opened.
             await self.close()
             raise
         return self
@@ -561,7 +566,7 @@ class RequestHandler(Generic[A, P]):
             await part.__aexit__(None, None, None)
 
     async def authorise(self) -> dict[str, str]:
-        """Authorise the session and return the headers that were applied (D-4: not always ``{}``)."""
+        """Authorise the session and return the headers that were applied (1.0.20 always returned ``{}``)."""
         if self.closed:
             raise RequestError("Session is closed. Enter this object's context to start a new session.")
         if self.authoriser is None:
@@ -572,7 +577,7 @@ class RequestHandler(Generic[A, P]):
         return headers
 
     async def close(self) -> None:
-        """Close the current session; a no-op when none is open (D-5)."""
+        """Close the current session; a no-op when none is open."""
         session, self._session = self._session, None
         try:
             if session is not None and not session.closed:
@@ -660,8 +665,8 @@ class RequestHandler(Generic[A, P]):
         The caller must pass a returned response to :meth:`_release` when done with it (the request loop does so
         in a ``finally``). A plain coroutine rather than an ``asynccontextmanager``: this runs once per attempt
         and the generator machinery was a measurable share of the per-request cost.
-        D-10: only errors raised while *opening* the request are returned; anything raised while the caller
-        handles the response propagates normally. D-13: the caller's headers are passed through untouched;
+        Only errors raised while *opening* the request are returned; anything raised while the caller
+        handles the response propagates normally. The caller's headers are passed through untouched;
         aiohttp merges the session's defaults under them (per-request values win). ``kwargs`` is not modified.
         A session whose ``request`` takes ``max_body_size`` (``CachedSession``, which reads bodies to store them)
         is given the limit; a session using aiohttp's default time-out, and a request giving none, gets
@@ -675,12 +680,12 @@ class RequestHandler(Generic[A, P]):
                 "Enter the RequestHandler's context to start a new session."
             )
         if self.logger.isEnabledFor(logging.DEBUG):
-            messages = list(get_iterator(log_message))  # D-15: never append to the caller's list
+            messages = list(get_iterator(log_message))  # never append to the caller's list
             if self._session_cache is not None:
                 messages.append("Cached Request")
             self.log(method=method.name, url=url, message=messages, **kwargs)
         allowed = _allowed_kwargs(session)
-        # D-16: drop kwargs the session's request does not take; a new dict, so the caller's is reused untouched.
+        # Drop kwargs the session's request does not take; a new dict, so the caller's is reused untouched.
         kwargs = {key: value for key, value in kwargs.items() if key in allowed}
         if "max_body_size" in allowed:
             kwargs["max_body_size"] = self._max_body_size if max_body_size is _UNSET else max_body_size
@@ -785,7 +790,7 @@ class RequestHandler(Generic[A, P]):
         if index is None:
             return False
         chain = _chain if _chain is not None else _Chain()
-        # D-8: re-authorisation on 401 happens at most once per request() call; after that a 401 is an
+        # Re-authorisation on 401 happens at most once per request() call; after that a 401 is an
         # unhandled failure (the ordinary retry step, bounded by the retry timer). Any other handler may ask
         # for a resend at most _MAX_HANDLED_PER_REQUEST times per call.
         if (status == 401 and chain.reauthorised >= _MAX_REAUTHORISATIONS) or chain.handled >= _MAX_HANDLED_PER_REQUEST:
@@ -990,7 +995,7 @@ class RequestHandler(Generic[A, P]):
             call_hooks(self.hooks.on_wait, reason, seconds, URL(url))
 
     def _retryable(self, failure: ClientResponse | BaseException, method: HTTPMethod) -> bool:
-        """Whether the retry policy (if any) retries ``failure``; without one every failure is (api.md §7.3)."""
+        """Whether the retry policy (if any) retries ``failure``; without one every failure is (as in 1.0.20)."""
         policy = self._retry_policy
         if policy is None:
             return True
