@@ -1050,6 +1050,10 @@ class RequestHandler(Generic[A, P]):
             self._stats.failures += 1
             raise
 
+    def _fresh_retry_timer(self) -> Timer | None:
+        # The same fresh copy as the retry_timer property gives, without copy.deepcopy's generic machinery.
+        return self._retry_timer._fresh() if self._retry_timer is not None else None
+
     async def _request_loop(
         self,
         method: HTTPMethod,
@@ -1060,12 +1064,15 @@ class RequestHandler(Generic[A, P]):
     ) -> P:
         if max_body_size is _UNSET:
             max_body_size = self._max_body_size
-        # The same fresh copy as the retry_timer property gives, without copy.deepcopy's generic machinery.
-        retry_timer = self._retry_timer._fresh() if self._retry_timer is not None else None
         policy = self._retry_policy
         # A method the policy does not retry gives the status handlers no retry timer: a 429 is then not waited
         # out and resent, and a host pause is not waited for either (there is no budget to wait with).
-        handler_timer = retry_timer if policy is None or policy.retries_method(method) else None
+        handlers_get_timer = policy is None or policy.retries_method(method)
+        # The request's own fresh copy of the retry timer (as the retry_timer property gives) is made when first
+        # needed: a request that succeeds at once, with no status handler or gate to consult, never needs it.
+        retry_timer: Timer | None = None
+        handler_timer: Timer | None = None
+        timer_ready = self._retry_timer is None
         chain = _Chain()
         pauses = self._pauses
         if self._robots is not None and self._session is not None:
@@ -1076,6 +1083,9 @@ class RequestHandler(Generic[A, P]):
         # With flow control on, the cache is asked before the gate (a hit costs the host nothing); only on the
         # first attempt: a retry follows a failure, and failures are not cached.
         cache_first = host is not None and self._session_cache is not None
+        if host is not None and not timer_ready:
+            retry_timer, timer_ready = self._fresh_retry_timer(), True
+            handler_timer = retry_timer if handlers_get_timer else None
 
         while True:
             response: ClientResponse | BaseException | None = None
@@ -1098,6 +1108,9 @@ class RequestHandler(Generic[A, P]):
                 else:
                     if pauses is not None and response.status in PAUSE_STATUSES:
                         pause_until = self._record_pause(response)
+                    if not timer_ready and self._dispatch.lookup(response.status) is not None:
+                        retry_timer, timer_ready = self._fresh_retry_timer(), True
+                        handler_timer = retry_timer if handlers_get_timer else None
                     if await self._handle_response(response, handler_timer, chain, max_body_size):
                         # handled: send again without a retry-timer step; the handler judged and waited out
                         # this response's own Retry-After, so the gate need not judge that pause again.
@@ -1132,6 +1145,9 @@ class RequestHandler(Generic[A, P]):
                         failure = response
 
                 if failure is not None:
+                    if not timer_ready:
+                        retry_timer, timer_ready = self._fresh_retry_timer(), True
+                        handler_timer = retry_timer if handlers_get_timer else None
                     timer = retry_timer if self._retryable(failure, method) else None
                     if timer is None or not timer.can_increase:
                         await self._retry(failure, method, url, timer, chain)  # raises
@@ -1207,7 +1223,8 @@ def _is_cached(response: ClientResponse) -> TypeIs[CachedResponse]:
             _CACHED_TYPES = ()
         else:
             _CACHED_TYPES = (CachedResponse,)
-    return isinstance(response, _CACHED_TYPES)
+    # A network response is exactly aiohttp's class in the common case: answered without the isinstance walk.
+    return type(response) is not ClientResponse and isinstance(response, _CACHED_TYPES)
 
 
 def _loop_time() -> float:

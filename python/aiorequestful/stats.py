@@ -89,6 +89,9 @@ class RequestStats:
 
 Hook = Callable[..., Any]
 
+#: "0xx" ... "9xx", made once (a response's class is looked up on every attempt).
+_STATUS_CLASSES = tuple(f"{hundreds}xx" for hundreds in range(10))
+
 
 class RequestHooks:
     """Callbacks called synchronously from the request loop; keep them fast.
@@ -155,7 +158,8 @@ class StatsRecorder:
     def response(self, status: int) -> None:
         """One finished attempt that got a response."""
         self.requests += 1
-        key = f"{status // 100}xx"
+        hundreds = status // 100
+        key = _STATUS_CLASSES[hundreds] if 0 <= hundreds < 10 else f"{hundreds}xx"
         self.responses[key] = self.responses.get(key, 0) + 1
 
     def error(self) -> None:
