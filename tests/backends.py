@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""The ``kernels`` fixture and the native/pure selection options, shared by tests/ and benches/ (style.md S6)."""
+"""The ``kernels`` fixture and the native/pure selection options, shared by tests/ and benches/."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ SEEN = web.AppKey("seen", list)
 
 
 class ItemSettings(ResponseRepositorySettings):
-    """GET /.../items/<id> keyed by id (as in api.md §10.3)."""
+    """GET /.../items/<id> keyed by id (as in the documented cache example)."""
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -48,7 +48,7 @@ class PublicItemSettings(ItemSettings):
 
 
 class VersionSettings(ResponseRepositorySettings):
-    """Keyed by ("id", "version") - the documented example the original could not store (D-32)."""
+    """Keyed by ("id", "version") - the documented example 1.0.20 could not store."""
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -64,7 +64,7 @@ class VersionSettings(ResponseRepositorySettings):
 
 
 class PageSettings(ResponseRepositorySettings):
-    """Keyed by offset then id: fields in an order other than the original's fixed id/offset/size (D-32)."""
+    """Keyed by offset then id: fields in an order other than 1.0.20's fixed id/offset/size: every field is stored."""
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -84,7 +84,7 @@ def json_settings(name: str = "items", cls: type[ResponseRepositorySettings] = I
 
 
 def pick_items(cache: Any, url: Any) -> Any:
-    """api.md §10.3's repository getter: the "items" table for /items/ URLs, nothing otherwise."""
+    """The documented example's repository getter: the "items" table for /items/ URLs, nothing otherwise."""
     return cache.get("items") if "/items/" in URL(url).path else None
 
 

@@ -71,7 +71,7 @@ class Grant:
 
 @dataclass
 class TokenRequestRecord:
-    """What a token request looked like on the wire (for D-54 style assertions)."""
+    """What a token request looked like on the wire (for assertions that credentials stay out of the URL)."""
 
     grant_type: str | None
     content_type: str
@@ -179,7 +179,7 @@ class OAuthProvider:
         app = web.Application()
         app[PROVIDER_KEY] = self
         app.router.add_post("/token", self.token)
-        app.router.add_post("/oauth/token", self.token)  # the path of api.md §11.5's example
+        app.router.add_post("/oauth/token", self.token)  # the path of the documented OAuth2 example
         app.router.add_route("GET", "/authorize", self.authorize)
         app.router.add_route("POST", "/authorize", self.authorize)
         app.router.add_get("/consent", self.consent_page)

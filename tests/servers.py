@@ -168,7 +168,7 @@ async def bad_json(request: web.Request) -> web.Response:
 
 
 async def binary_error(request: web.Request) -> web.Response:
-    """An error whose body is not valid UTF-8 (D-11)."""
+    """An error whose body is not valid UTF-8."""
     _count(request, "binary")
     return web.Response(status=int(request.query.get("status", "500")), body=b"\xff\xfe\x80 not utf-8 \xc3\x28")
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""api.md §11.1-§11.2: the Authoriser base class and BasicAuthoriser."""
+"""The Authoriser base class and BasicAuthoriser."""
 
 from __future__ import annotations
 

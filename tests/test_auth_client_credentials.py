@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
-"""api.md §11.4 ClientCredentialsFlow and the shared OAuth2 machinery, against the local provider.
+"""ClientCredentialsFlow and the shared OAuth2 machinery, against the local provider.
 
-Covers D-49, D-50, D-54, D-60, single-flight refresh and invalidation (the 401 path of D-8).
+Covers the load messages, checked token responses, form-body credentials, private token files, single-flight
+refresh and invalidation (the bounded re-authorisation after a 401).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def test_classes() -> None:
         OAuth2Authoriser(AuthRequest(method="POST", url="http://x"))  # type: ignore[abstract]
 
 
-def test_create_uses_a_form_body_d54() -> None:
+def test_create_uses_a_form_body() -> None:
     flow = ClientCredentialsFlow.create("http://127.0.0.1/token", "app", SECRET, service_name="svc")
     request = flow.token_request
     assert request.method.name == "POST" and request.url == URL("http://127.0.0.1/token")
@@ -83,7 +84,7 @@ async def test_authorise_against_the_provider(provider, encoded: bool) -> None:
     assert state.token_request_count == 1
 
     record = state.token_requests[0]
-    # D-54: nothing in the URL; credentials either in the form body or the Basic header
+    # Nothing in the URL; credentials either in the form body or the Basic header
     assert record.query_keys == ()
     assert record.content_type == "application/x-www-form-urlencoded"
     assert record.grant_type == "client_credentials"
@@ -102,7 +103,7 @@ async def test_authorise_against_the_provider(provider, encoded: bool) -> None:
 
 
 async def test_section_11_5_usage_as_written(provider, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """api.md §11.5, verbatim except for the token URL (the local provider) and the secret."""
+    """The documented OAuth2 example, verbatim except for the token URL (the local provider) and the secret."""
     state, base_url = provider
     state.add_client("my-app", "…")
     monkeypatch.chdir(tmp_path)
@@ -141,7 +142,7 @@ async def test_token_file_reused_across_authorisers(provider, tmp_path) -> None:
     assert state.token_request_count == 1  # loaded from the file, not requested
 
 
-async def test_load_messages_d49(provider, tmp_path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_load_messages_match_their_outcomes(provider, tmp_path, caplog: pytest.LogCaptureFixture) -> None:
     _state, base_url = provider
     path = tmp_path / "cc"
     flow = ClientCredentialsFlow.create(base_url / "token", "app", SECRET)
@@ -399,7 +400,7 @@ async def test_invalidate_without_token_is_harmless() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# D-50: token responses are checked
+# token responses are checked
 # --------------------------------------------------------------------------------------------------
 async def test_invalid_client_names_the_provider_error(provider) -> None:
     _state, base_url = provider
@@ -434,7 +435,7 @@ async def test_invalid_client_names_the_provider_error(provider) -> None:
         ),
     ],
 )
-async def test_bad_token_responses_d50(provider, status, body, content_type, expected) -> None:
+async def test_bad_token_responses_raise_authoriser_error(provider, status, body, content_type, expected) -> None:
     state, base_url = provider
     state.inject(status, body, content_type)
     flow = ClientCredentialsFlow.create(base_url / "token", "app", SECRET)
@@ -456,7 +457,7 @@ async def test_form_encoded_and_text_json_token_responses(provider, caplog: pyte
     state.inject(200, '{"access_token": "at-text-123456"}', "text/plain")
     await flow.invalidate()
     with caplog.at_level(logging.WARNING):
-        assert await flow == {"Authorization": "at-text-123456"}  # no token_type, no default prefix (D-57)
+        assert await flow == {"Authorization": "at-text-123456"}  # no token_type, no default prefix: the token alone
     assert "instead of application/json" in caplog.text
 
 
@@ -485,7 +486,7 @@ async def test_unreachable_token_endpoint() -> None:
         await flow
 
 
-async def test_payload_none_is_accepted_d50(provider) -> None:
+async def test_payload_none_is_accepted(provider) -> None:
     _state, base_url = provider
     flow = ClientCredentialsFlow.create(base_url / "token", "app", SECRET)
     async with ClientSession() as session:

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
-"""api.md §11.4 AuthorisationCodeFlow against the local provider; the consent is given by a scripted HTTP client.
+"""AuthorisationCodeFlow against the local provider; the consent is given by a scripted HTTP client.
 
-Covers D-48, D-51, D-52, D-53, D-54 and refresh / re-authorisation.
+Covers Basic credentials on refreshes, callback parsing, a non-blocking listener, ``str`` redirect URIs,
+form-body token requests and refresh / re-authorisation.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def test_create_attributes() -> None:
     )
     assert flow.user_request.method.name == "POST"
     assert flow.user_request.params == {"client_id": "app", "scope": "read"}
-    # D-54: token and refresh requests carry their fields in a form body
+    # Token and refresh requests carry their fields in a form body
     assert flow.token_request.data == {"client_id": "app", "client_secret": SECRET}
     assert flow.refresh_request is not None
     assert flow.refresh_request.url == URL("http://127.0.0.1/refresh")
@@ -96,7 +97,7 @@ def test_create_attributes() -> None:
     assert scoped.refresh_request is None
 
 
-def test_encoded_credentials_strip_the_refresh_request_too_d48() -> None:
+def test_encoded_credentials_strip_the_refresh_request_too() -> None:
     flow = AuthorisationCodeFlow.create_with_encoded_credentials(
         "http://a/authorize", "http://a/token", "app", SECRET, refresh_request_url="http://a/token"
     )
@@ -107,7 +108,7 @@ def test_encoded_credentials_strip_the_refresh_request_too_d48() -> None:
     assert flow.user_request.params == {"client_id": "app"}
 
 
-def test_str_redirect_uri_d53() -> None:
+def test_str_redirect_uri_is_accepted() -> None:
     request = AuthRequest(method="GET", url="http://a/authorize")
     flow = AuthorisationCodeFlow(request, request, redirect_uri="http://127.0.0.1:8765/cb")
     assert flow.redirect_uri == URL("http://127.0.0.1:8765/cb")
@@ -145,7 +146,7 @@ async def test_full_flow(provider, encoded: bool) -> None:
     redirect = URL(authorize["redirect_uri"])
     assert redirect.host == "127.0.0.1" and redirect.path == "/callback" and redirect.port != 0
 
-    # the browser was sent to the consent page and got a real HTTP page back (D-52)
+    # the browser was sent to the consent page and got a real HTTP page back
     assert len(browser.opened) == 1 and URL(browser.opened[0]).path == "/consent"
     assert browser.final_status == 200
     assert SUCCESS in (browser.final_text or "")
@@ -155,7 +156,7 @@ async def test_full_flow(provider, encoded: bool) -> None:
     # the listener is gone once the flow is over: no socket left open
     assert port_is_closed(redirect.port)
 
-    # D-54: the code exchange is a form body; the credentials go in the body or the Basic header (not both)
+    # The code exchange is a form body; the credentials go in the body or the Basic header (not both)
     (token,) = state.token_requests
     assert token.grant_type == "authorization_code" and token.query_keys == ()
     assert {"code", "redirect_uri", "grant_type"} <= set(token.form_keys)
@@ -168,7 +169,7 @@ async def test_full_flow(provider, encoded: bool) -> None:
     assert "code" not in (flow.token_request.payload or {})
 
 
-async def test_listener_does_not_block_the_loop_d52(provider) -> None:
+async def test_listener_does_not_block_the_loop(provider) -> None:
     _state, base_url = provider
     flow = make_flow(base_url, browser=ConsentBrowser(delay=0.5))
     ticks = 0
@@ -207,7 +208,7 @@ async def test_refresh_instead_of_browser(provider) -> None:
     assert all(r.query_keys == () and "client_secret" in r.form_keys for r in refresh_records)
 
 
-async def test_refresh_with_encoded_credentials_d48(provider) -> None:
+async def test_refresh_with_encoded_credentials_uses_the_basic_header(provider) -> None:
     state, base_url = provider
     flow = make_flow(base_url, encoded=True)
     await flow
@@ -306,9 +307,9 @@ async def test_consent_already_given_redirects_the_session_itself(provider) -> N
 
 
 # --------------------------------------------------------------------------------------------------
-# callback parsing (D-51) and refusals
+# callback parsing and refusals
 # --------------------------------------------------------------------------------------------------
-async def test_code_as_last_and_percent_encoded_parameter_d51(provider) -> None:
+async def test_code_as_last_and_percent_encoded_parameter(provider) -> None:
     _state, base_url = provider
 
     def reorder(callback: URL) -> URL:
@@ -398,7 +399,7 @@ async def test_stray_requests_do_not_end_the_flow(provider) -> None:
     assert await get_me(base_url, headers) == 200
 
 
-async def test_timeout_is_an_authoriser_error_d52(provider) -> None:
+async def test_timeout_is_an_authoriser_error(provider) -> None:
     state, base_url = provider
     opened: list[str] = []
 

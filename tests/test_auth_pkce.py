@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""api.md §11.4 AuthorisationCodePKCEFlow against the local provider (D-55, D-56)."""
+"""AuthorisationCodePKCEFlow against the local provider: a new verifier per authorisation, redirect_uri honoured."""
 
 from __future__ import annotations
 
@@ -53,14 +53,14 @@ def test_create_for_a_public_client() -> None:
         "http://a/authorize", "http://a/token", "public-app", refresh_request_url="http://a/token"
     )
     assert isinstance(flow, AuthorisationCodeFlow)
-    assert flow.token_request.data == {"client_id": "public-app"}  # D-54 form body, no secret
+    assert flow.token_request.data == {"client_id": "public-app"}  # form body, no secret
     assert flow.refresh_request is not None and flow.refresh_request.data == {"client_id": "public-app"}
     assert flow.user_request.params == {"client_id": "public-app"}
     assert flow.pkce_code_length == 128 and len(flow.code_verifier) == 128
     assert re.fullmatch(r"[A-Za-z0-9_-]+", flow.code_verifier)
 
 
-def test_create_honours_redirect_uri_and_warns_on_unknown_kwargs_d56() -> None:
+def test_create_honours_redirect_uri_and_warns_on_unknown_kwargs() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         # the documented example passes client_secret (and the inherited encoded constructor does): accepted
@@ -109,7 +109,7 @@ async def test_full_pkce_flow(provider) -> None:
     assert "code_verifier" not in (flow.token_request.payload or {})
 
 
-async def test_new_verifier_per_authorisation_d55(provider) -> None:
+async def test_new_verifier_per_authorisation(provider) -> None:
     state, base_url = provider
     flow = make_flow(base_url)
     flow.refresh_request = None  # every renewal is a full authorisation
@@ -167,6 +167,6 @@ async def test_pkce_with_encoded_credentials(provider) -> None:
     assert await get_me(base_url, headers) == 200
     assert state.token_requests[-1].auth_scheme == "Basic"
     assert "code_verifier" in state.token_requests[-1].form_keys
-    # api.md: after the exchange an emptied payload is unset again (no client_id/secret left in it)
+    # As in 1.0.20: after the exchange an emptied payload is unset again (no client_id/secret left in it)
     assert not flow.token_request.payload
     assert flow.refresh_request is not None and flow.refresh_request.data == {}

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""OAuth2 authorisers driving RequestHandler end to end against the local provider (api.md §7.2, §11.5, D-8)."""
+"""OAuth2 authorisers driving RequestHandler end to end against the local provider, with bounded re-authorisation."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ async def test_client_side_expiry_refreshes_before_sending(provider) -> None:
     assert state.counters["resource_unauthorised"] == 0
 
 
-async def test_reauthorisation_is_bounded_d8(provider) -> None:
+async def test_reauthorisation_is_bounded(provider) -> None:
     state, base_url = provider
     oauth = ClientCredentialsFlow.create(base_url / "token", "app", SECRET)
     handler = RequestHandler.create(authoriser=oauth, payload_handler=JSONPayloadHandler())

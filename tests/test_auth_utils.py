@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""api.md §11.3: AuthRequest, AuthResponse, AuthTester, SocketHandler (D-57..D-60)."""
+"""AuthRequest, AuthResponse, AuthTester, SocketHandler and token files."""
 
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ def test_enrich_payload_and_headers_restore() -> None:
     assert not hasattr(bare, "params") and not hasattr(bare, "headers")
 
 
-def test_enrich_restores_on_exceptions_d58() -> None:
+def test_enrich_restores_on_exceptions() -> None:
     request = AuthRequest(method="POST", url="http://x", data={"client_id": "c"})
     with pytest.raises(RuntimeError), request.enrich_payload({"code": "secret-code"}):
         raise RuntimeError("boom")
@@ -139,7 +139,7 @@ def test_repr_shows_no_values() -> None:
     assert "client_secret" in text and "s3cr3t-value" not in text and "hidden" not in text
 
 
-async def test_request_sanitises_params_only_d59(echo_url: URL) -> None:
+async def test_request_sanitises_params_only(echo_url: URL) -> None:
     request = AuthRequest(
         method="POST", url=echo_url / "p", params={"flag": True, "none": None, "n": 2, "list": ["a", 1]}
     )
@@ -153,7 +153,7 @@ async def test_request_sanitises_params_only_d59(echo_url: URL) -> None:
     json_request = AuthRequest(method="POST", url=echo_url / "j", json=body)
     async with ClientSession() as session, json_request(session) as response:
         seen = await response.json()
-    assert json.loads(seen["body"]) == body  # D-59: JSON bodies are sent as given
+    assert json.loads(seen["body"]) == body  # JSON bodies are sent as given
 
     raw = AuthRequest(method="POST", url=echo_url / "r", data="a=b")
     async with ClientSession() as session, raw.request(session) as response:
@@ -203,7 +203,7 @@ def test_auth_response_mapping_and_token() -> None:
     assert "at-1234567890" not in repr(response)
 
 
-def test_headers_prefix_d57() -> None:
+def test_headers_prefix() -> None:
     response = AuthResponse()
     response.replace({"access_token": "tok-123456"})
     assert response.headers == {"Authorization": "tok-123456"}  # never "None tok-..."
@@ -261,7 +261,7 @@ def test_enrich_with_garbage_expiry(caplog: pytest.LogCaptureFixture) -> None:
     assert "invalid expires_in" in caplog.text
 
 
-def test_token_file_round_trip_is_private_and_atomic_d60(tmp_path) -> None:
+def test_token_file_round_trip_is_private_and_atomic(tmp_path) -> None:
     path = tmp_path / "tokens" / "example"
     response = AuthResponse(file_path=path)
     response.save_response_to_file()  # empty: no file
@@ -310,7 +310,7 @@ def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_kill_9_while_saving_leaves_a_complete_file(tmp_path) -> None:
-    """D-60: a writer killed mid-save leaves the previous or the new file, never a partial one."""
+    """A writer killed mid-save leaves the previous or the new file, never a partial one."""
     import signal
     import subprocess
     import sys
@@ -375,7 +375,7 @@ async def test_tester_basic_rules() -> None:
     assert await tester.test(AuthResponse()) is False
     assert await tester(_response(access_token="a")) is True
     assert await tester(_response(access_token="a", error="invalid_grant")) is False
-    # max_expiry <= 0: no expiry check at all (api.md)
+    # max_expiry <= 0: no expiry check at all (as in 1.0.20)
     assert await tester(_response(access_token="a", expires_at=time.time() - 10)) is True
 
 

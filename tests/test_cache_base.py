@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""The abstract cache core (api.md §8-§9.3), exercised through a small dict-backed backend and SQLite."""
+"""The abstract cache core, exercised through a small dict-backed backend and SQLite."""
 
 from __future__ import annotations
 
@@ -137,7 +137,7 @@ def test_module_values() -> None:
     assert DEFAULT_EXPIRE == timedelta(weeks=1)
     assert CacheRequestType.__name__ == "CacheRequestType"
     assert RepositoryRequestType.__name__ == "RepositoryRequestType"
-    # api.md §9.3 lists SQLite; issue 8 registers the optional Redis backend too when redis-py imports.
+    # 1.0.20 lists SQLite; the optional Redis backend is registered too when redis-py imports.
     try:
         from aiorequestful.cache.backend.redis import RedisCache
     except ImportError:
@@ -173,7 +173,7 @@ def test_repository_basics() -> None:
     assert hash(repository) == hash("items")
     assert repository != DictRepository(json_settings("items"))  # equality is identity
     expected = datetime.now() + timedelta(hours=2)
-    assert repository.expire.tzinfo is None  # api.md §8.2: datetime.now() + expire
+    assert repository.expire.tzinfo is None  # as in 1.0.20: datetime.now() + expire
     assert abs((repository.expire - expected).total_seconds()) < 5
     with pytest.raises(TypeError):
         ResponseRepository(json_settings())  # type: ignore[abstract]
@@ -248,7 +248,7 @@ async def test_cache_delegates_to_the_selected_repository() -> None:
 
 
 async def test_cached_session_works_with_a_contract_only_backend(serve: Any) -> None:
-    """A repository that only implements api.md's methods still gets hits (with the contract's defaults)."""
+    """A repository that only implements 1.0.20's methods still gets hits (with the contract's defaults)."""
     app = make_app()
     base = await serve(app)
     cache = DictCache(cache_name="dict", repository_getter=pick_items)

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""The cache behind RequestHandler: api.md §10.3's usage as written, against a local server."""
+"""The cache behind RequestHandler: the documented usage as written, against a local server."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from aiorequestful.response.payload import JSONPayloadHandler
 from .cache_support import HITS, make_app, raw_execute, raw_rows, user_of
 
 
-# -- api.md §10.3, as written -------------------------------------------------------------------------------------
+# -- the documented example, as written ---------------------------------------------------------------------------
 class ItemSettings(ResponseRepositorySettings):
     @property
     def fields(self) -> tuple[str, ...]:

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""CachedResponse: a complete ClientResponse built through aiohttp's public surface only (api.md §10.2, D-46/D-47)."""
+"""CachedResponse: a complete ClientResponse built through aiohttp's public surface only."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ async def test_defaults_follow_the_contract() -> None:
     assert (response.status, response.reason, response.ok) == (200, "cached", True)
     assert response.method == "GET" and response.url == URL("http://example.test/items/1")
     assert response.version == aiohttp.HttpVersion11
-    assert dict(response.headers) == {"Content-Length": "8"}  # D-47: never the request's headers
+    assert dict(response.headers) == {"Content-Length": "8"}  # never the request's headers
     assert response.request_info.headers["Authorization"] == "Bearer secret"  # that is where they belong
     assert await response.read() == b'{"a": 1}'
     assert await response.text() == '{"a": 1}'
@@ -39,7 +39,7 @@ async def test_does_not_need_the_private_initialiser(monkeypatch: pytest.MonkeyP
     def broken(*args: Any, **kwargs: Any) -> None:
         raise TypeError("ClientResponse.__init__() missing 1 required keyword-only argument: 'stream_writer'")
 
-    monkeypatch.setattr(ClientResponse, "__init__", broken)  # what aiohttp >= 3.14 did to the original (D-46)
+    monkeypatch.setattr(ClientResponse, "__init__", broken)  # what aiohttp >= 3.14 did to 1.0.20
     response = CachedResponse(request_info(), payload=b"still works")
     assert await response.read() == b"still works"
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""CachedSession against a local aiohttp.web server with a real SQLite file (api.md §10.1, D-40..D-47)."""
+"""CachedSession against a local aiohttp.web server with a real SQLite file."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ async def test_second_request_is_served_from_the_cache_with_the_original_metadat
             assert second.headers["ETag"] == '"42-v1"'
             assert second.content_type == "application/json"
             assert second.links["next"]["url"] == base / "items" / "42" % {"page": "2"}
-            # D-47: never the request's headers, never session secrets
+            # never the request's headers, never session secrets
             for secret in ("Set-Cookie", "WWW-Authenticate", "Authorization", "Cookie"):
                 assert secret not in second.headers
             assert int(second.headers["Content-Length"]) == len(await second.read())
@@ -112,7 +112,7 @@ async def test_awaited_request_is_stored_and_persist_false_only_reads(
 ) -> None:
     base, app = server
     async with CachedSession(cache=cache) as session:
-        response = await session.request("GET", base / "items" / "1", persist=False)  # D-43: awaitable
+        response = await session.request("GET", base / "items" / "1", persist=False)  # awaitable
         assert type(response) is aiohttp.ClientResponse
         response.release()
         response = await session.request(method="GET", url=base / "items" / "1")
@@ -154,7 +154,7 @@ async def test_every_verb_goes_through_the_cache(server: tuple[URL, Any], tmp_pa
             for attempt in range(2):
                 async with call(url) as response:
                     assert response.method == method
-                    assert isinstance(response, CachedResponse) is (attempt == 1), method  # D-43
+                    assert isinstance(response, CachedResponse) is (attempt == 1), method  # every verb cached
     assert all(app[HITS][method.lower()] == 1 for method in verbs)
 
 
@@ -171,7 +171,7 @@ async def test_coroutine_protocol_like_aiohttp(server: tuple[URL, Any], cache: S
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# aiohttp semantics kept (D-40, D-41, D-42)
+# aiohttp semantics kept: every option, release, per-request values win
 # ----------------------------------------------------------------------------------------------------------------
 async def test_every_aiohttp_option_is_accepted(server: tuple[URL, Any], cache: SQLiteCache) -> None:
     base, _ = server
@@ -212,7 +212,7 @@ async def test_per_request_headers_win_over_session_defaults(server: tuple[URL, 
     async with CachedSession(cache=cache, headers={"X-Variant": "session", "X-Other": "s"}) as session:
         async with session.get(base / "items" / "v", headers={"X-Variant": "mine"}) as response:
             await response.read()
-        assert app[SEEN][-1]["X-Variant"] == "mine"  # D-42
+        assert app[SEEN][-1]["X-Variant"] == "mine"  # per-request values win
         async with session.get(base / "items" / "v") as response:
             assert not isinstance(response, CachedResponse)  # another variant: a different key
         async with session.get(base / "items" / "v", headers=[("X-Variant", "mine")]) as response:
@@ -225,7 +225,7 @@ async def test_network_response_is_released_when_the_block_ends(server: tuple[UR
     async with CachedSession(cache=cache) as session:
         async with session.get(base / "big" / "items" / "1") as response:
             assert response.connection is not None  # 5 MB, not read
-        assert response.connection is None and response.closed  # D-41
+        assert response.connection is None and response.closed  # released
         connector = session.connector
         assert connector is not None
         async with session.get(base / "echo") as response:
@@ -441,7 +441,7 @@ def test_request_signature_declares_persist() -> None:
 
 
 def test_subclassing_is_quiet_without_patching_aiohttp() -> None:
-    # D-44: aiohttp's own hook is untouched and still warns for direct subclasses of ClientSession
+    # aiohttp's own hook is untouched and still warns for direct subclasses of ClientSession
     assert ClientSession.__dict__["__init_subclass__"].__func__.__qualname__ == "ClientSession.__init_subclass__"
     with pytest.warns(DeprecationWarning, match="discouraged"):
 

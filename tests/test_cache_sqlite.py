@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""SQLiteTable and SQLiteCache on real database files (api.md §9, D-29..D-39)."""
+"""SQLiteTable and SQLiteCache on real database files."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ async def test_schema_has_contract_columns_and_one_key_column_per_field_in_order
     connection = sqlite3.connect(path)
     try:
         columns = [row[1] for row in connection.execute("PRAGMA table_info(versions)")]
-        assert columns[:3] == ["method", "id", "version"]  # D-32: every field, in fields order
+        assert columns[:3] == ["method", "id", "version"]  # every field, in fields order
         for name in ("name", "cached_at", "expires_at", "payload"):
             assert name in columns
         pk = [row[1] for row in sorted(connection.execute("PRAGMA table_info(pages)"), key=lambda r: r[5]) if row[5]]
@@ -67,7 +67,7 @@ async def test_schema_has_contract_columns_and_one_key_column_per_field_in_order
                 "SELECT name, tbl_name FROM sqlite_master WHERE type='index' AND name LIKE 'idx_%'"
             )
         }
-        assert indexes == {"idx_versions_expires_at": "versions", "idx_pages_expires_at": "pages"}  # D-31
+        assert indexes == {"idx_versions_expires_at": "versions", "idx_pages_expires_at": "pages"}  # expiry indexes
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         connection.close()
@@ -90,7 +90,7 @@ async def test_any_table_name_is_quoted(tmp_path: Path, name: str) -> None:
     table = cache.create_repository(json_settings(name))
     async with cache:
         await table.save_response((("GET", "1"), {"title": "t"}))
-        assert await table.get_response(("GET", "1")) == {"title": "t"}  # D-30: get_response quotes too
+        assert await table.get_response(("GET", "1")) == {"title": "t"}  # get_response quotes too
         assert await table.contains(("GET", "1"))
         assert [key async for key, _ in table] == [("GET", "1")]
         assert await table.delete_response(("GET", "1"))
@@ -183,8 +183,8 @@ async def test_request_without_key_is_a_miss_not_an_error(cache: SQLiteCache) ->
     table = cache["items"]
     post = info("http://h/items/1", method="POST")  # ItemSettings returns (None,) for non-GET
     assert table.get_key_from_request(post) is None
-    assert await table.contains(post) is False  # D-33
-    assert await table.delete_response(post) is False  # D-33
+    assert await table.contains(post) is False  # a POST is not cacheable
+    assert await table.delete_response(post) is False
     assert await table.get_response(post) is None
     assert await table.contains(None) is False
 
@@ -217,7 +217,7 @@ async def test_string_handler_default_and_display_name(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# expiry (D-29, D-38)
+# expiry
 # ----------------------------------------------------------------------------------------------------------------
 async def test_expiry_is_stored_in_utc(cache: SQLiteCache, db_path: Path) -> None:
     before = datetime.now(UTC)
@@ -227,7 +227,7 @@ async def test_expiry_is_stored_in_utc(cache: SQLiteCache, db_path: Path) -> Non
     cached_at, expires_at = datetime.fromisoformat(cached), datetime.fromisoformat(expires)
     assert before - timedelta(seconds=5) <= cached_at <= datetime.now(UTC) + timedelta(seconds=5)
     assert expires_at - cached_at == DEFAULT_EXPIRE
-    assert cache["items"].expire > datetime.now()  # the public property stays naive (api.md §8.2)
+    assert cache["items"].expire > datetime.now()  # the public property stays naive (as in 1.0.20)
 
 
 async def test_clear_expired_only_deletes_only_expired_rows(db_path: Path) -> None:
@@ -244,7 +244,7 @@ async def test_clear_expired_only_deletes_only_expired_rows(db_path: Path) -> No
         assert not await table.contains(("GET", "1"))
         assert sorted([key[1] async for key, _ in table]) == ["2", "3", "4"]
 
-        assert await table.clear(expired_only=True) == 2  # D-29: the expired ones
+        assert await table.clear(expired_only=True) == 2  # the expired ones
         assert sorted(row[0] for row in raw_rows(db_path, "items", "id")) == ["2", "3", "4"]
         assert await table.clear() == 3
         assert await table.count() == 0
@@ -320,7 +320,7 @@ async def test_closed_state_is_tracked_and_reentry_reconnects(db_path: Path) -> 
         assert not cache.closed
         await table.save_response((("GET", "1"), {"a": 1}))
         first = cache.connection
-    assert cache.closed and cache.connection is None  # D-35: no is_alive() needed
+    assert cache.closed and cache.connection is None  # no is_alive() needed
     await cache.commit()  # no-op when closed
     await cache.close()
     async with cache:
@@ -369,7 +369,7 @@ async def test_connect_with_path_replaces_the_suffix_and_creates_directories(tmp
 
 
 async def test_connect_keeps_uris_and_memory_as_given(tmp_path: Path) -> None:
-    # D-37: the documented URI must not become "...cache=shared.sqlite"
+    # The documented URI must not become "...cache=shared.sqlite"
     uri = f"file:{tmp_path / 'uri.db'}?mode=rwc"
     for value in (uri, ":memory:", "file::memory:?cache=shared"):
         cache = SQLiteCache.connect(value=value)
@@ -388,7 +388,7 @@ async def test_in_memory_caches_are_isolated() -> None:
     two = second.create_repository(json_settings())
     async with first, second:
         await one.save_response((("GET", "1"), {"from": "first"}))
-        assert await two.get_response(("GET", "1")) is None  # D-36
+        assert await two.get_response(("GET", "1")) is None  # separate in-memory caches do not share rows
         assert await two.count() == 0
 
 

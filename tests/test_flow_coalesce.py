@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Request coalescing (issue 6): identical concurrent GETs share one network request."""
+"""Request coalescing: identical concurrent GETs share one network request."""
 
 from __future__ import annotations
 

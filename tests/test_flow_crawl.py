@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Flow control end to end (issue 6): crawls over several local hosts that misbehave, with stats and hooks.
+"""Flow control end to end: crawls over several local hosts that misbehave, with stats and hooks.
 
 Every URL must be answered exactly once by its server (nothing lost, nothing duplicated), rates are measured
 from the servers' timestamps, and the handler's stats must add up and agree with what the servers saw.

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Per-host token buckets (issue 6): configuration, FIFO fairness, exact rates, cancellation, many hosts.
+"""Per-host token buckets: configuration, FIFO fairness, exact rates, cancellation, many hosts.
 
 The tests run on looptime's fast-forwarded loop clock (the clock the limiter and the servers' timestamps use),
 so slots, orders and rates are asserted exactly; the few ``realtime`` tests keep the real clock on purpose and
@@ -234,7 +234,7 @@ async def test_two_hosts_two_rates_measured_by_the_servers(serve) -> None:
 
 
 async def test_wait_timer_still_applies_per_task(serve) -> None:
-    """wait_timer keeps its api.md meaning (a sleep after every attempt of a task) next to the limiter."""
+    """wait_timer keeps its 1.0.20 meaning (a sleep after every attempt of a task) next to the limiter."""
     from aiorequestful.timer import StepCeilingTimer
 
     ((app, url),) = await start_hosts(serve, 1)

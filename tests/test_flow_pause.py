@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Host-wide Retry-After pauses (issue 6): every task to a host waits, budgets fail fast, values are capped.
+"""Host-wide Retry-After pauses: every task to a host waits, budgets fail fast, values are capped.
 
 Pauses are asserted from the servers' own arrival timestamps, on looptime's fast-forwarded loop clock (the one
 the pauses and the servers' timestamps use), so a loaded machine cannot make them late.
@@ -188,7 +188,7 @@ async def test_503_pause_longer_than_budget_fails_fast_with_the_response(serve) 
 
 
 async def test_no_retry_timer_means_no_budget_to_wait(serve) -> None:
-    """Without a retry timer a request neither waits out a 429 (api.md) nor a host pause: it fails fast."""
+    """Without a retry timer a request neither waits out a 429 (as in 1.0.20) nor a host pause: it fails fast."""
     ((app, url),) = await start_hosts(serve, 1)
     async with handler() as h:
         with pytest.raises(ResponseError, match="Status code: 429"):
@@ -292,7 +292,7 @@ async def test_raw_retry_after_with_odd_whitespace_pauses(serve) -> None:
 
 
 async def test_pauses_off_by_default(serve) -> None:
-    """api.md behaviour: only the task that saw the 429 waits."""
+    """1.0.20's behaviour: only the task that saw the 429 waits."""
     ((_app, url),) = await start_hosts(serve, 1)
     async with RequestHandler.create(
         payload_handler=JSONPayloadHandler(), retry_timer=StepCountTimer(initial=0, count=2, step=1)

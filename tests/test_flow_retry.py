@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
-"""Retry policies (issue 6): transient failures only, idempotent methods only unless asked, jitter.
+"""Retry policies: transient failures only, idempotent methods only unless asked, jitter.
 
-Without a policy, api.md §7.3 stays in force (every failure of every method is retried); those tests come first.
+Without a policy, 1.0.20's behaviour stays in force (every failure of every method is retried); those tests come first.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def test_validation() -> None:
 # compatibility: no policy
 # --------------------------------------------------------------------------------------------------
 async def test_without_policy_every_method_and_status_is_retried(serve) -> None:
-    """api.md §7.3: a POST 503 and a GET 404 (no handlers) are retried while the timer allows."""
+    """As in 1.0.20: a POST 503 and a GET 404 (no handlers) are retried while the timer allows."""
     ((_app, url),) = await start_hosts(serve, 1)
     async with handler() as h:
         assert (await h.post(url / "item" / "p", params={"script": "503,503"}))["hits"] == 3
@@ -183,7 +183,7 @@ async def test_malformed_response_not_retried_by_policy_but_by_default(serve) ->
         with pytest.raises(aiohttp.ClientResponseError):
             await h.get(url / "item" / "a", params={"script": "badheader"})
     assert app[HITS]["a"] == 1
-    async with handler() as h:  # api.md: any aiohttp.ClientError is retried
+    async with handler() as h:  # as in 1.0.20: any aiohttp.ClientError is retried
         assert (await h.get(url / "item" / "b", params={"script": "badheader"}))["hits"] == 2
 
 

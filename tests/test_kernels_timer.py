@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""``timer_plan``: schedules, Python number semantics, D-2 termination, and every error (both backends)."""
+"""``timer_plan``: schedules, Python number semantics, termination of schedules that never reach
+final, and every error (both backends)."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def check(actual: tuple[Any, ...], expected: tuple[Any, ...]) -> None:
     assert typed(actual) == typed(expected), f"{actual!r} != {expected!r}"
 
 
-# ---------------------------------------------------------------------------------------------- api.md §4 examples
+# ------------------------------------------------------------------------------------ the documented timer examples
 def test_step_count_timer_example(kernels: ModuleType) -> None:
     # StepCountTimer(2, 5, 3): final 17, total 57.
     check(kernels.timer_plan("step", 2, 3, steps=5), (17, 57, 55, 5))
@@ -114,7 +115,7 @@ def test_nan_step_yields_final(kernels: ModuleType) -> None:
     check(kernels.timer_plan("step", 1, math.nan, final=5), (5, 6, 5, 1))
 
 
-# ---------------------------------------------------------------------------------------------- D-2: non-progress
+# ------------------------------------------------------------------------------------------------------- non-progress
 @pytest.mark.parametrize(
     ("kind", "start", "param", "final"),
     [
@@ -133,7 +134,7 @@ def test_nan_step_yields_final(kernels: ModuleType) -> None:
         ("power", math.nan, 2, 60),
     ],
 )
-def test_schedules_that_never_reach_final_stop_d2(
+def test_schedules_that_never_reach_final_stop(
     kernels: ModuleType, kind: str, start: float, param: float, final: float
 ) -> None:
     zero = start - start if isinstance(start, float) else 0  # total - start

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""aiorequestful.response.payload against api.md §5, D-27 and D-28, with real responses from 127.0.0.1."""
+"""aiorequestful.response.payload with real responses from 127.0.0.1: bytes handlers refuse non-bytes,
+JSON accepts lists and chains its errors."""
 
 from __future__ import annotations
 
@@ -204,7 +205,7 @@ async def test_bytes_serialize_uses_the_encoding() -> None:
 
 
 @pytest.mark.parametrize("payload", [3, 0, {"a": 1}, None, 1.5, ["a"]])
-async def test_d27_bytes_serialize_rejects_non_bytes(payload: Any) -> None:
+async def test_bytes_serialize_rejects_non_bytes(payload: Any) -> None:
     # The reference turned 3 into "\x00\x00\x00" and raised TypeError for a dict.
     with pytest.raises(PayloadHandlerError, match=f"^{re.escape(f'Unrecognised input type: {payload}')}$"):
         await BytesPayloadHandler().serialize(payload)
@@ -236,7 +237,7 @@ async def test_bytes_deserialize_unencodable_text() -> None:
 
 
 @pytest.mark.parametrize("value", [3, 0, {"a": 1}, None, 2.5])
-async def test_d27_bytes_deserialize_rejects_non_bytes(value: Any) -> None:
+async def test_bytes_deserialize_rejects_non_bytes(value: Any) -> None:
     # The reference returned b"\x00\x00\x00" for 3 and raised TypeError for a dict.
     with pytest.raises(PayloadHandlerError, match=f"^{re.escape(f'Unrecognised input type: {value}')}$"):
         await BytesPayloadHandler().deserialize(value)
@@ -303,7 +304,7 @@ async def test_json_deserialize_dict_round_trips(json_kernels: None) -> None:
     assert result is not value
 
 
-async def test_d28_json_deserialize_accepts_a_list(json_kernels: None) -> None:
+async def test_json_deserialize_accepts_a_list(json_kernels: None) -> None:
     # The reference rejected a Python list (valid JSON) with PayloadHandlerError.
     result = await JSONPayloadHandler().deserialize([{"a": 1}, (2, 3), None])
     assert result == [{"a": 1}, [2, 3], None]
@@ -339,14 +340,14 @@ async def test_json_deserialize_text(text: Any, expected: Any, json_kernels: Non
 
 
 @pytest.mark.parametrize("text", ["not json", "", "{", '{"a": 1,}', b"\xff", "[1] [2]"])
-async def test_d28_json_deserialize_invalid_text(text: Any, json_kernels: None) -> None:
+async def test_json_deserialize_invalid_text(text: Any, json_kernels: None) -> None:
     # The reference let json.JSONDecodeError escape, so a corrupt cache entry was not read as a miss.
     with pytest.raises(PayloadHandlerError, match=r"^Given payload is not valid JSON: ") as info:
         await JSONPayloadHandler().deserialize(text)
     assert isinstance(info.value.__cause__, ValueError)
 
 
-async def test_d28_json_decode_error_is_chained(json_kernels: None) -> None:
+async def test_json_decode_error_is_chained(json_kernels: None) -> None:
     with pytest.raises(PayloadHandlerError) as info:
         await JSONPayloadHandler().deserialize('{"a": }')
     assert isinstance(info.value.__cause__, json.JSONDecodeError)
@@ -420,7 +421,7 @@ def test_json_handler_uses_the_backend_kernels() -> None:
 
 
 async def test_bytes_handler_accepts_sequences_of_byte_values() -> None:
-    """api.md §5: anything else -> bytes(r); D-27 only excludes ints and mappings."""
+    """As in 1.0.20, anything else -> bytes(r); only ints and mappings are excluded."""
     handler = BytesPayloadHandler()
     assert await handler.deserialize([97, 98]) == b"ab"
     assert await handler.deserialize(range(97, 99)) == b"ab"

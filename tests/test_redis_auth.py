@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""RedisTokenStore: one OAuth2 token for a fleet, one renewal at a time (issue 8), against the local provider.
+"""RedisTokenStore: one OAuth2 token for a fleet, one renewal at a time, against the local provider.
 
 Within one process, each "worker" is its own RedisConnection, authoriser and store, as separate processes would
 be; the 4-process version is in ``test_redis_fleet.py``.

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""RedisCache / RedisTable: the repository contract of api.md §8 on a real redis-server (issue 8).
+"""RedisCache / RedisTable: the repository contract on a real redis-server.
 
 Raw Redis reads (a synchronous redis-py client, independent of the code under test) check what is stored: one
 key per entry with a native TTL, compact values, keys under the namespace.
@@ -432,7 +432,7 @@ def info_with(url: URL, authorization: str) -> aiohttp.RequestInfo:
 
 
 class ApiItemSettings(ResponseRepositorySettings):
-    """api.md §10.3's settings, as written."""
+    """The documented example's settings, as written."""
 
     @property
     def fields(self) -> tuple[str, ...]:

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Crawler fleets: 4 worker processes sharing one real redis-server (issue 8).
+"""Crawler fleets: 4 worker processes sharing one real redis-server.
 
 The workers (``redis_worker_crawl.py``, ``redis_worker_auth.py``) are separate Python processes crawling local
 aiohttp.web servers run by the test; the servers timestamp every arrival, and the assertions are made on what the
@@ -168,7 +168,7 @@ def shared_records(result: dict[str, Any], level: str) -> list[str]:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# the tests of issue 8
+# the fleet tests
 # ----------------------------------------------------------------------------------------------------------------
 @pytest.mark.realtime  # rates and pauses measured on the real clock, across processes
 async def test_four_processes_together_keep_to_the_rate(serve: Any, redis_url: str, redis_namespace: str) -> None:

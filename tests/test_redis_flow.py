@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Shared flow control on a real redis-server, within one process (issue 8).
+"""Shared flow control on a real redis-server, within one process.
 
 Several ``RedisConnection`` objects in one process stand for several workers: each has its own client and
 connections, exactly as separate processes would. The multi-process versions are in ``test_redis_fleet.py``.

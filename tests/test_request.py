@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""RequestHandler against a real local server (api.md §7), with a test for every §13 defect it fixes."""
+"""RequestHandler against a real local server, with a test for every 1.0.20 defect it fixes."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def test_defaults() -> None:
 
 
 def test_default_status_handlers_are_per_handler_instances() -> None:
-    """D-20: no module-level singletons shared between handlers."""
+    """No module-level singletons shared between handlers."""
     first, second = RequestHandler(connector=aiohttp.ClientSession), RequestHandler(connector=aiohttp.ClientSession)
     assert first.response_handlers[429] is not second.response_handlers[429]
     assert first.response_handlers[401] is not second.response_handlers[401]
@@ -93,7 +93,7 @@ def test_first_listed_handler_wins_and_setter_replaces() -> None:
 
     rate_limit = RateLimitStatusHandler()
     handler.response_handlers = [rate_limit]
-    # D-18: assignment replaces the mapping instead of merging into it.
+    # Assignment replaces the mapping instead of merging into it.
     assert handler.response_handlers == {429: rate_limit}
     handler.response_handlers = []
     assert handler.response_handlers == {}
@@ -118,12 +118,12 @@ async def test_closed_errors_and_close_without_session(app_url) -> None:
         await handler.get(url / "json" / "1")
     with pytest.raises(RequestError, match=r"^Session is closed\. Enter this object's context"):
         await handler.authorise()
-    await handler.close()  # D-5: a no-op, not AttributeError
+    await handler.close()  # a no-op, not AttributeError
     await handler.close()
 
 
 async def test_authorise_returns_applied_headers(app_url) -> None:
-    """D-4: authorise() returns the headers it applied."""
+    """authorise() returns the headers it applied."""
     app, url = app_url
     app[VALID_TOKENS].add("good")
     auth = TokenAuthoriser("good")
@@ -137,7 +137,7 @@ async def test_authorise_returns_applied_headers(app_url) -> None:
 
 
 async def test_failed_authorisation_closes_the_new_session() -> None:
-    """D-6: __aenter__ must not leak the session when authorise() raises."""
+    """__aenter__ must not leak the session when authorise() raises."""
     sessions: list[aiohttp.ClientSession] = []
 
     def connector() -> aiohttp.ClientSession:
@@ -231,7 +231,7 @@ async def test_retry_sleeps_the_timer_values(app_url) -> None:
 
 
 async def test_unbounded_retry_timer_does_not_crash(app_url, caplog) -> None:
-    """D-7: an unbounded timer formats its retry warning without crashing on None totals."""
+    """An unbounded timer formats its retry warning without crashing on None totals."""
     app, url = app_url
     caplog.set_level(logging.WARNING, logger="aiorequestful.request")
     async with json_handler(retry_timer=StepCountTimer(initial=0.01, count=None, step=0)) as handler:
@@ -241,7 +241,7 @@ async def test_unbounded_retry_timer_does_not_crash(app_url, caplog) -> None:
 
 
 async def test_retry_warning_once_per_request_and_exact_delay(app_url, caplog) -> None:
-    """D-19: the warning flag is per request chain; D-21: the delay is logged with its fraction."""
+    """The warning flag is per request chain; the delay is logged with its fraction."""
     _, url = app_url
     caplog.set_level(logging.DEBUG, logger="aiorequestful.request")
     async with json_handler(retry_timer=StepCountTimer(initial=0.05, count=3, step=0.05)) as handler:
@@ -289,7 +289,7 @@ async def test_timeouts_are_retried(app_url) -> None:
 
 
 async def test_failure_while_reading_the_body_is_retried(app_url) -> None:
-    """D-10: a ClientPayloadError in the payload handler is a retryable failure, never a RuntimeError."""
+    """A ClientPayloadError in the payload handler is a retryable failure, never a RuntimeError."""
     _app, url = app_url
     async with json_handler(retry_timer=StepCountTimer(initial=0, count=2, step=0)) as handler:
         assert (await handler.get(url / "truncated" / "a", params={"n": "1"}))["hits"] == 2
@@ -299,7 +299,7 @@ async def test_failure_while_reading_the_body_is_retried(app_url) -> None:
 
 
 async def test_non_utf8_error_body(app_url, caplog) -> None:
-    """D-11: a non-UTF-8 error body gives ResponseError (and a log line), not UnicodeDecodeError."""
+    """A non-UTF-8 error body gives ResponseError (and a log line), not UnicodeDecodeError."""
     _, url = app_url
     caplog.set_level(logging.DEBUG, logger="aiorequestful.request")
     async with json_handler(retry_timer=StepCountTimer(initial=0, count=1, step=0)) as handler:
@@ -346,7 +346,7 @@ async def test_reauthorisation_on_401_then_success(app_url) -> None:
 
 
 async def test_reauthorisation_is_bounded(app_url) -> None:
-    """D-8: a server that always answers 401 gets a bounded number of requests, not thousands: one
+    """A server that always answers 401 gets a bounded number of requests, not thousands: one
     re-authorisation, then the 401 is an unhandled failure that spends the retry budget."""
     app, url = app_url
     auth = TokenAuthoriser("bad")
@@ -372,7 +372,7 @@ async def test_401_without_authoriser_is_not_retried_forever(app_url) -> None:
 
 
 async def test_429_with_retry_after_consumes_retry_budget(app_url) -> None:
-    """D-9: Retry-After: 0 forever used to loop ~6,200 times in 2 s; now every 429 costs a retry step."""
+    """Retry-After: 0 forever used to loop ~6,200 times in 2 s; now every 429 costs a retry step."""
     app, url = app_url
     async with json_handler(retry_timer=StepCountTimer(initial=0, count=2, step=0)) as handler:
         with pytest.raises(ResponseError, match="Status code: 429"):
@@ -386,7 +386,7 @@ async def test_429_with_retry_after_consumes_retry_budget(app_url) -> None:
 
 @pytest.mark.parametrize("form", ["1", " 1 ", "date"])
 async def test_429_retry_after_seconds_and_http_date(app_url, form: str) -> None:
-    """D-23: Retry-After as delay-seconds and as an HTTP-date."""
+    """Retry-After as delay-seconds and as an HTTP-date."""
     _app, url = app_url
     key = f"s{form.strip()}"
     async with json_handler(retry_timer=StepCountTimer(initial=0, count=3, step=1)) as handler:
@@ -399,7 +399,7 @@ async def test_429_retry_after_seconds_and_http_date(app_url, form: str) -> None
 
 
 async def test_429_wait_longer_than_remaining_budget_fails_fast(app_url) -> None:
-    """D-22/D-25: compared with the *remaining* budget, and the error carries the response."""
+    """A Retry-After wait is compared with the *remaining* budget, and the error carries the response."""
     _app, url = app_url
     async with json_handler(retry_timer=StepCountTimer(initial=0.1, count=2, step=0.1)) as handler:
         start = time.perf_counter()
@@ -454,7 +454,7 @@ async def test_handle_response_without_handler(app_url) -> None:
 # headers, logging and secrets
 # --------------------------------------------------------------------------------------------------
 async def test_headers_not_mutated_and_request_values_win(app_url) -> None:
-    """D-13: the caller's dict is untouched, per-request values beat session defaults, list headers work."""
+    """The caller's dict is untouched, per-request values beat session defaults, list headers work."""
     app, url = app_url
     app[VALID_TOKENS].add("good")
     auth = TokenAuthoriser("good")
@@ -471,7 +471,7 @@ async def test_headers_not_mutated_and_request_values_win(app_url) -> None:
 
 
 async def test_no_secret_in_debug_logs(app_url, caplog) -> None:
-    """D-14: neither the Authorization header nor secret-looking parameters reach the logs."""
+    """Neither the Authorization header nor secret-looking parameters reach the logs."""
     _app, url = app_url
     caplog.set_level(logging.DEBUG)
     auth = TokenAuthoriser(SECRET)
@@ -488,7 +488,7 @@ async def test_no_secret_in_debug_logs(app_url, caplog) -> None:
 
 
 async def test_log_message_list_not_mutated(app_url, caplog) -> None:
-    """D-15."""
+    """Logging a request does not mutate the caller's list of log messages."""
     _, url = app_url
     caplog.set_level(logging.DEBUG, logger="aiorequestful.request")
     messages = ["first"]
@@ -498,7 +498,7 @@ async def test_log_message_list_not_mutated(app_url, caplog) -> None:
 
 
 async def test_log_handles_any_body_and_params(app_url, caplog) -> None:
-    """D-12: list JSON bodies and None/list parameter values do not break logging or requests."""
+    """List JSON bodies and None/list parameter values do not break logging or requests."""
     _, url = app_url
     caplog.set_level(logging.DEBUG, logger="aiorequestful.request")
     handler = json_handler()
@@ -510,7 +510,7 @@ async def test_log_handles_any_body_and_params(app_url, caplog) -> None:
 
 
 def test_log_is_lazy() -> None:
-    """D-17: nothing is formatted when DEBUG is disabled."""
+    """Nothing is formatted when DEBUG is disabled."""
 
     class Explosive:
         def __str__(self) -> str:
@@ -527,7 +527,7 @@ def test_log_is_lazy() -> None:
 
 
 async def test_allowed_kwargs_computed_once_per_session_class(app_url, monkeypatch) -> None:
-    """D-16: no inspect.signature per attempt."""
+    """No inspect.signature per attempt."""
     _, url = app_url
     calls = 0
     real = inspect.signature
@@ -553,7 +553,7 @@ async def test_many_concurrent_requests(app_url) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# flow control keywords (issue 6): opt-in, keyword-only, api.md behaviour by default
+# flow control keywords: opt-in, keyword-only, 1.0.20's behaviour by default
 # --------------------------------------------------------------------------------------------------
 def test_flow_control_keywords_are_keyword_only_and_off_by_default() -> None:
     api_order = ["connector", "authoriser", "payload_handler", "response_handlers", "wait_timer", "retry_timer"]

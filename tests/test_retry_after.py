@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""parse_retry_after: delay-seconds and HTTP-dates (RFC 9110 §10.2.3, §5.6.7), D-23."""
+"""parse_retry_after: delay-seconds and HTTP-dates (RFC 9110 §10.2.3, §5.6.7)."""
 
 from __future__ import annotations
 

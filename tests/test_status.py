@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""aiorequestful.response.status against api.md §6, D-9, D-20, D-22..D-26, with real responses from 127.0.0.1."""
+"""aiorequestful.response.status with real responses from 127.0.0.1: 429 waits, per-instance state,
+retry budgets, logging."""
 
 from __future__ import annotations
 
@@ -139,7 +140,7 @@ def test_status_codes() -> None:
     assert RateLimitStatusHandler().status_codes == [429]
 
 
-def test_d20_status_codes_cannot_be_altered_through_the_returned_list() -> None:
+def test_status_codes_cannot_be_altered_through_the_returned_list() -> None:
     first, second = ClientErrorStatusHandler(), ClientErrorStatusHandler()
     codes = first.status_codes
     codes.clear()
@@ -187,7 +188,7 @@ async def test_log_line(session: aiohttp.ClientSession, base_url: URL, caplog: p
 
 
 @pytest.mark.parametrize(("code", "reason"), [(499, "Client Closed Request"), (520, None), (299, "Odd")])
-async def test_d26_log_handles_non_standard_codes(
+async def test_log_handles_non_standard_codes(
     session: aiohttp.ClientSession, base_url: URL, caplog: pytest.LogCaptureFixture, code: int, reason: str | None
 ) -> None:
     # HTTPStatus(499) raises ValueError; the reference's _log crashed custom handlers for such codes.
@@ -379,7 +380,7 @@ async def test_rate_limit_without_retry_timer_declines(session: aiohttp.ClientSe
         assert await RateLimitStatusHandler().handle(response, wait_timer=StepCountTimer(0, 1)) is False
 
 
-async def test_d9_rate_limit_sleeps_and_consumes_a_retry_step(
+async def test_rate_limit_sleeps_and_consumes_a_retry_step(
     session: aiohttp.ClientSession, base_url: URL, caplog: pytest.LogCaptureFixture
 ) -> None:
     retry_timer = StepCountTimer(0, 3, 1)
@@ -394,7 +395,7 @@ async def test_d9_rate_limit_sleeps_and_consumes_a_retry_step(
     assert warning.startswith("Rate limit exceeded. Retrying again at ")
 
 
-async def test_d9_repeated_429s_exhaust_the_retry_budget(session: aiohttp.ClientSession, base_url: URL) -> None:
+async def test_repeated_429s_exhaust_the_retry_budget(session: aiohttp.ClientSession, base_url: URL) -> None:
     # The reference handled a 429 with Retry-After: 0 forever (thousands of requests per second).
     handler = RateLimitStatusHandler()
     retry_timer = StepCountTimer(0, 3, 0)
@@ -410,7 +411,7 @@ async def test_d9_repeated_429s_exhaust_the_retry_budget(session: aiohttp.Client
     assert str(info.value).startswith("Status code: 429 | Rate limit exceeded")
 
 
-async def test_d22_wait_is_compared_with_the_remaining_budget(session: aiohttp.ClientSession, base_url: URL) -> None:
+async def test_wait_is_compared_with_the_remaining_budget(session: aiohttp.ClientSession, base_url: URL) -> None:
     retry_timer = StepCountTimer(0, 3, 1)  # total 6; after two steps total_remaining is 3.0
     retry_timer.increase()
     retry_timer.increase()
@@ -425,11 +426,11 @@ async def test_d22_wait_is_compared_with_the_remaining_budget(session: aiohttp.C
         "Status code: 429 | Rate limit exceeded and wait time is greater than remaining timeout of 3.00 seconds. "
         "Retry again at "
     )
-    assert info.value.response is response  # D-25: the error carries the response
+    assert info.value.response is response  # the error carries the response
     assert retry_timer.counter == 2
 
 
-async def test_d23_http_date_retry_after(session: aiohttp.ClientSession, base_url: URL) -> None:
+async def test_http_date_retry_after(session: aiohttp.ClientSession, base_url: URL) -> None:
     # int("Fri, 14 Mar ...") raised ValueError in the reference. A date an hour ahead exceeds a 3 s budget.
     far = http_date(time.time() + 3600)
     async with get(session, base_url, "/status/429", retry_after=far) as response:
@@ -442,7 +443,7 @@ async def test_d23_http_date_retry_after(session: aiohttp.ClientSession, base_ur
     assert str(info.value).endswith(f"Retry again at {expected:%Y-%m-%d %H:%M:%S}")
 
 
-async def test_d23_near_http_date_is_waited_for(session: aiohttp.ClientSession, base_url: URL) -> None:
+async def test_near_http_date_is_waited_for(session: aiohttp.ClientSession, base_url: URL) -> None:
     target = math.ceil(time.time()) + 1
     retry_timer = StepCountTimer(0, 2, 5)
     async with get(session, base_url, "/status/429", retry_after=http_date(target)) as response:
@@ -463,7 +464,7 @@ async def test_negative_or_past_retry_after_does_not_wait(
     assert retry_timer.counter == 1
 
 
-async def test_d24_unbounded_retry_timer_is_tolerated(session: aiohttp.ClientSession, base_url: URL) -> None:
+async def test_unbounded_retry_timer_is_tolerated(session: aiohttp.ClientSession, base_url: URL) -> None:
     # The reference compared int > None and raised TypeError.
     retry_timer = GeometricCeilingTimer(0.1, None, 2)
     async with get(session, base_url, "/status/429", retry_after="0.1") as response:
@@ -501,7 +502,7 @@ async def test_huge_retry_after_neither_hangs_nor_overflows(session: aiohttp.Cli
             await handler.handle(response, retry_timer=StepCountTimer(0, 3, 1))
 
 
-async def test_d25_concurrent_429s_for_the_same_wait_warn_once(
+async def test_concurrent_429s_for_the_same_wait_warn_once(
     session: aiohttp.ClientSession, base_url: URL, caplog: pytest.LogCaptureFixture
 ) -> None:
     handler = RateLimitStatusHandler()
@@ -521,7 +522,7 @@ async def test_d25_concurrent_429s_for_the_same_wait_warn_once(
     assert len(messages(caplog, logging.WARNING)) == 2
 
 
-async def test_d20_handlers_do_not_share_warning_state(
+async def test_handlers_do_not_share_warning_state(
     session: aiohttp.ClientSession, base_url: URL, caplog: pytest.LogCaptureFixture
 ) -> None:
     past = "Sun, 06 Nov 1994 08:49:37 GMT"  # wait 0: the retry time is "now"
@@ -557,7 +558,7 @@ async def test_retry_timer_with_too_long_a_schedule_falls_back_to_the_cap(
     assert retry_timer.counter == 1
 
 
-async def test_d25_a_wait_already_announced_is_not_announced_again(
+async def test_a_wait_already_announced_is_not_announced_again(
     session: aiohttp.ClientSession, base_url: URL, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The reference reset its "logged" flag after each sleep, so a 429 naming the same retry time right after

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""aiorequestful.timer against api.md §4 and D-1..D-3, on the default backend and on both kernels."""
+"""aiorequestful.timer on the default backend and on both kernels: sync waits sleep, schedules
+terminate, whole-float counts work."""
 
 from __future__ import annotations
 
@@ -96,7 +97,7 @@ def outcome(func: Callable[[], Any]) -> Any:
 
 
 # --------------------------------------------------------------------------------------------------
-# api.md §4 verified examples
+# the documented timer examples, verified
 # --------------------------------------------------------------------------------------------------
 def test_step_count_example() -> None:
     timer = StepCountTimer(2, 5, 3)
@@ -210,17 +211,17 @@ def test_unbounded_count_timer() -> None:
 
 
 @pytest.mark.parametrize("count", [3.0, 3, Fraction(6, 2)])
-def test_d3_whole_float_count_works_like_an_int(count: Any) -> None:
+def test_whole_float_count_works_like_an_int(count: Any) -> None:
     timer = StepCountTimer(0, count, 1)
     assert timer.count == 3 and type(timer.count) is int
-    assert timer.can_increase  # D-3: the reference said False for 3.0
+    assert timer.can_increase  # 1.0.20 said False for 3.0
     assert [timer.increase() for _ in range(4)] == [True, True, True, False]
     assert timer.count_remaining == 0
     assert (timer.final, timer.total) == (3, 6)
 
 
 @pytest.mark.parametrize("count", [3.5, -1, -1.0, math.inf, math.nan, Fraction(1, 2)])
-def test_d3_rejects_non_whole_or_negative_count(count: Any) -> None:
+def test_rejects_non_whole_or_negative_count(count: Any) -> None:
     with pytest.raises(ValueError, match="count must be a non-negative whole number"):
         StepCountTimer(0, count)
 
@@ -312,8 +313,8 @@ def test_unbounded_ceiling_timer_with_constant_step_still_counts() -> None:
     ],
     ids=repr,
 )
-def test_d2_ceiling_timer_that_cannot_reach_final_terminates(timer: CeilingTimer, reached: Any) -> None:
-    # The reference looped forever on count/total and kept returning True from increase() (D-2).
+def test_ceiling_timer_that_cannot_reach_final_terminates(timer: CeilingTimer, reached: Any) -> None:
+    # The reference looped forever on count/total and kept returning True from increase().
     assert timer.count == 0
     assert timer.total == reached
     assert timer.total_remaining == 0.0
@@ -323,13 +324,13 @@ def test_d2_ceiling_timer_that_cannot_reach_final_terminates(timer: CeilingTimer
     assert (timer.value, timer.counter) == (reached, 0)
 
 
-def test_d2_progress_that_stalls_part_way() -> None:
+def test_progress_that_stalls_part_way_terminates() -> None:
     # 1 -> 2 (rounded) then a step that no longer moves the float: the schedule ends where it stalls.
     timer = StepCeilingTimer(2.0**53, 2.0**53 + 10, 1.0)
     assert timer.count == 0 and not timer.can_increase and not timer.increase()
 
 
-def test_d2_nan_step_lands_on_final() -> None:
+def test_nan_step_lands_on_final() -> None:
     # min(final, nan) keeps `final`, so a NaN step jumps to the ceiling and stops there.
     timer = StepCeilingTimer(1.0, 5.0, math.nan)
     assert (timer.count, timer.total) == (1, 6.0)
@@ -337,7 +338,7 @@ def test_d2_nan_step_lands_on_final() -> None:
     assert not timer.increase()
 
 
-def test_d2_nan_final_never_increases() -> None:
+def test_nan_final_never_increases() -> None:
     timer = StepCeilingTimer(1.0, math.nan, 1.0)
     assert timer.count == 0 and not timer.can_increase and not timer.increase()
 
@@ -519,7 +520,7 @@ def test_ceiling_timers_match_reference(
         values = reference()
     except Exception:
         return
-    # increase() walks exactly the reference sequence, then refuses (D-2 included).
+    # increase() walks exactly the reference sequence, then refuses (also when the schedule stops short of final).
     walked = [timer.value]
     for _ in range(len(values) + 2):
         if not timer.increase():
@@ -592,7 +593,7 @@ def _grid_ceiling_cases() -> Iterator[tuple[str, Any, Any, Any, int]]:
     for kind, params in _GRID_PARAMS.items():
         for initial in _GRID_STARTS:
             if kind == "power" and initial <= 1:
-                continue  # never reaches final: the reference loops forever there (covered by the D-2 tests)
+                continue  # never reaches final: the reference loops forever there (covered by the termination tests)
             for param in params:
                 for final in (3, 9.5, 60.7):
                     yield kind, initial, param, final, 2
@@ -817,7 +818,7 @@ def test_deepcopy_inside_a_container_respects_memo() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# custom timers (api.md §4.4)
+# custom timers
 # --------------------------------------------------------------------------------------------------
 def test_timer_is_abstract() -> None:
     with pytest.raises(TypeError):
@@ -829,7 +830,7 @@ def test_timer_is_abstract() -> None:
 
 
 class LinearCountTimer(CountTimer):
-    """Adds 10 per step: a user's count timer implementing the four members api.md §4.4 lists."""
+    """Adds 10 per step: a user's count timer implementing the four members a custom timer needs."""
 
     __slots__ = ()
 
@@ -872,7 +873,7 @@ def test_custom_count_timer_missing_a_member_is_abstract() -> None:
 
 
 class FibonacciCeilingTimer(CeilingTimer):
-    """A user's ceiling timer that only implements the private generator (api.md §4.4)."""
+    """A user's ceiling timer that only implements the private generator."""
 
     __slots__ = ("_previous",)
 

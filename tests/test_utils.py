@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""The package top level, exceptions, type aliases and private helpers against api.md §1-§3."""
+"""The package top level, exceptions, type aliases and private helpers."""
 
 from __future__ import annotations
 
@@ -294,7 +294,7 @@ def test_format_url_log_drops_the_query_and_joins_messages() -> None:
     assert format_url_log(http.HTTPMethod.DELETE, url, "single").endswith(" | single")
     assert format_url_log("get", url, "single").startswith("GET    : https://example.com/v1/items ")
     assert format_url_log("patch", "https://example.com/x?y=1", ("a", "b")).endswith("| a | b")
-    # With no messages the line still ends in the separator (api.md §3's format).
+    # With no messages the line still ends in the separator (1.0.20's format).
     assert format_url_log("get", url, None) == f"GET    : {'https://example.com/v1/items':<30} | "
 
 
@@ -314,7 +314,7 @@ def test_required_modules_installed() -> None:
         required_modules_installed([None], "my task")
 
 
-def test_d39_required_modules_message_names_the_module() -> None:
+def test_required_modules_message_names_the_module() -> None:
     class NeedsDatabase:
         _required_module_names = ("aiosqlite", "typing")
 

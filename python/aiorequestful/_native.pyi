@@ -24,7 +24,7 @@ __version__: Final[str]
 
 #: Bumped whenever a name, signature or behaviour of the kernel surface changes (checked by ``_backend``).
 KERNEL_API: Final[int]
-#: The longest schedule ``timer_plan`` computes; longer ones raise ``ValueError`` (D-2).
+#: The longest schedule ``timer_plan`` computes; longer ones raise ``ValueError`` rather than looping forever.
 MAX_TIMER_STEPS: Final[int]
 #: The ``kind`` names ``timer_plan`` accepts: ``("step", "geometric", "power")``.
 TIMER_KINDS: Final[tuple[str, ...]]
@@ -52,7 +52,7 @@ def timer_plan(
 
 @final
 class DispatchTable:
-    """Status code -> index of the first handler that lists it (api.md §6; built once per handler set, D-18)."""
+    """Status code -> index of the first handler that lists it (built once per handler set)."""
 
     def __new__(cls, handler_codes: Iterable[Iterable[int]], /) -> DispatchTable:
         """Raises ``TypeError`` for a non-int code and ``ValueError`` for one outside 100..999."""

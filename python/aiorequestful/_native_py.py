@@ -2,15 +2,15 @@
 """Pure-Python twin of the Rust module ``aiorequestful._native``.
 
 Every name here exists in ``_native`` with the same signature, defaults, results, exception types and
-messages (style.md S4/S9). The parity and differential tests in ``tests/test_parity.py`` hold the two
+messages. The parity and differential tests in ``tests/test_parity.py`` hold the two
 together; change one and you must change the other (``rust/bindings`` and ``rust/kernels``).
 
 The kernels work over plain data only:
 
-* ``timer_plan``   - a timer's schedule and its sum as the running Python's ``sum()`` gives it (D-2).
-* ``DispatchTable`` - status code -> index of the first handler that claims it (api.md §6/§7.1).
-* ``cache_key``    - a stable SHA-256 digest of a request's identifying parts (issue 3, used by the cache).
-* ``json_loads``   - ``json.loads`` with stdlib's results and errors (api.md §5).
+* ``timer_plan``   - a timer's schedule and its sum as the running Python's ``sum()`` gives it; it always terminates.
+* ``DispatchTable`` - status code -> index of the first handler that claims it.
+* ``cache_key``    - a stable SHA-256 digest of a request's identifying parts (used by the cache).
+* ``json_loads``   - ``json.loads`` with stdlib's results and errors.
 * ``bucket_take``  - one token-bucket reservation (flow control).
 
 Numbers in ``timer_plan`` follow the native kernel's range: ints are 64-bit and floats are IEEE doubles.
@@ -58,7 +58,7 @@ __all__ = (
 #: must match KERNEL_API in rust/bindings/lib.rs
 KERNEL_API = 2
 
-#: The longest schedule a timer may have; longer ones are refused rather than looping (D-2).
+#: The longest schedule a timer may have; longer ones are refused rather than looping forever.
 #: must match MAX_TIMER_STEPS in rust/kernels/src/timer.rs (and the constant in rust/bindings/lib.rs)
 MAX_TIMER_STEPS = 1_000_000
 
@@ -170,10 +170,10 @@ def timer_plan(
     ``kind`` names the operation: ``"step"`` (x + param), ``"geometric"`` (x * param) or ``"power"``
     (x ** param). Give exactly one of:
 
-    * ``steps``: a count schedule (count timers, api.md §4.2) of ``steps + 1`` values. For ``"step"`` the
+    * ``steps``: a count schedule (count timers) of ``steps + 1`` values. For ``"step"`` the
       i-th value is ``start + param * i``; the other kinds apply the operation to the previous value;
-    * ``final``: apply ``x = min(final, op(x))`` while ``x < final`` (ceiling timers, §4.3), stopping early
-      when a step does not increase the value (a schedule that can never reach ``final``, D-2).
+    * ``final``: apply ``x = min(final, op(x))`` while ``x < final`` (ceiling timers), stopping early
+      when a step does not increase the value (a schedule that can never reach ``final`` would otherwise loop forever).
 
     These are the reference implementation's formulas. Returns ``(last, total, total_after_start, n)``: the
     last value, ``sum(values)`` exactly as the builtin computes it on this interpreter, ``total - start``,
@@ -216,7 +216,7 @@ def timer_plan(
         stepped = op(value, factor)
         # Python's min(final, x) keeps `final` unless x is strictly smaller (so a NaN step yields final).
         nxt = stepped if stepped < ceiling else ceiling
-        if not nxt > value:  # no progress: the sequence can never reach `final` (D-2)
+        if not nxt > value:  # no progress: the sequence can never reach `final`, stop instead of looping forever
             break
         if n >= MAX_TIMER_STEPS:
             raise ValueError(f"Timer schedule exceeds {MAX_TIMER_STEPS} steps")
@@ -247,8 +247,8 @@ def _check_status(code: Any) -> int:
 class DispatchTable:
     """Map each status code to the index of the first handler that lists it.
 
-    Built once per handler set; ``lookup`` is the per-response call (api.md §6: "the first handler listed
-    for a code wins"; §7.1 D-18: a new handler set replaces the table rather than merging into it).
+    Built once per handler set; ``lookup`` is the per-response call (the first handler listed
+    for a code wins; a new handler set replaces the table rather than merging into it).
     """
 
     __slots__ = ("_table",)

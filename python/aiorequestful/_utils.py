@@ -63,7 +63,7 @@ def format_url_log(method: str, url: URL | str, messages: Any) -> str:
 def required_modules_installed(modules: list[Any], this: object = None) -> bool:
     """True when no module in ``modules`` is None; otherwise raise when ``this`` is given.
 
-    D-39: the message names the missing modules (``modules`` may hold the module objects or ``None``
+    The message names the missing modules (``modules`` may hold the module objects or ``None``
     placeholders, so the names come from the object's ``_required_module_names`` hint, else "unknown").
     """
     missing = [module for module in modules if module is None]

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Timers: a number of seconds that grows by a formula, used to space out retries and requests (api.md §4).
+"""Timers: a number of seconds that grows by a formula, used to space out retries and requests.
 
 A timer holds its current ``value``, the ``initial`` value and a ``counter`` of applied increases. Count timers
 stop after ``count`` increases; ceiling timers stop when the value reaches ``final``. Awaiting a timer sleeps
@@ -80,7 +80,7 @@ _OPERATIONS: dict[str, Callable[[Any, Any], Any]] = {"step": _add, "geometric": 
 _Plan = tuple[Any, Any, Any, int]
 
 # Values that copy.deepcopy would return unchanged anyway; skipping the call keeps the per-request deep copy of
-# the retry timer (api.md §7.1) cheap.
+# the retry timer cheap.
 _ATOMIC_TYPES = frozenset({int, float, bool, str, type(None)})
 
 # "The schedule has ended" marker for next(iterator, default): None could be a legitimate (custom) value.
@@ -156,7 +156,7 @@ def _check_schedule(timer: Timer) -> None:
 
 
 def _normalise_count(count: Any) -> int | None:
-    """D-3: a whole float such as ``3.0`` means ``3``; anything else that is not a whole number >= 0 is refused."""
+    """A whole float such as ``3.0`` means ``3``; anything else that is not a whole number >= 0 is refused."""
     if count is None:
         return None
     if isinstance(count, bool) or not isinstance(count, numbers.Real):
@@ -212,7 +212,7 @@ def _slot_names(cls: type) -> tuple[str, ...]:
 
 @functools.total_ordering
 class Timer(SupportsInt, SupportsFloat, ABC):
-    """A number of seconds that can grow by a formula and be slept for (api.md §4.1).
+    """A number of seconds that can grow by a formula and be slept for.
 
     :param initial: the starting value, in seconds.
     """
@@ -291,7 +291,7 @@ class Timer(SupportsInt, SupportsFloat, ABC):
         return seconds if seconds > 0 else 0.0
 
     def wait(self) -> None:
-        """Block the current thread for ``value`` seconds (D-1: the reference never slept)."""
+        """Block the current thread for ``value`` seconds (1.0.20's sync wait never slept)."""
         time.sleep(self._sleep_seconds())
 
     def __call__(self) -> None:
@@ -316,11 +316,11 @@ class Timer(SupportsInt, SupportsFloat, ABC):
     def __lt__(self, other: Any) -> bool:
         return self._value < other
 
-    # Defining __eq__ makes timers unhashable (api.md §4.1); say so explicitly for readers and type checkers.
+    # Defining __eq__ makes timers unhashable (as in 1.0.20); say so explicitly for readers and type checkers.
     __hash__ = None  # type: ignore[assignment]
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Timer:
-        """A fresh timer of the same class and parameters, at its initial state (api.md §4.1)."""
+        """A fresh timer of the same class and parameters, at its initial state."""
         cls = type(self)
         new = cls.__new__(cls)
         memo[id(self)] = new
@@ -368,12 +368,12 @@ class Timer(SupportsInt, SupportsFloat, ABC):
 # count timers
 # --------------------------------------------------------------------------------------------------
 class CountTimer(Timer, ABC):
-    """A timer that can increase at most ``count`` times (api.md §4.2); ``count=None`` means unbounded.
+    """A timer that can increase at most ``count`` times; ``count=None`` means unbounded.
 
     Subclasses implement :meth:`increase` and the ``final``/``total``/``total_remaining`` properties.
 
     :param initial: the starting value, in seconds.
-    :param count: the number of increases allowed; a whole float such as ``3.0`` is accepted (D-3).
+    :param count: the number of increases allowed; a whole float such as ``3.0`` is accepted.
     """
 
     __slots__ = ("_count",)
@@ -567,11 +567,11 @@ class PowerCountTimer(_OperationCountTimer):
 # ceiling timers
 # --------------------------------------------------------------------------------------------------
 class CeilingTimer(Timer, ABC):
-    """A timer that grows until its value reaches ``final`` (api.md §4.3); ``final=None`` means unbounded.
+    """A timer that grows until its value reaches ``final``; ``final=None`` means unbounded.
 
     Subclasses implement the generator ``_all_values_iter(value)``: yield ``value``, then each following value
     up to and including ``final``. Everything else (``total``, ``count``, ``increase``...) derives from it.
-    A schedule that stops before ``final`` (no progress, D-2) simply ends: the timer then cannot increase.
+    A schedule that stops before ``final`` (no progress) simply ends: the timer then cannot increase.
 
     :param initial: the starting value, in seconds.
     :param final: the ceiling; a value below ``initial`` is raised to ``initial``.
@@ -645,7 +645,7 @@ class CeilingTimer(Timer, ABC):
         if nxt is _END:
             return False, None
         if self._final is not None and not nxt > self._value:
-            return False, None  # D-2: a step that makes no progress would repeat forever
+            return False, None  # a step that makes no progress would repeat forever
         return True, nxt
 
     @property
@@ -691,7 +691,7 @@ class _OperationCeilingTimer(CeilingTimer, ABC):
         while value < final:
             # min() keeps `final` unless the step is strictly smaller, so a NaN step lands on `final`.
             nxt = min(final, op(value, parameter))
-            if not nxt > value:  # D-2: no progress, the schedule can never reach `final`
+            if not nxt > value:  # no progress, the schedule can never reach `final`
                 return
             value = nxt
             yield value

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Authorisers that produce the headers a request needs (api.md §11).
+"""Authorisers that produce the headers a request needs.
 
 Only :class:`Authoriser` is re-exported here; the concrete authorisers live in ``auth.basic`` and ``auth.oauth2``.
 """

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""The local listener that receives the authorisation-code redirect (api.md §11.4, D-51, D-52).
+"""The local listener that receives the authorisation-code redirect, served without blocking the event loop.
 
 It serves HTTP with ``aiohttp.web`` on the socket a :class:`~aiorequestful.auth.utils.SocketHandler` bound on
 127.0.0.1, so the event loop is never blocked, the request target is parsed by a real HTTP parser, every
@@ -132,7 +132,7 @@ class CallbackListener:
         if _normalise_path(request.path) != self._path:
             return _page(404, "Not found", "This address only receives the authorisation redirect.")
 
-        # D-51: the target was parsed by aiohttp's HTTP parser; query values are already percent-decoded.
+        # The target was parsed by aiohttp's HTTP parser; query values are already percent-decoded.
         query = request.query
         if not any(name in query for name in ("code", "state", "error")):
             return _page(400, "Not an authorisation response", "This address only receives the authorisation redirect.")

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""One OAuth2 token shared by a fleet of workers through Redis (issue 8).
+"""One OAuth2 token shared by a fleet of workers through Redis.
 
 Assign a :class:`RedisTokenStore` to an OAuth2 authoriser's ``token_store`` and every worker using the same store
 name shares one token:

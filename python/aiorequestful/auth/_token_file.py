@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Crash-safe, private token files (D-60).
+"""Crash-safe, private token files: written atomically with mode 0600.
 
 A token file is written to a temporary file in the same directory (created with mode 0600 by ``mkstemp``),
 flushed to disk and moved over the old file with ``os.replace``. A reader therefore sees either the previous

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""The abstract :class:`Authoriser` (api.md §11.1)."""
+"""The abstract :class:`Authoriser`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class Authoriser(ABC):
     """Produces the headers that authorise requests to one service.
 
     ``await auth``, ``await auth()`` and ``await auth.authorise()`` are equivalent. Every authoriser, the OAuth2
-    flows included, logs through the ``aiorequestful.auth.base`` logger (api.md §0).
+    flows included, logs through the ``aiorequestful.auth.base`` logger (as 1.0.20 does).
 
     :param service_name: The service's name, used only in messages.
     """

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""HTTP Basic authorisation (api.md §11.2, RFC 7617)."""
+"""HTTP Basic authorisation (RFC 7617)."""
 
 from __future__ import annotations
 

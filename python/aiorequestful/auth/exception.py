@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""The exception raised by authorisers (api.md §1, §11)."""
+"""The exception raised by authorisers."""
 
 from ..exception import AIORequestfulError
 

@@ -1,19 +1,20 @@
 # SPDX-License-Identifier: MIT
-"""OAuth2 authorisers: client credentials, authorisation code and authorisation code with PKCE (api.md §11.4).
+"""OAuth2 authorisers: client credentials, authorisation code and authorisation code with PKCE.
 
-What they add to the reference (api.md §13):
+What they add to aiorequestful 1.0.20 (see the migration guide, docs/migrating.md):
 
-* token and refresh requests are form bodies (RFC 6749 §2.3.1), never query strings (D-54);
+* token and refresh requests are form bodies (RFC 6749 §2.3.1), never query strings;
 * token responses are checked: HTTP status, content type, and the provider's ``error``/``error_description``
-  end up in a clear :class:`AuthoriserError` (D-50);
+  end up in a clear :class:`AuthoriserError`;
 * one authorisation at a time per authoriser and event loop: concurrent callers share its result, so an
   expired token costs one token request whatever the concurrency;
-* :meth:`OAuth2Authoriser.invalidate` lets a 401 force a refresh (D-8, the bound lives in RequestHandler);
-* an opt-in ``token_store`` shares one token between the processes of a fleet, one of which renews it (issue 8);
+* :meth:`OAuth2Authoriser.invalidate` lets a 401 force a refresh (at most once per request, a bound kept by
+  RequestHandler);
+* an opt-in ``token_store`` shares one token between the processes of a fleet, one of which renews it;
 * the consent callback is served without blocking the loop, with a real HTTP reply, a checked state and a
-  time-out that raises :class:`AuthoriserError` (D-51, D-52, D-53); PKCE verifiers are new per authorisation
-  (D-55);
-* token files are written atomically with mode 0600 (D-60);
+  time-out that raises :class:`AuthoriserError`; ``redirect_uri`` accepts a ``str``; PKCE verifiers are new per
+  authorisation;
+* token files are written atomically with mode 0600;
 * every request an authoriser sends has a time-out (:attr:`OAuth2Authoriser.request_timeout`, by default
   :data:`aiorequestful.limits.DEFAULT_AUTH_TIMEOUT`), so a stalled token endpoint fails with
   :class:`AuthoriserError` instead of holding the caller for aiohttp's 5 minutes.
@@ -52,11 +53,11 @@ from .base import _DEFAULT_SERVICE_NAME, Authoriser
 from .exception import AuthoriserError
 from .utils import AuthRequest, AuthResponse, AuthTester, SocketHandler
 
-#: The default redirect URI of the authorisation-code flows (api.md §11.4).
+#: The default redirect URI of the authorisation-code flows (as in 1.0.20).
 _DEFAULT_REDIRECT_URI = "http://localhost:8080"
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
-#: Payload fields whose values are secrets: they are blanked out of any provider text we repeat (D-50).
+#: Payload fields whose values are secrets: they are blanked out of any provider text we repeat.
 _SECRET_FIELDS = frozenset({"client_secret", "code", "code_verifier", "refresh_token", "password", "assertion"})
 
 #: Opens the authorisation page; may be a plain or an async callable. A plain one runs in a worker thread
@@ -133,7 +134,7 @@ class OAuth2Authoriser(Authoriser, ABC):
         self._flight: SingleFlight[Headers] = SingleFlight()
         #: The Authorization value a server refused (see invalidate); None when nothing was refused.
         self._rejected: str | None = None
-        #: Opt-in (issue 8): a token store shared by several workers, e.g. a
+        #: Opt-in: a token store shared by several workers, e.g. a
         #: :class:`~aiorequestful.shared.RedisTokenStore`. When set, :meth:`authorise` uses the shared token and
         #: only one worker at a time renews it; None (default): this authoriser keeps its token to itself.
         self.token_store: TokenStore | None = None
@@ -156,7 +157,7 @@ class OAuth2Authoriser(Authoriser, ABC):
 
     @abstractmethod
     async def authorise(self) -> Headers:
-        """Return ``Authorization`` headers for a valid token (api.md §11.1: the abstract member).
+        """Return ``Authorization`` headers for a valid token (the abstract member of :class:`Authoriser`).
 
         The built-in flows implement it as :meth:`_single_flight` over their ``_authorise`` step; a user subclass
         may implement it directly, as the contract allows, or the same way.
@@ -226,7 +227,7 @@ class OAuth2Authoriser(Authoriser, ABC):
         """Load the token file when nothing is in memory; True when a token response is available."""
         if self.response:
             return True
-        # D-49: the two messages belong to these two outcomes (the reference had them swapped).
+        # The two messages belong to these two outcomes (1.0.20 had them swapped).
         if self.response.load_response_from_file():
             self.logger.debug("Loaded the saved access token for %s", self.service_name)
             return True
@@ -259,7 +260,7 @@ class OAuth2Authoriser(Authoriser, ABC):
         self, session: ClientSession, request: AuthRequest, payload: Mapping[str, Any] | None = None
     ) -> None:
         """Send ``request`` with ``payload`` merged into its body and store the checked token response."""
-        payload = dict(payload or {})  # D-50: None is a valid payload
+        payload = dict(payload or {})  # None is a valid payload
         url = str(request.url.with_query(None))
         grant = payload.get("grant_type", "token")
         with request.enrich_payload(payload):
@@ -292,7 +293,7 @@ class OAuth2Authoriser(Authoriser, ABC):
             )
 
     def _read_token_response(self, body: bytes, content_type: str) -> dict[str, Any] | None:
-        """The response's fields, or None when it is neither a JSON object nor a form (D-50)."""
+        """The response's fields, or None when it is neither a JSON object nor a form."""
         if content_type == "application/x-www-form-urlencoded":
             # Some providers (e.g. GitHub without Accept: application/json) answer with a form.
             try:
@@ -358,7 +359,7 @@ class ClientCredentialsFlow(OAuth2Authoriser):
     def create(
         cls, token_request_url: URLInput, client_id: str, client_secret: str, service_name: str = _DEFAULT_SERVICE_NAME
     ) -> ClientCredentialsFlow:
-        """A flow that sends ``client_id``/``client_secret`` in the token request's form body (D-54)."""
+        """A flow that sends ``client_id``/``client_secret`` in the token request's form body, never in the URL."""
         token_request = AuthRequest(
             method=HTTPMethod.POST,
             url=URL(token_request_url),
@@ -448,12 +449,12 @@ class AuthorisationCodeFlow(OAuth2Authoriser):
         self._socket_handler_is_default = socket_handler is None
         self._socket_handler: SocketHandler = socket_handler if socket_handler is not None else SocketHandler()
         self._redirect_uri = URL(_DEFAULT_REDIRECT_URI)
-        self.redirect_uri = redirect_uri  # the setter accepts None and str (D-53)
+        self.redirect_uri = redirect_uri  # the setter accepts None and str
         self._active_redirect_uri: URL | None = None
 
     @property
     def redirect_uri(self) -> URL:
-        """Where the provider sends the browser back to; a ``str`` is accepted (D-53)."""
+        """Where the provider sends the browser back to; a ``str`` is accepted."""
         return self._redirect_uri
 
     @redirect_uri.setter
@@ -463,7 +464,7 @@ class AuthorisationCodeFlow(OAuth2Authoriser):
             raise AuthoriserError(f"redirect_uri must be an absolute http URL, not {str(uri)!r}")
         self._redirect_uri = uri
         if self._socket_handler_is_default:
-            # The default listener follows the redirect URI's port (api.md: SocketHandler(port=redirect_uri.port)).
+            # The default listener follows the redirect URI's port (as in 1.0.20: port=redirect_uri.port).
             self._socket_handler = SocketHandler(port=uri.port or 0, timeout=self._socket_handler.timeout)
 
     @property
@@ -501,7 +502,7 @@ class AuthorisationCodeFlow(OAuth2Authoriser):
         *,
         redirect_uri: URLInput | None = None,
     ) -> AuthorisationCodeFlow:
-        """A flow whose token and refresh requests send the client credentials in their form body (D-54)."""
+        """A flow whose token and refresh requests send the client credentials in their form body."""
         client = {"client_id": client_id, "client_secret": client_secret}
         if not client_secret:
             del client["client_secret"]
@@ -531,7 +532,7 @@ class AuthorisationCodeFlow(OAuth2Authoriser):
         *,
         redirect_uri: URLInput | None = None,
     ) -> AuthorisationCodeFlow:
-        """A flow whose token and refresh requests authenticate with a Basic header (D-48: both of them)."""
+        """A flow whose token and refresh requests authenticate with a Basic header (both, not only the first)."""
         flow = cls.create(
             user_request_url=user_request_url,
             token_request_url=token_request_url,
@@ -646,7 +647,7 @@ class AuthorisationCodeFlow(OAuth2Authoriser):
     async def _open_user_request(
         self, session: ClientSession, payload: dict[str, str], listener: CallbackListener
     ) -> str:
-        """Send the user request and return the page to open (api.md: its final URL)."""
+        """Send the user request and return the page to open (its final URL, as in 1.0.20)."""
         request = self.user_request
         with request.enrich_payload(payload):
             try:
@@ -699,7 +700,7 @@ class AuthorisationCodeFlow(OAuth2Authoriser):
 class AuthorisationCodePKCEFlow(AuthorisationCodeFlow):
     """The authorisation code grant with PKCE (RFC 7636), for public clients that hold no secret.
 
-    Every authorisation uses a new ``code_verifier`` and sends its S256 challenge (D-55).
+    Every authorisation uses a new ``code_verifier`` and sends its S256 challenge.
 
     :param pkce_code_length: Length of the code verifier, 43 to 128 characters.
     """
@@ -747,7 +748,7 @@ class AuthorisationCodePKCEFlow(AuthorisationCodeFlow):
         return urlsafe_b64encode(digest).decode("ascii").rstrip("=")
 
     @classmethod
-    def create(  # type: ignore[override]  # api.md: no client_secret parameter
+    def create(  # type: ignore[override]  # 1.0.20's signature: no client_secret parameter
         cls,
         user_request_url: URLInput,
         token_request_url: URLInput,
@@ -759,7 +760,7 @@ class AuthorisationCodePKCEFlow(AuthorisationCodeFlow):
     ) -> AuthorisationCodePKCEFlow:
         """A PKCE flow for a public client: token and refresh requests carry only ``client_id`` (form body).
 
-        ``redirect_uri`` is honoured (D-56); ``client_secret`` is accepted and not used (the inherited
+        ``redirect_uri`` is honoured; ``client_secret`` is accepted and not used (the inherited
         ``create_with_encoded_credentials`` passes it); any other keyword argument is ignored with a warning.
         """
         redirect_uri = kwargs.pop("redirect_uri", None)
@@ -785,7 +786,7 @@ class AuthorisationCodePKCEFlow(AuthorisationCodeFlow):
         )
 
     def _user_payload(self, state: UUID, redirect_uri: URL) -> dict[str, str]:
-        # D-55: a new verifier for every authorisation (RFC 7636 §4.1), never reused.
+        # A new verifier for every authorisation (RFC 7636 §4.1), never reused.
         self.code_verifier = self._new_code_verifier()
         return {
             **super()._user_payload(state, redirect_uri),

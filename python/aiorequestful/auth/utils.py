@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 """Building blocks of the OAuth2 authorisers: stored requests, token responses, token testers and the local
-callback socket (api.md §11.3)."""
+callback socket."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from .exception import AuthoriserError
 
 logger = logging.getLogger(__name__)
 
-#: The aiohttp request options an AuthRequest can hold, in the contract's order (api.md §2).
+#: The aiohttp request options an AuthRequest can hold, in the order 1.0.20 lists them.
 _REQUEST_KWARGS: tuple[str, ...] = tuple(RequestKwargs.__annotations__)
 _PAYLOAD_KINDS = ("data", "params", "json")
 
@@ -122,7 +122,7 @@ class AuthRequest:
         """Move the current payload to ``kind`` (form body, query parameters or JSON body).
 
         Providers differ: RFC 6749 wants token requests as a form body (the default of the ``create``
-        constructors, D-54), some APIs want JSON or query parameters.
+        constructors), some APIs want JSON or query parameters.
         """
         if kind not in _PAYLOAD_KINDS:
             raise ValueError(f"Payload type must be one of {', '.join(_PAYLOAD_KINDS)}, not {kind!r}")
@@ -159,7 +159,7 @@ class AuthRequest:
         try:
             yield
         finally:
-            # D-58: restore even when the block raised, or codes and secrets stay on the request.
+            # Restore even when the block raised, or codes and secrets stay on the request.
             self._restore(key, previous)
 
     @contextmanager
@@ -173,7 +173,7 @@ class AuthRequest:
         try:
             yield
         finally:
-            self._restore("headers", previous)  # D-58
+            self._restore("headers", previous)  # restored even when the block raised
 
     def _restore(self, key: str, previous: Any) -> None:
         if previous:
@@ -188,7 +188,7 @@ class AuthRequest:
                 continue
             value = getattr(self, name)
             if name in ("params", "data") and isinstance(value, Mapping):
-                # D-59: only query parameters and form fields are made string-safe; JSON bodies are sent as given,
+                # Only query parameters and form fields are made string-safe; JSON bodies are sent as given,
                 # and non-mapping data (a str, bytes, FormData, a stream) is passed through untouched.
                 value = _sanitise_mapping(value)
             elif name in ("json", "headers") and isinstance(value, (dict, list)):
@@ -221,7 +221,7 @@ def _mask(value: Any) -> str:
 def _is_secret_key(key: Any, token_key: str) -> bool:
     if key == token_key:
         return True
-    # "_token" covers refresh_token/id_token (api.md); "secret" is an extra guard for client secrets.
+    # "_token" covers refresh_token/id_token (as 1.0.20 does); "secret" is an extra guard for client secrets.
     return isinstance(key, str) and (key.endswith("_token") or "secret" in key.lower())
 
 
@@ -229,7 +229,7 @@ class AuthResponse(MutableMapping[str, Any]):
     """The token endpoint's JSON response, with helpers to build headers and to keep it in a file.
 
     :param file_path: Where to keep the response; the suffix is always ``.json``. The file is written
-        atomically with mode 0600 (D-60).
+        atomically with mode 0600.
     :param token_prefix_default: The ``Authorization`` scheme when the response has no ``token_type``.
     :param additional_headers: Extra headers returned by :attr:`headers` along with ``Authorization``.
     """
@@ -299,7 +299,7 @@ class AuthResponse(MutableMapping[str, Any]):
             # RFC 6749 §5.1: token_type is case-insensitive; some resource servers only accept RFC 6750's "Bearer".
             prefix = "Bearer"
         token = self.token
-        # D-57: without a token type or default prefix, send the token alone rather than "None <token>".
+        # Without a token type or default prefix, send the token alone rather than "None <token>".
         headers: Headers = {"Authorization": f"{prefix} {token}" if prefix else token}
         if self.additional_headers:
             headers.update(self.additional_headers)

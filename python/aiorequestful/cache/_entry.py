@@ -32,7 +32,7 @@ __all__ = (
     "utc_now",
 )
 
-#: api.md §10.2: a response rebuilt from a payload alone (no stored metadata) reports 200 "cached".
+#: As in 1.0.20, a response rebuilt from a payload alone (no stored metadata) reports 200 "cached".
 DEFAULT_STATUS = 200
 DEFAULT_REASON = "cached"
 
@@ -80,12 +80,12 @@ _CHARSET = re.compile(r"""(;\s*charset\s*=\s*)("[^"]*"|[^;\s]*)""", re.IGNORECAS
 
 
 def utc_now() -> datetime:
-    """The current time, timezone-aware UTC (D-38)."""
+    """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
 
 
 def format_stamp(value: datetime) -> str:
-    """A fixed-width UTC ISO-8601 stamp, so that text order is time order (D-38).
+    """A fixed-width UTC ISO-8601 stamp, so that text order is time order.
 
     ``isoformat()`` drops the microseconds when they are zero and keeps local offsets; both break ordering when
     stamps are compared as text in SQL. A naive ``value`` is taken to be local time (as ``datetime`` does).

@@ -1,12 +1,12 @@
 # SPDX-License-Identifier: MIT
-"""A finished response rebuilt from the cache (api.md §10.2).
+"""A finished response rebuilt from the cache.
 
-D-46: the original called aiohttp's private ``ClientResponse.__init__``, whose keyword-only arguments change
+The original called aiohttp's private ``ClientResponse.__init__``, whose keyword-only arguments change
 between releases (aiohttp 3.14 added ``stream_writer`` and the original broke). ``CachedResponse`` still *is* a
 ``ClientResponse`` (``isinstance`` checks and type hints keep working) but never runs the base initialiser:
 it defines every public member itself, from its own state, so no aiohttp internals are read or written.
 
-D-47: its headers are the original response's stored headers minus secrets and connection details, with
+Its headers are the original response's stored headers minus secrets and connection details, with
 ``Content-Length`` recomputed for the stored body, never the request's headers.
 """
 
@@ -74,14 +74,14 @@ class CachedResponse(ClientResponse):
         ``RequestInfo``.
     :param payload: the stored body; text is encoded as UTF-8.
     :param status: the original status (default 200).
-    :param reason: the original reason phrase (default ``"cached"``, api.md §10.2).
+    :param reason: the original reason phrase (default ``"cached"``, as in 1.0.20).
     :param headers: the original response's safe headers (default none). ``Content-Length`` is recomputed and,
         for a text payload, a declared charset becomes UTF-8 (the encoding the body is now in).
     :param decoded: ``(payload handler, value)`` when the cache already decoded ``payload`` with that handler
         (see :meth:`decoded_payload`).
     """
 
-    def __init__(  # D-46: deliberately does not call ClientResponse.__init__
+    def __init__(  # deliberately does not call ClientResponse.__init__
         self,
         request: Any,
         payload: str | bytes,
@@ -208,7 +208,7 @@ class CachedResponse(ClientResponse):
 
     @property
     def cookies(self) -> SimpleCookie:
-        return SimpleCookie()  # Set-Cookie is never stored (D-47)
+        return SimpleCookie()  # Set-Cookie is never stored
 
     @cookies.setter
     def cookies(self, cookies: SimpleCookie) -> None:

@@ -1,18 +1,18 @@
 # SPDX-License-Identifier: MIT
-"""An ``aiohttp.ClientSession`` that answers from a response cache when it can (api.md §10.1).
+"""An ``aiohttp.ClientSession`` that answers from a response cache when it can.
 
-Corrections to the original, cited where they are made:
+Corrections to aiorequestful 1.0.20 (see the migration guide, docs/migrating.md):
 
-* D-43 every verb (``get``/``post``/...) goes through the cached ``request``, which is awaitable *and* an async
+* Every verb (``get``/``post``/...) goes through the cached ``request``, which is awaitable *and* an async
   context manager (``await session.request(...)`` and ``async with session.request(...)``), like aiohttp's.
-* D-40 every aiohttp request option is accepted: a cache miss hands the caller's arguments to
-  ``ClientSession.request`` unchanged, so aiohttp itself merges headers (D-42: per-request values win), applies
+* Every aiohttp request option is accepted: a cache miss hands the caller's arguments to
+  ``ClientSession.request`` unchanged, so aiohttp itself merges headers (per-request values win), applies
   ``auth``, ``params``, ``timeout``... The cache only *computes* the same request identity to look it up.
-* D-41 a network response is released when the ``async with`` block ends.
-* D-44 aiohttp warns when ``ClientSession`` is subclassed; the original silenced that by replacing
+* A network response is released when the ``async with`` block ends.
+* aiohttp warns when ``ClientSession`` is subclassed; the original silenced that by replacing
   ``ClientSession.__init_subclass__`` for the whole process. Here a mixin placed before ``ClientSession`` in
   the bases supplies a quiet ``__init_subclass__`` for this class hierarchy only.
-* D-45 no private aiohttp API: the request identity is rebuilt from public values (``headers``, ``auth``,
+* No private aiohttp API: the request identity is rebuilt from public values (``headers``, ``auth``,
   ``base_url``), and no ``ClientRequest`` is constructed.
 * A cache that fails (locked past its patience, broken file, corrupt row) costs a cache miss and a log line,
   never the request.
@@ -52,7 +52,7 @@ _STORAGE_ERRORS: tuple[type[BaseException], ...] = (CacheError, sqlite3.Error)
 
 
 class _QuietSubclass:
-    """D-44: aiohttp's ``ClientSession.__init_subclass__`` warns on every subclass. Python calls the
+    """aiohttp's ``ClientSession.__init_subclass__`` warns on every subclass. Python calls the
     ``__init_subclass__`` found *after* the new class in its MRO, so placing this mixin before ``ClientSession``
     makes class creation in this hierarchy quiet without touching ``ClientSession`` itself."""
 
@@ -227,7 +227,7 @@ class CachedSession(_QuietSubclass, ClientSession):
         if params:
             url = url.extend_query(params)
 
-        # D-42: the session's defaults first, then the request's own values replace them (as aiohttp does).
+        # The session's defaults first, then the request's own values replace them (as aiohttp does).
         headers: CIMultiDict[str] = CIMultiDict(self.headers)
         given = kwargs.get("headers")
         if given:
@@ -324,7 +324,7 @@ class _CachedRequest(Coroutine[Any, Any, ClientResponse]):
     """What ``CachedSession.request`` returns: a coroutine giving the response, usable with ``async with``.
 
     Awaited, a successful network response is stored before it is returned (its body is read). As a context
-    manager, it is stored when the block ends without an exception, and then released (D-41).
+    manager, it is stored when the block ends without an exception, and then released.
     """
 
     __slots__ = ("_coro", "_in_context", "_info", "_max_body_size", "_repository", "_response", "_session")
@@ -407,4 +407,4 @@ class _CachedRequest(Coroutine[Any, Any, ClientResponse]):
             if exc_type is None and self._repository is not None and self._info is not None and response.ok:
                 await self._session._persist(self._repository, self._info, response, self._max_body_size)
         finally:
-            await response.__aexit__(exc_type, exc_val, exc_tb)  # D-41: release the network response
+            await response.__aexit__(exc_type, exc_val, exc_tb)  # release the network response

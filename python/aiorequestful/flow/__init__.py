@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: MIT
-"""Crawl-grade flow control for :class:`~aiorequestful.request.RequestHandler` (issue 6).
+"""Crawl-grade flow control for :class:`~aiorequestful.request.RequestHandler`.
 
 All of it is opt-in through keyword arguments of ``RequestHandler``/``RequestHandler.create``; with the
-defaults a handler behaves exactly as api.md §7 describes.
+defaults a handler behaves exactly as aiorequestful 1.0.20's does.
 
 * :mod:`.limiter`  - ``rate_limit=``: a token bucket per host (``RateLimit``, ``HostRateLimiter``).
 * :mod:`.pause`    - ``pause_on_retry_after=``: a 429/503 ``Retry-After`` pauses the whole host (``HostPauses``).

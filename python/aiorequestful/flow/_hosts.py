@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""How flow control names a host: the ``(scheme, host, port)`` of a request URL (issue 6)."""
+"""How flow control names a host: the ``(scheme, host, port)`` of a request URL."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Request coalescing: identical concurrent GETs share one network request (issue 6).
+"""Request coalescing: identical concurrent GETs share one network request.
 
 Two requests are identical when they have the same method (GET or HEAD), the same URL, the same query pairs (in
 any order, ``params`` included), the same request headers and the same options that change what comes back

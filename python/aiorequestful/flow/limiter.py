@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Per-host rate limits: one token bucket per host, shared by every task of a handler (issue 6).
+"""Per-host rate limits: one token bucket per host, shared by every task of a handler.
 
 Each bucket refills at ``rate`` tokens per second up to ``burst`` and starts full. Its arithmetic is the
 ``bucket_take`` kernel: a caller that finds less than one token still takes one (the count goes negative) and is

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 """Host-wide pauses: a 429 or 503 with ``Retry-After`` stops every task of a handler from sending to that host
-until the time the server asked for (issue 6).
+until the time the server asked for.
 
 The task that saw the response waits as before (``RateLimitStatusHandler`` for 429, the retry step for 503); the
 pause recorded here makes every *other* task wait too before its next attempt, instead of each one hitting the

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Flow control shared by a fleet of crawler processes through Redis (issue 8).
+"""Flow control shared by a fleet of crawler processes through Redis.
 
 * :class:`RedisHostRateLimiter` - the per-host token bucket of :mod:`.limiter`, with its state in Redis and updated
   atomically by a Lua script, so N processes *together* keep to the configured rate.

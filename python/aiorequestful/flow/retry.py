@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
-"""Which failures a request retries, and how its retry delay is spread out (issue 6).
+"""Which failures a request retries, and how its retry delay is spread out.
 
-Without a policy, ``RequestHandler`` keeps api.md §7.3's behaviour: every failed attempt (a transport error, or
+Without a policy, ``RequestHandler`` keeps aiorequestful 1.0.20's behaviour: every failed attempt (a transport error, or
 an error status no handler dealt with) of every method is retried while the retry timer allows. A
 :class:`RetryPolicy` narrows that to *transient* failures of *idempotent* methods, the safe choice for crawlers
 and for APIs where a repeated POST would act twice:
@@ -14,7 +14,7 @@ and for APIs where a repeated POST would act twice:
 * jitter: up to ``jitter`` seconds, drawn uniformly at random, added to each retry delay so that many tasks that
   failed together do not all come back at the same instant.
 
-Status handlers run first (api.md §6): a 401 re-authorisation or a 429 ``Retry-After`` wait resends a request
+Status handlers run first: a 401 re-authorisation or a 429 ``Retry-After`` wait resends a request
 the server refused. For a method the policy does not retry, the status handlers are given no retry timer, so a
 429 is not waited out and resent either.
 """

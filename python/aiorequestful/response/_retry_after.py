@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Parse a ``Retry-After`` header value (RFC 9110 §10.2.3) into seconds to wait (D-23).
+"""Parse a ``Retry-After`` header value (RFC 9110 §10.2.3) into seconds to wait: delay-seconds or an HTTP-date.
 
 The value is either delay-seconds (``120``) or an HTTP-date (``Sun, 06 Nov 1994 08:49:37 GMT``; the obsolete
 RFC 850 and asctime forms are accepted too, RFC 9110 §5.6.7). Used by ``RateLimitStatusHandler``, the request

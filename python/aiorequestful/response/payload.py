@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
-"""Payload handlers: turn responses (or stored payloads) into the value a request returns (api.md §5).
+"""Payload handlers: turn responses (or stored payloads) into the value a request returns.
 
-A handler ``deserialize``s a ``ClientResponse``, or a payload previously produced by ``serialize`` and read back
+A handler's ``deserialize`` turns a ``ClientResponse``, or a payload previously produced by ``serialize`` and read back
 from a cache, into its result type; ``serialize`` turns a payload into the text a cache stores.
 """
 
@@ -35,7 +35,7 @@ def _as_buffer(value: Any) -> memoryview | None:
     """A view of ``value`` as bytes, else None.
 
     Bytes-like objects (the buffer protocol) and iterables of byte values (``[97, 98]``, ``range(97, 99)``:
-    api.md §5's ``bytes(r)``) qualify; D-27: an int (``bytes(3)`` is three zero bytes), a mapping, a str or any
+    what 1.0.20's ``bytes(r)`` accepts) qualify; an int (``bytes(3)`` is three zero bytes), a mapping, a str or any
     value ``bytes()`` refuses does not.
     """
     if isinstance(value, (str, int, Mapping)) or value is None:
@@ -51,7 +51,7 @@ def _as_buffer(value: Any) -> memoryview | None:
 
 
 class PayloadHandler(ABC, Generic[T]):
-    """Converts a response payload to ``T`` and back to text for storage (api.md §5).
+    """Converts a response payload to ``T`` and back to text for storage.
 
     Subclasses implement both coroutines; calling the handler with a response deserializes it.
     """
@@ -115,7 +115,7 @@ class BytesPayloadHandler(PayloadHandler[bytes]):
         if isinstance(payload, str):
             return payload
         buffer = _as_buffer(payload)
-        if buffer is None:  # D-27: bytes(3) would be b"\x00\x00\x00"
+        if buffer is None:  # bytes(3) would be b"\x00\x00\x00"
             raise _unrecognised(payload)
         return bytes(buffer).decode(self.encoding)
 
@@ -128,7 +128,7 @@ class BytesPayloadHandler(PayloadHandler[bytes]):
         if isinstance(response, ClientResponse):
             return await response.read()
         buffer = _as_buffer(response)
-        if buffer is None:  # D-27: ints, dicts, None... are not payloads
+        if buffer is None:  # ints, dicts, None... are not payloads
             raise _unrecognised(response)
         return bytes(buffer)
 
@@ -155,7 +155,7 @@ class JSONPayloadHandler(PayloadHandler[JSON]):
 
     async def deserialize(self, response: Any) -> JSON:
         if isinstance(response, (dict, list)):
-            # D-28: a list is valid JSON too. The round trip makes the value JSON-shaped (str keys, no tuples).
+            # A list is valid JSON too. The round trip makes the value JSON-shaped (str keys, no tuples).
             try:
                 return kernels.json_loads(json.dumps(response))
             except (ValueError, TypeError, RecursionError) as exc:
@@ -171,7 +171,7 @@ class JSONPayloadHandler(PayloadHandler[JSON]):
         body = await response.read()
         if not body.strip(_JSON_WHITESPACE):
             return None
-        # No content-type check (api.md §5): many APIs send JSON as text/plain. A declared charset other than
+        # No content-type check (as in 1.0.20): many APIs send JSON as text/plain. A declared charset other than
         # UTF-8 is honoured; without one, stdlib json detects UTF-8/16/32 from the bytes themselves.
         data: str | bytes = body
         charset = response.charset
@@ -189,7 +189,7 @@ class JSONPayloadHandler(PayloadHandler[JSON]):
 
 
 def _loads(data: str | bytes | bytearray, what: str) -> Any:
-    """Decode JSON text; D-28: invalid text is a PayloadHandlerError naming the problem, chained to the cause."""
+    """Decode JSON text; invalid text is a PayloadHandlerError naming the problem, chained to the cause."""
     try:
         return kernels.json_loads(data)
     # JSONDecodeError, undecodable bytes (UnicodeDecodeError) - both ValueErrors - and nesting too deep to decode.

@@ -1,12 +1,12 @@
 # SPDX-License-Identifier: MIT
-"""Status handlers: what to do with a response whose status code is not a success (api.md §6).
+"""Status handlers: what to do with a response whose status code is not a success.
 
 A handler claims a list of status codes. ``handle`` returns True when it dealt with the response and the request
 should be sent again, False when it did not, or raises when the response is a final failure. ``RequestHandler``
 calls every handler with the keywords ``response=, authoriser=, session=, payload_handler=, wait_timer=,
 retry_timer=``; each handler takes the ones it needs and ignores the rest.
 
-Every handler instance owns its state (D-20): nothing here is shared between instances.
+Every handler instance owns its state: nothing here is shared between instances.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def _retry_at(moment: float) -> str:
     """The POSIX time ``moment`` as local ``%Y-%m-%d %H:%M:%S``, rounded to the nearest second.
 
     Rounding (not truncating) makes an HTTP-date come back as itself even when ``now + (date - now)`` lands a
-    hair below it, so requests told the same date share one warning (D-25).
+    hair below it, so requests told the same date share one warning.
     """
     try:
         return datetime.fromtimestamp(round(moment)).strftime("%Y-%m-%d %H:%M:%S")
@@ -65,7 +65,7 @@ def _retry_at(moment: float) -> str:
 
 
 class StatusHandler(ABC):
-    """Handles responses with the status codes it lists (api.md §6)."""
+    """Handles responses with the status codes it lists."""
 
     __slots__ = ("logger",)
 
@@ -92,13 +92,13 @@ class StatusHandler(ABC):
 
     def _log(self, response: ClientResponse, message: str = "") -> None:
         """DEBUG ``Status: {code} ({phrase}) - {description} | {message}``."""
-        if not self.logger.isEnabledFor(logging.DEBUG):  # D-17: build nothing when nobody listens
+        if not self.logger.isEnabledFor(logging.DEBUG):  # build nothing when nobody listens
             return
         code = response.status
         try:
             status = HTTPStatus(code)
         except ValueError:
-            # D-26: codes outside http.HTTPStatus (499, 520, ...) still get a line.
+            # Codes outside http.HTTPStatus (499, 520, ...) still get a line.
             phrase = response.reason or "Unknown Status"
             description = "Non-standard status code"
         else:
@@ -128,19 +128,19 @@ class ClientErrorStatusHandler(StatusHandler):
 
     @property
     def status_codes(self) -> list[int]:
-        return list(_CLIENT_ERROR_CODES)  # a new list each time: callers cannot alter the handler (D-20)
+        return list(_CLIENT_ERROR_CODES)  # a new list each time: callers cannot alter the handler
 
     async def handle(self, response: ClientResponse, *_: Any, **__: Any) -> bool:
         self.match(response=response, fail_on_error=True)
         self._log(response=response, message="Bad response")
-        # errors="ignore": a body in a broken or unexpected encoding must still produce the ResponseError (D-11).
+        # errors="ignore": a body in a broken or unexpected encoding must still produce the ResponseError.
         raise error_for_response(response, await response.text(errors="ignore"))
 
 
 class UnauthorisedStatusHandler(StatusHandler):
     """Re-authorises the session on a 401 and asks for the request to be sent again.
 
-    The bound on re-authorisation (D-8: at most once per request) lives in ``RequestHandler``.
+    The bound on re-authorisation (at most once per request) lives in ``RequestHandler``.
     """
 
     __slots__ = ()
@@ -184,7 +184,7 @@ def _sent_authorization(response: ClientResponse) -> str | None:
 
 
 class RateLimitStatusHandler(StatusHandler):
-    """Waits out a 429 as its ``Retry-After`` header asks, within the request's retry budget (D-9, D-22..D-25).
+    """Waits out a 429 as its ``Retry-After`` header asks, within the request's retry budget.
 
     * The ``wait_timer`` grows by one step on every 429 (the gap between requests widens).
     * Without a usable ``Retry-After`` (missing, or garbage: logged), or without a ``retry_timer``, the response
@@ -207,7 +207,7 @@ class RateLimitStatusHandler(StatusHandler):
         if math.isnan(max_retry_after) or max_retry_after < 0:
             raise ValueError(f"max_retry_after must be a non-negative number of seconds, not {max_retry_after!r}")
         self.max_retry_after: float = float(max_retry_after)
-        # The retry time of the last warning: concurrent requests hitting the same limit warn once (D-25).
+        # The retry time of the last warning: concurrent requests hitting the same limit warn once.
         self._last_retry_at: str | None = None
 
     @property
@@ -237,19 +237,19 @@ class RateLimitStatusHandler(StatusHandler):
             return False
         now = time.time()  # one clock reading for both the wait and the retry time shown
         wait = parse_retry_after(header, now=now)
-        if wait is None:  # D-23: neither delay-seconds nor an HTTP-date
+        if wait is None:  # neither delay-seconds nor an HTTP-date
             self.logger.warning("Ignoring unusable Retry-After header: %r", header[:100])
             return False
         if retry_timer is None:
             return False
 
         retry_at = _retry_at(now + wait)
-        if not retry_timer.can_increase:  # D-9: the retry budget is spent
+        if not retry_timer.can_increase:  # the retry budget is spent
             raise ResponseError(
                 f"Rate limit exceeded and no retries remain. Retry again at {retry_at}", response=response
             )
         remaining = _remaining_budget(retry_timer)
-        if remaining is not None and wait > remaining:  # D-22: compare with what is left, D-24: None = unbounded
+        if remaining is not None and wait > remaining:  # compare with what is left; None = unbounded
             raise ResponseError(
                 "Rate limit exceeded and wait time is greater than remaining timeout of "
                 f"{_seconds_text(remaining)} seconds. Retry again at {retry_at}",
@@ -262,14 +262,14 @@ class RateLimitStatusHandler(StatusHandler):
                 response=response,
             )
 
-        if retry_at != self._last_retry_at:  # D-25: once per distinct wait, not once per 429
+        if retry_at != self._last_retry_at:  # once per distinct wait, not once per 429
             self._last_retry_at = retry_at
             self.logger.warning("Rate limit exceeded. Retrying again at %s", retry_at)
         # A sleeping request must not hold a pooled connection: a few hundred of them would starve every other
         # request of the session, whatever host it is for.
         response.release()
         await asyncio.sleep(wait)
-        retry_timer.increase()  # D-9: a handled 429 consumes one retry step
+        retry_timer.increase()  # a handled 429 consumes one retry step
         return True
 
     def __repr__(self) -> str:

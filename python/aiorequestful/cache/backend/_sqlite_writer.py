@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """The single writer of one SQLite connection: group commit, WAL, and no "database is locked".
 
-Why a single writer per connection (design.md "SQLite cache"):
+Why a single writer per connection:
 
 * Every write of a connection goes through one queue, and one task turns whatever is queued into one
   ``BEGIN IMMEDIATE ... COMMIT`` transaction (at most ``MAX_BATCH`` operations). While a transaction runs, new
@@ -330,7 +330,7 @@ def writer_for(connection: Any) -> SQLiteWriter:
     return writer
 
 
-# D-35: whether a connection is open is tracked here, not asked of aiosqlite (0.22 dropped Thread.is_alive()).
+# Whether a connection is open is tracked here, not asked of aiosqlite (0.22 dropped Thread.is_alive()).
 _open: weakref.WeakSet[Any] = weakref.WeakSet()
 
 

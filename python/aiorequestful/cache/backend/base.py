@@ -1,13 +1,13 @@
 # SPDX-License-Identifier: MIT
-"""Cache core: repository settings, repositories and caches of repositories (api.md §8).
+"""Cache core: repository settings, repositories and caches of repositories.
 
 A *repository* stores the responses of one family of endpoints under keys derived from each request by its
 *settings*; a *cache* is a mapping of named repositories over one backend, plus a ``repository_getter`` that
 picks the repository for a URL.
 
-Beyond api.md (all additive, so that subclasses written against the contract keep working):
+Beyond aiorequestful 1.0.20 (all additive, so that subclasses written against the contract keep working):
 
-* a saved network response keeps its original status, reason and safe headers (D-47), see ``_store``;
+* a saved network response keeps its original status, reason and safe headers, see ``_store``;
 * entries are scoped to the credentials of the request that fetched them, so a request made with other
   credentials never gets them (``ResponseRepositorySettings.share_across_credentials`` opts out);
 * ``get_entry``/``save_for_request`` are the protocol between ``CachedSession`` and a repository; their defaults
@@ -68,7 +68,7 @@ K = TypeVar("K", bound=tuple)
 V = TypeVar("V")
 R = TypeVar("R", bound="ResponseRepository")
 
-#: Anything that carries the information about a request (api.md §8).
+#: Anything that carries the information about a request.
 CacheRequestType = TypeAliasType("CacheRequestType", RequestInfo | ClientRequest | ClientResponse)
 #: A key tuple, or anything with request info.
 RepositoryRequestType = TypeAliasType(
@@ -100,7 +100,7 @@ def check_max_entry_size(value: Any) -> int | None:
 
 
 def check_name(value: Any, what: str) -> str:
-    """A table, repository or column name every backend accepts: non-empty text without NUL (D-34)."""
+    """A table, repository or column name every backend accepts: non-empty text without NUL."""
     if not isinstance(value, str) or not value.strip():
         raise CacheError(f"Invalid {what}: {value!r} (must be a non-empty string)")
     if "\x00" in value:
@@ -125,7 +125,7 @@ _as_key_parts = as_key_parts  # the older name
 
 @dataclass
 class ResponseRepositorySettings(Generic[V], metaclass=ABCMeta):
-    """How one repository names, keys and stores its responses (api.md §8.1).
+    """How one repository names, keys and stores its responses.
 
     :param name: the repository's name (for SQLite: its table name).
     :param payload_handler: serialises payloads for storage and deserialises them when read back.
@@ -137,7 +137,7 @@ class ResponseRepositorySettings(Generic[V], metaclass=ABCMeta):
     share_across_credentials: ClassVar[bool] = False
 
     name: str
-    # api.md §8.1: one default instance shared by all settings (handlers are stateless).
+    # One default instance shared by all settings (handlers are stateless).
     payload_handler: PayloadHandler[V] = StringPayloadHandler()  # type: ignore[assignment]  # noqa: RUF009
 
     @property
@@ -150,8 +150,8 @@ class ResponseRepositorySettings(Generic[V], metaclass=ABCMeta):
     def get_key(self, *args: Any, **kwargs: Any) -> tuple:
         """The key parts for a request given as ``method=``, ``url=`` and ``headers=``; a None part: not cacheable.
 
-        Declared with ``*args, **kwargs`` so that subclasses may name the keywords they use (as api.md §10.3
-        does) without a type checker calling the override incompatible.
+        Declared with ``*args, **kwargs`` so that subclasses may name the keywords they use (as the settings
+        in the docs' examples do) without a type checker calling the override incompatible.
         """
         raise NotImplementedError
 
@@ -163,7 +163,7 @@ class ResponseRepositorySettings(Generic[V], metaclass=ABCMeta):
 
 
 class ResponseRepository(AsyncIterable[tuple[K, V]], Generic[K, V], metaclass=ABCMeta):
-    """A store of responses for one family of endpoints (api.md §8.2).
+    """A store of responses for one family of endpoints.
 
     :param settings: how requests are keyed and payloads stored.
     :param expire: how long a saved response stays live.
@@ -173,7 +173,7 @@ class ResponseRepository(AsyncIterable[tuple[K, V]], Generic[K, V], metaclass=AB
 
     #: The optional modules this backend needs (checked on construction).
     _required_modules: ClassVar[list[Any]] = []
-    #: The names of ``_required_modules``, in order, for the error message (D-39).
+    #: The names of ``_required_modules``, in order, for the error message, which names the missing modules.
     _required_module_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
@@ -190,10 +190,10 @@ class ResponseRepository(AsyncIterable[tuple[K, V]], Generic[K, V], metaclass=AB
 
     @property
     def expire(self) -> datetime:
-        """The expiry a save made now would get, as naive local time like api.md §8.2's ``datetime.now()``.
+        """The expiry a save made now would get, as naive local time like 1.0.20's ``datetime.now()``.
 
         Only this informational property keeps the contract's naive type (so comparing it with
-        ``datetime.now()`` still works); what is stored is UTC (D-38).
+        ``datetime.now()`` still works); what is stored is UTC.
         """
         return datetime.now() + self._expire
 
@@ -460,7 +460,7 @@ async def _body_is_complete(response: ClientResponse) -> bool:
 
 
 class ResponseCache(MutableMapping[str, R], Generic[R], metaclass=ABCMeta):
-    """A mapping of repository name to repository over one backend (api.md §8.3).
+    """A mapping of repository name to repository over one backend.
 
     :param cache_name: the cache's name (for SQLite: the database path or a label).
     :param repository_getter: ``(cache, url) -> repository | None``; picks the repository for a URL (None: do not

@@ -868,7 +868,7 @@ class SQLiteCache(ResponseCache[SQLiteTable]):
 
     @classmethod
     def connect(cls, value: str | Path, **kwargs: Any) -> SQLiteCache:  # type: ignore[override]
-        """A cache for ``value``: a path (see ``connect_with_path``), an SQLite URI, or ``:memory:`` (D-37)."""
+        """A cache for ``value``: a path (see ``connect_with_path``), an SQLite URI, or ``:memory:``."""
         return cls.connect_with_path(path=value, **kwargs)
 
     @classmethod
