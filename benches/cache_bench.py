@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Cache hits and cache writes through the SQLite cache (issue 7 §4).
+"""Cache hits and cache writes through the SQLite cache.
 
 One client process (backend chosen by the environment) measures, against the loopback ``benches.server``:
 
@@ -32,12 +32,12 @@ from benches._data import item_body
 from benches.e2e import backend_info, handler_fetcher, item_url, make_handler, run_pool, timed, verify
 from benches.server import POOL
 
-#: The number of concurrent writer tasks of the write bench (issue 7: "1,000 concurrent tasks").
+#: The number of concurrent writer tasks of the write bench (the target: "1,000 concurrent tasks").
 WRITE_TASKS = 1_000
 
 
 def item_settings(payload_handler: Any = None) -> Any:
-    """Repository settings for ``/v2/items/{id}``: keyed by id, named by the record's name (api.md §10.3)."""
+    """Repository settings for ``/v2/items/{id}``: keyed by id, named by the record's name (as in the documented example)."""
     from aiorequestful.cache.backend.base import ResponseRepositorySettings
     from aiorequestful.response.payload import JSONPayloadHandler
 

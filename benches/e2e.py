@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""End-to-end throughput: N GETs through ``RequestHandler.get`` vs raw ``aiohttp`` + orjson (issue 7 §3).
+"""End-to-end throughput: N GETs through ``RequestHandler.get`` vs raw ``aiohttp`` + orjson.
 
 One client process measures every mode, rotating their order every round, against the loopback server of
 ``benches.server`` (a separate process). The backend (native or pure) is the one ``aiorequestful._backend`` picks

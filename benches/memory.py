@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""RSS over a long loopback crawl with the SQLite cache on (issue 7 §5): it must stay flat after warm-up.
+"""RSS over a long loopback crawl with the SQLite cache on: it must stay flat after warm-up.
 
 ``RequestHandler.get`` with a ``SQLiteCache`` crawls ``n`` URLs at concurrency 32 against ``benches.server``.
 URL ``i`` is item ``i % (n // 2)``: the first half are misses (network + cache write), the second half hits,

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""``make bench``: every benchmark in one run, as ratios, written to ``benches/results/`` (issue 7).
+"""``make bench``: every benchmark in one run, as ratios, written to ``benches/results/``.
 
 Steps, all in one invocation so that every ratio compares numbers taken minutes apart on the same machine:
 
@@ -131,7 +131,7 @@ SIZES: dict[str, Sizes] = {
     ),
 }
 
-# Targets from issue 7 (reported, never asserted by a test).
+# The project's performance targets (reported, never asserted by a test).
 TARGET_E2E = 0.9  # RequestHandler >= 0.9x raw aiohttp + orjson at concurrency 32
 TARGET_JSON_ORJSON = 1.0  # native decode >= 1.0x orjson on the 50 KB and 2 MB documents
 TARGET_JSON_STDLIB = 2.0  # native decode >= 2x stdlib json on the 50 KB and 2 MB documents
@@ -948,14 +948,14 @@ def headline_table(rows: list[dict[str, Any]]) -> str:
 
 
 def recommendations(summary: dict[str, Any]) -> list[str]:
-    """Plain statements for every missed target (issue 7: say so, and what to do about it)."""
+    """Plain statements for every missed target: say so, and what to do about it."""
     out: list[str] = []
     for row in summary["kernels"]:
         if row["met"] is False:
             out.append(
                 f"`{row['kernel']}` ({row['case']}) is slower natively ({row['rust_ns']:.0f} ns) than its twin "
                 f"({row['py_ns']:.0f} ns): the FFI call does not repay itself. Keep this path in Python or make the "
-                "call coarser (style.md S3)."
+                "call coarser (fewer, larger calls across the boundary)."
             )
     for row in summary["json"]:
         if row["met_orjson"] is False:
@@ -998,7 +998,7 @@ def recommendations(summary: dict[str, Any]) -> list[str]:
         if abs(row["value"] - 1.0) < 0.05:
             out.append(
                 f"{row['label']}: {row['value']:.2f}x, within noise. End to end, the kernels do not change "
-                "throughput: network, aiohttp and the handler's Python dominate (style.md S8)."
+                "throughput: network, aiohttp and the handler's Python dominate."
             )
     return out
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""JSON decoding of API-like documents: native ``json_loads`` vs its twin vs orjson vs stdlib ``json`` (issue 7 §2).
+"""JSON decoding of API-like documents: native ``json_loads`` vs its twin vs orjson vs stdlib ``json``.
 
 Inputs are UTF-8 ``bytes``, as a response body arrives. ``extra_info["correct"]`` records whether each decoder's
 result equals ``json.loads`` (orjson ``bench/data.py`` habit); our two decoders must be correct, the alternatives

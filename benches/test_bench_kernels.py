@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Each kernel, native vs its pure-Python twin, on the inputs the public layer really passes (issue 7 §1).
+"""Each kernel, native vs its pure-Python twin, on the inputs the public layer really passes.
 
 Every bench takes the ``kernels`` fixture, so ``make bench`` shows ``[rust-...]`` and ``[py-...]`` side by side in
 one session. Under ``--benchmark-disable`` (plain ``pytest``) each runs once and asserts only correctness: the
@@ -26,7 +26,7 @@ def _tag(benchmark: Any, kernels: ModuleType, kernel: str, case: str) -> None:
 
 
 def _expected_plan(kind: str, start: Any, param: Any, steps: int | None = None, final: Any = None) -> tuple:
-    # The schedule written out the obvious way (api.md §4.2/§4.3), independent of both kernels.
+    # The schedule written out the obvious way (1.0.20's formulas), independent of both kernels.
     op = {"step": lambda a, b: a + b, "geometric": lambda a, b: a * b, "power": lambda a, b: a**b}[kind]
     values = [start]
     if steps is not None:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# DEVELOPERS.md §7: "test the newest; keep the oldest working". The main legs run the newest aiohttp and
+# "Test the newest; keep the oldest working". The main legs run the newest aiohttp and
 # aiosqlite; this leg runs the suite (native, slow tests excluded) on the oldest versions pyproject allows:
 # aiohttp 3.11, aiosqlite 0.20, orjson 3.9, python-dateutil 2.9. The package goes in as a pure editable
 # install (our build backend's no-Rust path, so that path is exercised too), and the extension that

@@ -8,7 +8,7 @@ use pyo3::types::{PyDict, PyList, PyTuple, PyType};
 
 use crate::convert::{status_code, status_int};
 
-/// Map each status code to the index of the first handler that lists it (api.md §6, D-18).
+/// Map each status code to the index of the first handler that lists it; built once per handler set.
 #[pyclass(name = "DispatchTable", module = "aiorequestful._native", frozen)]
 pub struct PyDispatchTable {
     table: DispatchTable,

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-//! PyO3 bindings: the module `aiorequestful._native`, the only code that says `use pyo3` (style.md S1).
+//! PyO3 bindings: the module `aiorequestful._native`, the only code that says `use pyo3`.
 //!
 //! Its surface is exactly that of the pure-Python twin `python/aiorequestful/_native_py.py`: the same names,
 //! signatures (positional-only parameters, defaults), results (int vs float included), exception types and
@@ -59,7 +59,7 @@ fn sum_mode(py: Python<'_>) -> SumMode {
     })
 }
 
-/// A timer's schedule from ``start``, summed as the running Python's ``sum()`` would (api.md §4, D-2).
+/// A timer's schedule from ``start``, summed as the running Python's ``sum()`` would; schedules always terminate.
 #[pyfunction(signature = (kind, start, param, /, steps = None, r#final = None))]
 fn timer_plan<'py>(
     kind: &Bound<'py, PyAny>,

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 //! Status dispatch: status code -> index of the first handler that lists it.
 //!
-//! api.md §6: "the first handler listed for a code wins"; §7.1 (D-18): a new handler set replaces the table
+//! The first handler listed for a code wins, and a new handler set replaces the table
 //! rather than merging into it, so a table is built once per handler set and then only read.
 //! The pure-Python twin is `DispatchTable` in `python/aiorequestful/_native_py.py`.
 

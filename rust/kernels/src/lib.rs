@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-//! Plain-Rust kernels for aiorequestful: no pyo3 here (style.md S1).
+//! Plain-Rust kernels for aiorequestful: no pyo3 here (the bindings crate holds all of it).
 //!
 //! Each module is the Rust half of a kernel whose pure-Python twin lives in
 //! `python/aiorequestful/_native_py.py`; `rust/bindings` exposes them as `aiorequestful._native`.

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-//! Timer schedules: iterate one step operation and sum the values (api.md §4.2/§4.3, D-2).
+//! Timer schedules: iterate one step operation and sum the values; every schedule terminates.
 //!
 //! Numbers follow Python's rules inside the kernel's range: an int stays an int while every operand is an
 //! int (64-bit, checked), anything involving a float is an IEEE double, comparisons between ints and floats
@@ -12,7 +12,7 @@ use std::cmp::Ordering;
 
 use crate::error::{KernelError, KernelResult};
 
-/// The longest schedule a timer may have; longer ones are refused rather than looping (D-2).
+/// The longest schedule a timer may have; longer ones are refused rather than looping forever.
 /// must match `MAX_TIMER_STEPS` in `python/aiorequestful/_native_py.py`
 pub const MAX_TIMER_STEPS: u64 = 1_000_000;
 
@@ -290,11 +290,11 @@ impl TimerKind {
 /// Where a schedule stops.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Limit {
-    /// Apply the operation exactly this many times (count timers, api.md §4.2). An int too large for 64 bits
+    /// Apply the operation exactly this many times (count timers). An int too large for 64 bits
     /// is passed saturated: the check against [`MAX_TIMER_STEPS`] refuses it just the same.
     Steps(i64),
-    /// Apply `x = min(final, op(x))` while `x < final` (ceiling timers, api.md §4.3), stopping early when a
-    /// step makes no progress (D-2).
+    /// Apply `x = min(final, op(x))` while `x < final` (ceiling timers), stopping early when a
+    /// step makes no progress (it would otherwise loop forever).
     Final(Number),
 }
 
@@ -432,7 +432,7 @@ pub fn timer_plan(
                 // Python's min(final, x) keeps `final` unless x is strictly smaller (a NaN step yields final).
                 let next = if stepped.lt(ceiling) { stepped } else { ceiling };
                 if !next.gt(last) {
-                    break; // no progress: the sequence can never reach `final` (D-2)
+                    break; // no progress: the sequence can never reach `final`: stop instead of looping forever
                 }
                 if taken >= MAX_TIMER_STEPS {
                     return Err(KernelError::TooManySteps);
@@ -577,7 +577,7 @@ mod tests {
     }
 
     #[test]
-    fn non_progress_terminates_d2() {
+    fn non_progress_terminates() {
         for (kind, start, param) in [
             ("step", Int(1), Int(0)),
             ("step", Int(1), Int(-1)),
