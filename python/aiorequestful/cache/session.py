@@ -38,6 +38,7 @@ from .._utils import format_url_log
 from ..limits import DEFAULT_MAX_BODY_SIZE
 from ..response._body import read_body
 from ..response.exception import ResponseTooLargeError
+from ..security import redact_url
 from ._entry import default_headers
 from .backend.base import ResponseCache, ResponseRepository
 from .exception import CacheError
@@ -77,7 +78,9 @@ class CachedSession(_QuietSubclass, ClientSession):
     """
 
     # aiohttp (in debug mode) warns when attributes it does not know are set on a session.
-    ATTRS = ClientSession.ATTRS | frozenset({"cache", "logger", "_cache_base_url", "_cache_opened_here"})
+    ATTRS = ClientSession.ATTRS | frozenset(
+        {"cache", "logger", "_cache_base_url", "_cache_opened_here", "_cache_matched", "_cache_warned"}
+    )
 
     def __init__(self, cache: ResponseCache, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -86,6 +89,36 @@ class CachedSession(_QuietSubclass, ClientSession):
         base_url = kwargs.get("base_url")
         self._cache_base_url: URL | None = None if base_url is None else URL(base_url)
         self._cache_opened_here = False
+        self._cache_matched = False  # some request had a repository
+        self._cache_warned = False  # the "nothing is cached" warning was given
+
+    @property
+    def base_url(self) -> URL | None:
+        """The base URL relative request URLs are joined to (None when the session was given none)."""
+        return self._cache_base_url
+
+    def _repository_for(self, info: RequestInfo) -> ResponseRepository | None:
+        """The repository for ``info``; warns once when a cache is set up so that nothing would ever be cached."""
+        repository = self.cache.get_repository_from_requests(info)
+        if repository is not None:
+            self._cache_matched = True
+        elif not self._cache_warned and not self._cache_matched:
+            # A cache that silently stores nothing looks like one that works: say so, once per session.
+            self._cache_warned = True
+            name = getattr(self.cache, "cache_name", type(self.cache).__name__)
+            if self.cache.repository_getter is None:
+                self.logger.warning(
+                    "Cache %r has no repository_getter: no response is stored in it or served from it", name
+                )
+            else:
+                self.logger.warning(
+                    "No repository of cache %r matches %s %s, so it is not cached (said once per session: check "
+                    "the cache's repository_getter if such URLs should be)",
+                    name,
+                    info.method,
+                    redact_url(info.url),
+                )
+        return repository
 
     async def __aenter__(self) -> CachedSession:
         try:
@@ -169,7 +202,7 @@ class CachedSession(_QuietSubclass, ClientSession):
         if not resolved.absolute:
             return None
         info = self._request_info(method, resolved, kwargs)
-        repository = self.cache.get_repository_from_requests(info)
+        repository = self._repository_for(info)
         if repository is None:
             return None
         await self._ensure_cache_open()
@@ -358,7 +391,7 @@ class _CachedRequest(Coroutine[Any, Any, ClientResponse]):
         info: RequestInfo | None = None
         if resolved.absolute:  # a relative URL without a base URL is aiohttp's error to report
             info = session._request_info(method, resolved, kwargs)
-            repository = session.cache.get_repository_from_requests(info)
+            repository = session._repository_for(info)
             if repository is not None:
                 await session._ensure_cache_open()
                 if lookup:
