@@ -228,7 +228,7 @@ class RequestHandler(Generic[A, P]):
         and served in arrival order. A :class:`~aiorequestful.flow.RateLimit` or a number of requests per second
         for every host; a mapping from ``"host"``, ``"host:port"`` or ``"scheme://host[:port]"`` (and ``"*"`` for
         any other host) to a limit or None (no limit); or a :class:`~aiorequestful.flow.HostRateLimiter` to share
-        one set of buckets between handlers (a :class:`~aiorequestful.flow.redis.RedisHostRateLimiter` shares
+        one set of buckets between handlers (a :class:`~aiorequestful.shared.RedisHostRateLimiter` shares
         them between processes). None (default): no limit. The ``wait_timer`` still applies after every attempt,
         as a minimum gap per task.
     :param retry_policy: a :class:`~aiorequestful.flow.RetryPolicy` narrowing retries to transient failures
@@ -241,7 +241,7 @@ class RequestHandler(Generic[A, P]):
         without a retry timer) is shorter than the pause fails fast with ``ResponseError`` naming the status. A
         503 is still retried by the retry step, after the larger of the retry delay and the pause. Pass a
         :class:`~aiorequestful.flow.HostPauses` to share pauses between handlers (a
-        :class:`~aiorequestful.flow.redis.RedisHostPauses` between processes). False (default): no pauses.
+        :class:`~aiorequestful.shared.RedisHostPauses` between processes). False (default): no pauses.
         Flow-control objects that are async context managers (the Redis ones) are entered with the handler.
     :param coalesce: when True, identical concurrent GET/HEAD requests (same URL, query, headers and options)
         share one network request; every caller but the first gets a deep copy of the payload. False (default).
@@ -1009,10 +1009,10 @@ class RequestHandler(Generic[A, P]):
     async def request(self, **kwargs: Any) -> P:
         """Send a request, handling statuses, authorisation, retries, flow control and caching as configured.
 
-        :raises RequestError: the session is closed, or retries ran out with no response.
         ``max_body_size=`` (bytes, or None for no limit) replaces the handler's body size limit for this call;
         it is not passed to aiohttp.
 
+        :raises RequestError: the session is closed, or retries ran out with no response.
         :raises ResponseError: the final response was an error, or (with ``pause_on_retry_after``) the host is
             paused for longer than the request's remaining retry budget. :class:`ResponseTooLargeError` (at
             once, never retried): a body was larger than the body size limit.
