@@ -46,7 +46,7 @@ demo: $(DEMO_VENV)/.installed ## Main job: crawl the bundled local demo server t
 	$(DEMO_VENV)/bin/python -m aiorequestful.demo
 
 .PHONY: test
-test: build-dev lint ## Everything CI runs: lint, Rust tests, the suite native then pure, no-Rust sdist, oldest deps
+test: build-dev lint docs ## Everything CI runs: lint, docs, Rust tests, the suite native then pure, no-Rust sdist, oldest deps
 	# The Redis tests start their own throw-away redis-server on 127.0.0.1; install it when missing.
 	bash scripts/redis.sh install
 	cargo test --workspace --quiet
