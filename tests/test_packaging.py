@@ -38,7 +38,10 @@ def test_backend_info_reports_a_missing_extension() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     name, reason = out.splitlines()
     assert name == "pure"
-    assert reason.startswith("the Rust extension is not available")
+    # sys.modules[...] = None makes the import fail although the file is there: reported as such.
+    assert reason.startswith("the Rust extension is installed but could not be imported") or reason.startswith(
+        "the Rust extension is not installed"
+    )
 
 
 def test_importing_the_package_does_not_load_aiohttp() -> None:

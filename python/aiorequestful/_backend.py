@@ -47,9 +47,19 @@ else:
         # Only ImportError: a crash inside the module's init must stay visible.
         if REQUIRED:
             raise
+        import importlib.util
+
         from . import _native_py as kernels
 
-        _reason = f"the Rust extension is not available ({exc})"
+        try:
+            present = importlib.util.find_spec(f"{__package__}._native") is not None
+        except (ImportError, ValueError):
+            present = False
+        _reason = (
+            f"the Rust extension is installed but could not be imported: {exc}"
+            if present
+            else "the Rust extension is not installed (a pure-Python build)"
+        )
     else:
         from . import _native_py as _twin
 
