@@ -528,6 +528,7 @@ class RedisHostPauses(HostPauses):
             if left <= 0:
                 raise TimeoutError("no confirmation of the pause subscription")
             message = await pubsub.get_message(timeout=left)
+            _raise_if_cancelled()
             if message is None:
                 continue
             if message.get("type") == "subscribe":
@@ -556,6 +557,7 @@ class RedisHostPauses(HostPauses):
                 pinged: float | None = None
                 while True:
                     message = await pubsub.get_message(timeout=_LISTEN_TIMEOUT)
+                    _raise_if_cancelled()
                     if message is None:
                         idle += 1
                         if pinged is not None and _loop_time() - pinged > 2 * _LISTEN_TIMEOUT + connection.timeout:
@@ -571,8 +573,10 @@ class RedisHostPauses(HostPauses):
             except asyncio.CancelledError:
                 raise
             except _UNAVAILABLE as exc:
+                _raise_if_cancelled(exc)
                 connection.mark_unavailable(exc, started)
             except _REDIS_ERRORS as exc:
+                _raise_if_cancelled(exc)
                 connection._refused(exc)
             finally:
                 self._ready.clear()  # not listening any more (failed, or stopped)
@@ -584,6 +588,19 @@ class RedisHostPauses(HostPauses):
     def __repr__(self) -> str:
         name = type(self).__name__
         return f"{name}(max_pause={self.max_pause!r}, paused={len(self)}, connection={self._connection!r})"
+
+
+def _raise_if_cancelled(cause: BaseException | None = None) -> None:
+    """Raise CancelledError when the current task was asked to stop.
+
+    A cancellation that lands just as the client's own read time-out expires can be swallowed inside the client
+    (the read then returns "no message" or raises an error instead). The request to stop is still recorded on
+    the task, so the listener checks it after every read: otherwise closing the connection would wait forever
+    for a listener that never stops.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from cause
 
 
 def _glob_escape(text: str) -> str:
