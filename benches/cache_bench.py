@@ -37,7 +37,7 @@ WRITE_TASKS = 1_000
 
 
 def item_settings(payload_handler: Any = None) -> Any:
-    """Repository settings for ``/v2/items/{id}``: keyed by id, named by the record's name (as in the documented example)."""
+    """Repository settings for ``/v2/items/{id}``: keyed by id, named by the record's name (as documented)."""
     from aiorequestful.cache.backend.base import ResponseRepositorySettings
     from aiorequestful.response.payload import JSONPayloadHandler
 
