@@ -20,33 +20,12 @@ dir=${AIOREQUESTFUL_REDIS_DIR:-${TMPDIR:-/tmp}/aiorequestful-redis}
 
 log() { echo "redis.sh: $*" >&2; }
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo -n "$@"
-    else
-        log "need root (or sudo) to run: $*"
-        return 1
-    fi
-}
+log_name=redis.sh
+# shellcheck source=scripts/apt_install.sh
+. "$(dirname "$0")/apt_install.sh"
 
 install_server() {
-    if command -v redis-server >/dev/null 2>&1; then
-        return 0
-    fi
-    if ! command -v apt-get >/dev/null 2>&1; then
-        log "redis-server is not installed and apt-get is not available; install Redis >= 6.2 yourself"
-        return 1
-    fi
-    log "installing Debian's redis-server"
-    export DEBIAN_FRONTEND=noninteractive
-    # A stale package index makes the first attempt fail: refresh it and try once more.
-    if ! as_root apt-get install -y -q redis-server >&2; then
-        as_root apt-get update -q >&2
-        as_root apt-get install -y -q redis-server >&2
-    fi
-    command -v redis-server >/dev/null 2>&1
+    apt_install redis-server redis-server
 }
 
 free_port() {

@@ -9,18 +9,9 @@
 # instruction counts as not measured instead of failing the whole run.
 set -euo pipefail
 
-log() { echo "valgrind.sh: $*" >&2; }
-
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo -n "$@"
-    else
-        log "need root (or sudo) to run: $*"
-        return 1
-    fi
-}
+log_name=valgrind.sh
+# shellcheck source=scripts/apt_install.sh
+. "$(dirname "$0")/apt_install.sh"
 
 have_all() {
     command -v valgrind >/dev/null 2>&1 && command -v callgrind_control >/dev/null 2>&1 &&
@@ -31,18 +22,8 @@ install_valgrind() {
     if have_all; then
         return 0
     fi
-    if ! command -v apt-get >/dev/null 2>&1; then
-        log "valgrind is not installed and apt-get is not available; install valgrind (with callgrind) yourself"
-        return 1
-    fi
-    log "installing Debian's valgrind"
-    export DEBIAN_FRONTEND=noninteractive
-    # A stale package index makes the first attempt fail: refresh it and try once more.
-    if ! as_root apt-get install -y -q valgrind >&2; then
-        as_root apt-get update -q >&2
-        as_root apt-get install -y -q valgrind >&2
-    fi
-    have_all
+    # valgrind, callgrind_control and callgrind_annotate come from the one package.
+    apt_install callgrind_annotate valgrind && have_all
 }
 
 case "${1:-}" in

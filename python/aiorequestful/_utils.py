@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import importlib
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 from aiohttp import RequestInfo
@@ -84,3 +86,19 @@ def _missing_names(modules: list[Any], this: object) -> str:
     if hinted:
         return ", ".join(name for name, module in zip(hinted, modules, strict=False) if module is None)
     return ", ".join("unknown" for module in modules if module is None)
+
+
+def lazy_exports(package: str, exports: Mapping[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """A package's ``__getattr__`` and ``__dir__`` that import ``name`` from the submodule ``exports[name]``
+    (relative to ``package``) on first use, so that importing the package itself stays cheap."""
+
+    def attribute(name: str) -> Any:
+        module = exports.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(module, package), name)
+
+    def names() -> list[str]:
+        return sorted([*vars(sys.modules[package]), *exports])
+
+    return attribute, names

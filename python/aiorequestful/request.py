@@ -173,6 +173,9 @@ def _allowed_kwargs(session: ClientSession) -> frozenset[str]:
 
 
 _ALLOWED_KWARGS: dict[type, frozenset[str]] = {}
+_CLOSED_MESSAGE = (
+    "Could not send a request as the session is closed. Enter the RequestHandler's context to start a new session."
+)
 #: Keywords of a caching session's ``request`` that the handler sets itself (never the caller's to pass through
 #: to a lookup).
 _OWN_SESSION_KWARGS = frozenset({"persist", "lookup", "max_body_size"})
@@ -675,10 +678,7 @@ class RequestHandler(Generic[A, P]):
         """
         session = self._session
         if session is None or session.closed:
-            raise RequestError(
-                "Could not send a request as the session is closed. "
-                "Enter the RequestHandler's context to start a new session."
-            )
+            raise RequestError(_CLOSED_MESSAGE)
         if self.logger.isEnabledFor(logging.DEBUG):
             messages = list(get_iterator(log_message))  # never append to the caller's list
             if self._session_cache is not None:
@@ -1021,10 +1021,7 @@ class RequestHandler(Generic[A, P]):
         :raises aiohttp.ClientError | TimeoutError: the final attempt failed in transport.
         """
         if self.closed:
-            raise RequestError(
-                "Could not send a request as the session is closed. "
-                "Enter the RequestHandler's context to start a new session."
-            )
+            raise RequestError(_CLOSED_MESSAGE)
         method = _http_method(kwargs.pop("method"))
         url = kwargs.pop("url")
         log_message = kwargs.pop("log_message", None)

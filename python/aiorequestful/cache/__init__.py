@@ -8,8 +8,9 @@ importable from here, loaded on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._utils import lazy_exports
 
 if TYPE_CHECKING:
     from .backend.base import ResponseCache as ResponseCache
@@ -35,12 +36,4 @@ _EXPORTS = {
 __all__ = tuple(sorted(_EXPORTS))
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module, __name__), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
