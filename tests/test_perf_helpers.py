@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from aiorequestful.request import _MAX_METHODS, _METHODS, _http_method
+from aiorequestful._handler.arguments import _MAX_METHODS, _METHODS
+from aiorequestful._handler.arguments import http_method as _http_method
 from aiorequestful.timer import (
     GeometricCeilingTimer,
     GeometricCountTimer,

@@ -630,3 +630,20 @@ async def test_retry_warning_names_a_transport_error_and_masks_secrets(unused_tc
     assert message.startswith(f"GET http://<redacted>@127.0.0.1:{unused_tcp_port}/items?token=<redacted>&page=2 ")
     assert "failed (ClientConnectorError): will retry 1 more times, waiting 0.00 s in all" in message
     assert "hunter2" not in message and "T0K3N" not in message
+
+
+async def test_semi_private_members_of_1_0_20_keep_their_names(app_url) -> None:
+    """_request, _retry, _handle_retry_timer and _clean_requests_kwargs still exist and work."""
+    _, url = app_url
+    async with json_handler(retry_timer=StepCountTimer(initial=0, count=1, step=0)) as handler:
+        async with handler._request("GET", url / "json" / "1") as response:
+            assert not isinstance(response, BaseException) and response.status == 200
+        kwargs = {"params": {"a": "1"}, "not_an_option": True}
+        handler._clean_requests_kwargs(kwargs)
+        assert kwargs == {"params": {"a": "1"}}
+        timer = StepCountTimer(initial=0, count=1, step=0)
+        handler._handle_retry_timer("GET", url, timer)
+        await handler._retry(None, "GET", url, timer)  # one retry step: sleeps 0 s and advances
+        assert timer.counter == 1
+        with pytest.raises(RequestError, match="Max retries exceeded"):
+            await handler._retry(None, "GET", url, timer)

@@ -14,15 +14,13 @@ Flow control is opt-in: ``rate_limit=`` (a token bucket per host), ``pause_on_re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import inspect
 import json
 import logging
-import math
-import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from http import HTTPMethod
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
@@ -33,17 +31,27 @@ from yarl import URL
 from . import limits
 from ._aiohttp import session_base_url
 from ._backend import kernels
-from ._utils import format_url_log, get_iterator
+from ._handler.arguments import (
+    check_authoriser,
+    check_max_body_size,
+    check_payload_handler,
+    check_timer,
+    http_method,
+    what,
+)
+from ._handler.chain import Chain
+from ._handler.gate import FlowGate
+from ._handler.redaction import format_request_line, redact_value, scrub_urls
+from ._handler.retry import RetryStep
+from ._utils import get_iterator
 from .cache.protocol import CachingSession
 from .exception import RequestError
 from .flow import HostKey, HostPauses, HostRateLimiter, RateLimitInput, RetryPolicy, host_key
-from .flow._hosts import format_host
 from .flow.coalesce import Coalescer
-from .flow.limiter import sleep_until
-from .flow.pause import PAUSE_STATUSES, remaining_budget
+from .flow.pause import PAUSE_STATUSES
 from .flow.robots import RobotsTxt
-from .response._body import error_for_response, excerpt, read_body
-from .response.exception import PayloadHandlerError, ResponseError, ResponseTooLargeError
+from .response._body import excerpt, read_body
+from .response.exception import PayloadHandlerError, ResponseTooLargeError
 from .response.payload import PayloadHandler, StringPayloadHandler
 from .response.status import (
     ClientErrorStatusHandler,
@@ -51,11 +59,8 @@ from .response.status import (
     StatusHandler,
     UnauthorisedStatusHandler,
 )
-from .security import REDACTED, is_secret_key, redact_url
+from .security import redact_url
 from .stats import (
-    WAIT_PAUSE,
-    WAIT_RATE_LIMIT,
-    WAIT_RETRY,
     WAIT_STATUS,
     WAIT_TIMER,
     RequestHooks,
@@ -63,7 +68,7 @@ from .stats import (
     StatsRecorder,
     call_hooks,
 )
-from .timer import Timer, unusable_as_wait
+from .timer import Timer
 from .types import RequestKwargs, URLInput
 
 if TYPE_CHECKING:
@@ -99,7 +104,6 @@ _UNSET: Any = object()
 
 #: What reading a body for a log line or an error message may raise (and must not escape).
 _LOG_BODY_ERRORS: tuple[type[BaseException], ...] = (*_TRANSIENT_ERRORS, UnicodeDecodeError, LookupError)
-_ERROR_BODY_ERRORS: tuple[type[BaseException], ...] = (*_TRANSIENT_ERRORS, LookupError, RuntimeError)
 
 #: A 401 may trigger re-authorisation once per ``request()`` call; after that it is an unhandled failure (1.0.20
 #: re-authorised forever against a server that always answers 401).
@@ -107,57 +111,6 @@ _MAX_REAUTHORISATIONS = 1
 #: A custom handler that keeps answering "handled, send again" is stopped after this many times per call,
 #: so no handler can turn one ``request()`` into an endless loop (as 1.0.20's 401 and 429 handlers could).
 _MAX_HANDLED_PER_REQUEST = 32
-
-# Which names carry secrets is decided by aiorequestful.security alone (one list for logs, cache and errors).
-_REDACTED = REDACTED
-
-#: A URL inside free text (an exception message): masked before the text reaches a log line.
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>()\[\]]+")
-
-
-def _redact(value: Any) -> Any:
-    """A copy of ``value`` safe to log: secret-looking keys of mappings (recursively) are masked."""
-    if isinstance(value, Mapping):
-        return {k: (_REDACTED if is_secret_key(k) else _redact(v)) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        if all(isinstance(item, tuple) and len(item) == 2 for item in value):
-            return [(k, _REDACTED if is_secret_key(k) else v) for k, v in value]
-        return [_redact(item) for item in value]
-    return value
-
-
-def _scrub(text: str) -> str:
-    """``text`` with every URL in it redacted (aiohttp's exception messages quote the request URL)."""
-    return _URL_IN_TEXT.sub(lambda match: redact_url(match.group(0)), text)
-
-
-def _check_max_body_size(value: Any) -> int | None:
-    """``value`` as a body size limit: None (no limit) or a whole number of bytes >= 0."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"max_body_size must be an int number of bytes or None, not {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"max_body_size must be >= 0 bytes or None, not {value!r}")
-    return value
-
-
-def _items(value: Any) -> Iterable[tuple[Any, Any]]:
-    """Key/value pairs of a mapping or of a sequence of pairs; anything else is one unnamed item (so any JSON
-    body or parameter value can be logged)."""
-    if isinstance(value, Mapping):
-        return value.items()
-    if isinstance(value, (list, tuple)) and all(isinstance(item, tuple) and len(item) == 2 for item in value):
-        return value
-    return [("", value)]
-
-
-def _retry_at(seconds: float) -> str:
-    """The local time ``seconds`` from now, as ``%Y-%m-%d %H:%M:%S`` (as ``RateLimitStatusHandler`` writes it)."""
-    try:
-        return (datetime.now() + timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S")
-    except (OverflowError, ValueError, OSError):
-        return "a time too far ahead to display"
 
 
 def _allowed_kwargs(session: ClientSession) -> frozenset[str]:
@@ -179,38 +132,6 @@ _CLOSED_MESSAGE = (
 #: Keywords of a caching session's ``request`` that the handler sets itself (never the caller's to pass through
 #: to a lookup).
 _OWN_SESSION_KWARGS = frozenset({"persist", "lookup", "max_body_size"})
-
-#: Method strings already converted (``"get"`` -> ``HTTPMethod.GET``): ``str.upper`` plus the enum lookup cost
-#: more than a dict hit on every request. Only valid spellings are stored, and only this many of them.
-_METHODS: dict[str, HTTPMethod] = {}
-_MAX_METHODS = 256
-
-
-def _http_method(value: Any) -> HTTPMethod:
-    """``HTTPMethod(value.upper())``, remembered per exact string (same result and errors as uncached)."""
-    if type(value) is str:
-        method = _METHODS.get(value)
-        if method is None:
-            method = HTTPMethod(value.upper())
-            if len(_METHODS) < _MAX_METHODS:
-                _METHODS[value] = method
-        return method
-    return HTTPMethod(value.upper())
-
-
-class _Chain:
-    """Per-``request()`` state: kept local so concurrent requests never share it, and a failed
-    request leaves nothing behind for the next one."""
-
-    __slots__ = ("handled", "pause_accepted", "reauthorised", "warned")
-
-    def __init__(self) -> None:
-        self.warned = False
-        self.reauthorised = 0
-        self.handled = 0
-        # The end (loop clock) of the longest host pause this request has already judged worth waiting for:
-        # waiting it out costs no retry budget, so it is not judged again at the next gate.
-        self.pause_accepted = -math.inf
 
 
 class RequestHandler(Generic[A, P]):
@@ -274,12 +195,14 @@ class RequestHandler(Generic[A, P]):
         "_connector",
         "_dispatch",
         "_flow_contexts",
+        "_flow_gate",
         "_handler_list",
         "_limiter",
         "_max_body_size",
         "_pauses",
         "_payload_handler",
         "_retry_policy",
+        "_retry_step",
         "_retry_timer",
         "_robots",
         "_session",
@@ -358,15 +281,15 @@ class RequestHandler(Generic[A, P]):
         if not callable(connector) or isinstance(connector, ClientSession):
             raise TypeError(
                 "connector must be a callable that returns a new aiohttp.ClientSession (e.g. "
-                f"lambda: aiohttp.ClientSession()), not {_what(connector)}"
+                f"lambda: aiohttp.ClientSession()), not {what(connector)}"
             )
         self._connector = connector
         self._session: ClientSession | None = None
         self._session_cache: ResponseCache[Any] | None = None
         #: The authoriser used to authorise requests.
-        self.authoriser: A | None = _check_authoriser(authoriser)
+        self.authoriser: A | None = check_authoriser(authoriser)
         self._payload_handler: PayloadHandler = (
-            _check_payload_handler(payload_handler) if payload_handler is not None else StringPayloadHandler()
+            check_payload_handler(payload_handler) if payload_handler is not None else StringPayloadHandler()
         )
         self._handler_list: tuple[StatusHandler, ...] = ()
         self._dispatch = kernels.DispatchTable(())
@@ -375,8 +298,8 @@ class RequestHandler(Generic[A, P]):
             response_handlers = (UnauthorisedStatusHandler(), RateLimitStatusHandler(), ClientErrorStatusHandler())
         self.response_handlers = response_handlers
         #: Time to wait after every request; shared by all requests of this handler.
-        self.wait_timer: Timer | None = _check_timer(wait_timer, "wait_timer")
-        self._retry_timer: Timer | None = _check_timer(retry_timer, "retry_timer")
+        self.wait_timer: Timer | None = check_timer(wait_timer, "wait_timer")
+        self._retry_timer: Timer | None = check_timer(retry_timer, "retry_timer")
         self._stats = StatsRecorder()
         #: Callbacks on request, response, retry and wait (see :class:`~aiorequestful.stats.RequestHooks`).
         self.hooks = RequestHooks()
@@ -399,12 +322,14 @@ class RequestHandler(Generic[A, P]):
         self._coalescer: Coalescer | None = Coalescer() if coalesce else None
         #: Flow-control parts entered with the handler (shared ones, e.g. Redis, start and stop with it).
         self._flow_contexts: list[Any] = []
+        self._flow_gate = FlowGate(self._limiter, self._pauses, self._waited, self.logger)
+        self._retry_step = RetryStep(self.logger, self._stats, self.hooks, self.log)
         self._retry_policy: RetryPolicy | None = None
         self._catch: tuple[type[BaseException], ...] = _TRANSIENT_ERRORS
         self.retry_policy = retry_policy
-        self._max_body_size: int | None = _check_max_body_size(max_body_size)
+        self._max_body_size: int | None = check_max_body_size(max_body_size)
         if robots is not None and not isinstance(robots, RobotsTxt):
-            raise TypeError(f"robots must be a RobotsTxt (e.g. RobotsTxt('examplebot')) or None, not {_what(robots)}")
+            raise TypeError(f"robots must be a RobotsTxt (e.g. RobotsTxt('examplebot')) or None, not {what(robots)}")
         self._robots: RobotsTxt | None = robots
 
     # ----------------------------------------------------------------------------------------------
@@ -417,7 +342,7 @@ class RequestHandler(Generic[A, P]):
 
     def reset_stats(self) -> None:
         """Start counting again from zero."""
-        self._stats = StatsRecorder()
+        self._stats.reset()  # in place: the handler's parts count into this same recorder
 
     @property
     def closed(self) -> bool:
@@ -436,7 +361,7 @@ class RequestHandler(Generic[A, P]):
 
     @payload_handler.setter
     def payload_handler(self, value: PayloadHandler) -> None:
-        self._payload_handler = _check_payload_handler(value)
+        self._payload_handler = check_payload_handler(value)
         cache = self._cache()
         if cache is not None:
             # The cache's repositories store and read payloads with the same handler.
@@ -453,11 +378,11 @@ class RequestHandler(Generic[A, P]):
         # A new sequence replaces the table (1.0.20 merged it into the old one); the dispatch table is built
         # once here, not per response.
         if isinstance(value, (str, bytes, StatusHandler)) or not isinstance(value, Iterable):
-            raise TypeError(f"response_handlers must be a sequence of StatusHandler instances, not {_what(value)}")
+            raise TypeError(f"response_handlers must be a sequence of StatusHandler instances, not {what(value)}")
         handlers = tuple(value)
         for handler in handlers:
             if not isinstance(handler, StatusHandler):
-                raise TypeError(f"response_handlers must hold StatusHandler instances, not {_what(handler)}")
+                raise TypeError(f"response_handlers must hold StatusHandler instances, not {what(handler)}")
         self._dispatch = kernels.DispatchTable([list(handler.status_codes) for handler in handlers])
         self._handler_list = handlers
 
@@ -468,7 +393,7 @@ class RequestHandler(Generic[A, P]):
 
     @retry_timer.setter
     def retry_timer(self, value: Timer | None) -> None:
-        self._retry_timer = _check_timer(value, "retry_timer")
+        self._retry_timer = check_timer(value, "retry_timer")
 
     @property
     def retry_policy(self) -> RetryPolicy | None:
@@ -480,6 +405,7 @@ class RequestHandler(Generic[A, P]):
         if value is not None and not isinstance(value, RetryPolicy):
             raise TypeError(f"retry_policy must be a RetryPolicy or None, not {type(value).__name__}")
         self._retry_policy = value
+        self._retry_step.policy = value
         # An attempt that raises one of these is a failure for the retry step to judge; anything else propagates.
         extra = tuple(e for e in (value.exceptions if value else ()) if not issubclass(e, asyncio.CancelledError))
         self._catch = _TRANSIENT_ERRORS + extra
@@ -491,7 +417,7 @@ class RequestHandler(Generic[A, P]):
 
     @max_body_size.setter
     def max_body_size(self, value: int | None) -> None:
-        self._max_body_size = _check_max_body_size(value)
+        self._max_body_size = check_max_body_size(value)
 
     @property
     def rate_limiter(self) -> HostRateLimiter | None:
@@ -609,29 +535,7 @@ class RequestHandler(Generic[A, P]):
         """
         if not self.logger.isEnabledFor(level):
             return
-        url = URL(url)
-        parts: list[str] = [f"{k}: {_REDACTED if is_secret_key(k) else v}" for k, v in sorted(url.query.items())]
-        for name in ("params", "json"):
-            value = kwargs.pop(name, None)
-            if value is None:
-                continue
-            value = _redact(value)
-            parts.extend(f"{k}: {v}" if k != "" else str(v) for k, v in _items(value))
-        for key, value in kwargs.items():
-            if not value:
-                continue
-            if key in ("headers", "proxy_headers"):
-                value = _redact(dict(value)) if isinstance(value, Mapping) else _redact(list(value))
-            elif key in ("auth", "proxy_auth", "cookies"):
-                value = _REDACTED
-            elif key == "proxy":
-                value = redact_url(value)
-            elif key == "data":
-                # Form text or an encoded body may carry anything: only its size is shown.
-                value = f"<{len(value)} bytes>" if isinstance(value, (str, bytes, bytearray)) else _redact(value)
-            parts.append(f"{key.replace('_', ' ').title()}: {value}")
-        parts.extend(str(m) for m in get_iterator(message))
-        self.logger.log(level, "%s", format_url_log(method, url, parts))
+        self.logger.log(level, "%s", format_request_line(method, url, message, kwargs))
 
     async def _log_response(self, response: ClientResponse, method: HTTPMethod | str, url: URLInput) -> None:
         """DEBUG-log a failed response: status, the start of its body, and headers (lazy; never fails on bytes).
@@ -644,7 +548,7 @@ class RequestHandler(Generic[A, P]):
             body = excerpt(await response.text(errors="replace"))
         except _LOG_BODY_ERRORS as exc:
             body = f"<body unavailable: {type(exc).__name__}>"
-        headers = json.dumps(_redact(dict(response.headers)), indent=2)
+        headers = json.dumps(redact_value(dict(response.headers)), indent=2)
         self.log(
             method=str(method),
             url=url,
@@ -705,14 +609,14 @@ class RequestHandler(Generic[A, P]):
             self._stats.error()
             if self.logger.isEnabledFor(logging.DEBUG):
                 self.log(
-                    method=method.name, url=url, message=f"Request failed: {type(exc).__name__}: {_scrub(str(exc))}"
+                    method=method.name, url=url, message=f"Request failed: {type(exc).__name__}: {scrub_urls(str(exc))}"
                 )
             raise
         except self._catch as exc:
             self._stats.error()
             if self.logger.isEnabledFor(logging.DEBUG):
                 self.log(
-                    method=method.name, url=url, message=f"Request failed: {type(exc).__name__}: {_scrub(str(exc))}"
+                    method=method.name, url=url, message=f"Request failed: {type(exc).__name__}: {scrub_urls(str(exc))}"
                 )
             return exc
         except Exception:
@@ -777,7 +681,7 @@ class RequestHandler(Generic[A, P]):
         self,
         response: ClientResponse,
         retry_timer: Timer | None = None,
-        _chain: _Chain | None = None,
+        _chain: Chain | None = None,
         max_body_size: int | None = _UNSET,
     ) -> bool:
         """Dispatch ``response`` to its status handler; True when it was handled and should be sent again.
@@ -789,7 +693,7 @@ class RequestHandler(Generic[A, P]):
         index = self._dispatch.lookup(status)
         if index is None:
             return False
-        chain = _chain if _chain is not None else _Chain()
+        chain = _chain if _chain is not None else Chain()
         # Re-authorisation on 401 happens at most once per request() call; after that a 401 is an
         # unhandled failure (the ordinary retry step, bounded by the retry timer). Any other handler may ask
         # for a resend at most _MAX_HANDLED_PER_REQUEST times per call.
@@ -818,76 +722,6 @@ class RequestHandler(Generic[A, P]):
                 chain.reauthorised += 1
         return bool(handled)
 
-    def _handle_retry_timer(
-        self,
-        method: HTTPMethod | str,
-        url: URLInput,
-        timer: Timer,
-        _chain: _Chain,
-        cause: ClientResponse | BaseException | None = None,
-    ) -> None:
-        """Log the retry: a WARNING once per request chain naming the request, what went wrong and the waits
-        still ahead, and the exact delay of every retry at DEBUG.
-
-        No colour codes: colour is a formatter's job, and escapes would land in log files and non-TTY streams.
-        """
-        if not _chain.warned:
-            _chain.warned = True
-            if self.logger.isEnabledFor(logging.WARNING):
-                remaining = timer.count_remaining
-                # An unbounded timer has no count or total, and a schedule too long for the kernel to sum has no
-                # total either: say what is known instead of failing on None.
-                ahead = _waits_ahead(timer)
-                if remaining is None:
-                    detail = "will keep retrying with no retry limit"
-                elif ahead is None:
-                    detail = f"will retry {remaining} more times"
-                else:
-                    detail = f"will retry {remaining} more times, waiting {ahead:.2f} s in all"
-                self.logger.warning(
-                    "%s %s failed (%s): %s", _method_name(method), redact_url(URL(url)), _describe(cause), detail
-                )
-        if self.logger.isEnabledFor(logging.DEBUG):
-            self.log(method=str(method), url=url, message=f"Request failed: retrying in {float(timer):.2f} seconds...")
-
-    async def _retry(
-        self,
-        response: ClientResponse | BaseException | None,
-        method: HTTPMethod | str,
-        url: URLInput,
-        timer: Timer | None,
-        _chain: _Chain | None = None,
-    ) -> None:
-        """The retry step: raise when no retry is left, else sleep the timer's current value and advance it.
-
-        Raises the original transport exception for a connection failure, ``ResponseError`` (with the
-        response; its message names the request and shows the start of the body, the whole body is its ``body``)
-        for an error response, or ``RequestError("Max retries exceeded")`` when there was neither.
-        With a retry policy, the sleep gets the policy's jitter on top of the timer's value.
-        """
-        if timer is None or not timer.can_increase:
-            if isinstance(response, BaseException):
-                raise response
-            if isinstance(response, ClientResponse):
-                raise error_for_response(response, await _body_text(response))
-            raise RequestError("Max retries exceeded")
-        self._handle_retry_timer(method, url, timer, _chain if _chain is not None else _Chain(), response)
-        base = float(timer)
-        policy = self._retry_policy
-        delay = policy.delay(base) if policy is not None else base
-        self._stats.retries += 1
-        if self.hooks.on_retry:
-            cause = response.status if isinstance(response, ClientResponse) else response
-            call_hooks(self.hooks.on_retry, str(method), URL(url), delay, cause)
-        if delay == base:
-            await timer
-        else:
-            await asyncio.sleep(delay)
-        timer.increase()
-        self._stats.waited(WAIT_RETRY, delay)
-        if self.hooks.on_wait:
-            call_hooks(self.hooks.on_wait, WAIT_RETRY, delay, URL(url))
-
     # ----------------------------------------------------------------------------------------------
     # flow control
     # ----------------------------------------------------------------------------------------------
@@ -904,90 +738,64 @@ class RequestHandler(Generic[A, P]):
         return host_key(url, session_base_url(self._session))
 
     def _record_pause(self, response: ClientResponse) -> float | None:
-        """Pause the host that sent ``response`` (after redirects, the last one) as its Retry-After asks.
+        """Pause the host that sent ``response`` (after redirects, the last one) as its Retry-After asks, capped
+        by the handler that waits out this status (``RateLimitStatusHandler.max_retry_after``).
 
         Returns the time (loop clock) this response asked to pause until, or None.
         """
-        assert self._pauses is not None
-        host = self._host_key(response.url)
         cap = None
         index = self._dispatch.lookup(response.status)
         if index is not None:
-            # Reuse the cap of the handler that waits out this status (RateLimitStatusHandler.max_retry_after).
             limit = getattr(self._handler_list[index], "max_retry_after", None)
             if isinstance(limit, (int, float)) and not isinstance(limit, bool) and limit >= 0:
                 cap = float(limit)
-        until = self._pauses.pause_for(host, response.status, response.headers, cap=cap)
-        if until is not None and self.logger.isEnabledFor(logging.DEBUG):
-            self.logger.debug(
-                "Pausing %s for %.2f seconds after a %s response",
-                format_host(host),
-                until - _loop_time(),
-                response.status,
-            )
-        return until
+        return self._flow_gate.record_pause(self._host_key(response.url), response.status, response.headers, cap)
 
-    def _check_pause(
+    # ----------------------------------------------------------------------------------------------
+    # the semi-private members 1.0.20's tests and docs use (the loop itself calls the parts directly)
+    # ----------------------------------------------------------------------------------------------
+    async def _retry(
         self,
-        remaining: float,
-        status: int | None,
-        host: HostKey,
+        response: ClientResponse | BaseException | None,
+        method: HTTPMethod | str,
+        url: URLInput,
         timer: Timer | None,
-        response: ClientResponse | None = None,
+        _chain: Chain | None = None,
     ) -> None:
-        """Fail fast when a pause of ``remaining`` seconds is longer than the request's remaining retry budget."""
-        budget = remaining_budget(timer)
-        if budget is None or remaining <= budget:
+        """The retry step: raise when no retry is left, else sleep the timer's current value and advance it."""
+        await self._retry_step(response, method, url, timer, _chain if _chain is not None else Chain())
+
+    def _handle_retry_timer(
+        self,
+        method: HTTPMethod | str,
+        url: URLInput,
+        timer: Timer,
+        _chain: Chain | None = None,
+        cause: ClientResponse | BaseException | None = None,
+    ) -> None:
+        """Log a retry (the WARNING once per call, the delay at DEBUG)."""
+        self._retry_step.announce(method, url, timer, _chain if _chain is not None else Chain(), cause)
+
+    def _clean_requests_kwargs(self, kwargs: dict[str, Any]) -> None:
+        """Drop, in place, the keyword arguments the session's ``request`` does not take."""
+        if self._session is None:
             return
-        retry_at = _retry_at(remaining)
-        if response is not None:
-            raise ResponseError(
-                f"Retry-After wait of {remaining:.2f} seconds is greater than the remaining retry budget of "
-                f"{budget:.2f} seconds. Retry again at {retry_at}",
-                response=response,
-            )
-        raise ResponseError(
-            f"{format_host(host)} is paused for {remaining:.2f} more seconds after a {status} response with "
-            f"Retry-After, longer than the remaining retry budget of {budget:.2f} seconds. Retry again at {retry_at}"
-        )
+        allowed = _allowed_kwargs(self._session)
+        for key in [key for key in kwargs if key not in allowed]:
+            del kwargs[key]
 
-    async def _wait_pauses(self, host: HostKey, url: URLInput, timer: Timer | None, chain: _Chain) -> float:
-        """Wait out ``host``'s pause, judging every new one against the retry budget; the seconds waited."""
-        pauses = self._pauses
-        assert pauses is not None
-        loop = asyncio.get_running_loop()
-        waited = 0.0
-        slept_until = -math.inf
-        while (pause := pauses.get(host)) is not None:
-            if pause.until <= slept_until:
-                # Already slept until this very end: the loop runs a timer up to its clock's resolution early, so
-                # the clock may still read a hair before it. Sleeping again would spin without the clock moving.
-                break
-            remaining = pause.until - loop.time()
-            if pause.until > chain.pause_accepted:
-                self._check_pause(remaining, pause.status, host, timer)
-                chain.pause_accepted = pause.until
-            if remaining > 0:
-                await sleep_until(loop, pause.until)
-                slept_until = pause.until
-                self._waited(WAIT_PAUSE, remaining, url)
-                waited += remaining
-            # and look again: the pause may have been extended meanwhile
-        return waited
-
-    async def _gate(self, host: HostKey, url: URLInput, timer: Timer | None, chain: _Chain) -> None:
-        """Wait until ``host`` may be sent to: its pause (if any) is over and this task's rate-limit turn came."""
-        pauses, limiter = self._pauses, self._limiter
-        if pauses is not None:
-            # Judged before queueing, so a request that cannot wait that long fails at once.
-            await self._wait_pauses(host, url, timer, chain)
-        if limiter is not None:
-            # At the head of the host's queue, a pause that began meanwhile is waited out before (and instead of)
-            # using a slot: the queue stays in order and no backlog goes through when the pause ends.
-            prepare = None if pauses is None else (lambda: self._wait_pauses(host, url, timer, chain))
-            waited = await limiter.acquire(host, prepare)
-            if waited > 0:
-                self._waited(WAIT_RATE_LIMIT, waited, url)
+    @contextlib.asynccontextmanager
+    async def _request(
+        self, method: HTTPMethod | str, url: URLInput, log_message: str | list[str] | None = None, **kwargs: Any
+    ) -> AsyncIterator[ClientResponse | BaseException]:
+        """One attempt as an async context manager: yields the response, or the transport exception that
+        prevented one; a response is released when the block ends."""
+        response = await self._send(http_method(method), url, log_message, kwargs)
+        try:
+            yield response
+        finally:
+            if not isinstance(response, BaseException):
+                self._release(response)
 
     def _waited(self, reason: str, seconds: float, url: URLInput) -> None:
         self._stats.waited(reason, seconds)
@@ -1022,11 +830,11 @@ class RequestHandler(Generic[A, P]):
         """
         if self.closed:
             raise RequestError(_CLOSED_MESSAGE)
-        method = _http_method(kwargs.pop("method"))
+        method = http_method(kwargs.pop("method"))
         url = kwargs.pop("url")
         log_message = kwargs.pop("log_message", None)
         max_body_size = kwargs.pop("max_body_size", _UNSET)
-        max_body_size = self._max_body_size if max_body_size is _UNSET else _check_max_body_size(max_body_size)
+        max_body_size = self._max_body_size if max_body_size is _UNSET else check_max_body_size(max_body_size)
         self._stats.calls += 1
         try:
             coalescer = self._coalescer
@@ -1070,7 +878,7 @@ class RequestHandler(Generic[A, P]):
         retry_timer: Timer | None = None
         handler_timer: Timer | None = None
         timer_ready = self._retry_timer is None
-        chain = _Chain()
+        chain = Chain()
         pauses = self._pauses
         if self._robots is not None and self._session is not None:
             # Judged once per call, before any gate or attempt: a disallowed URL is never sent.
@@ -1090,7 +898,7 @@ class RequestHandler(Generic[A, P]):
                 response = await self._lookup_first(method, url, kwargs)
             if response is None:
                 if host is not None:
-                    await self._gate(host, url, handler_timer, chain)
+                    await self._flow_gate.wait(host, url, handler_timer, chain)
                 response = await self._send(method, url, log_message, kwargs, max_body_size, lookup=not cache_first)
             cache_first = False
             done = False
@@ -1147,12 +955,12 @@ class RequestHandler(Generic[A, P]):
                         handler_timer = retry_timer if handlers_get_timer else None
                     timer = retry_timer if self._retryable(failure, method) else None
                     if timer is None or not timer.can_increase:
-                        await self._retry(failure, method, url, timer, chain)  # raises
+                        await self._retry_step(failure, method, url, timer, chain)  # raises
                     assert timer is not None
                     if pause_until is not None and isinstance(failure, ClientResponse):
                         # e.g. a 503 with Retry-After: the retry step runs, then the gate waits out the rest of
                         # the pause - unless the pause is longer than this request can wait.
-                        self._check_pause(
+                        self._flow_gate.check_pause(
                             pause_until - _loop_time(), failure.status, self._host_key(failure.url), timer, failure
                         )
                         chain.pause_accepted = max(chain.pause_accepted, pause_until)
@@ -1162,7 +970,7 @@ class RequestHandler(Generic[A, P]):
                     self._release(response)
             # The response is released before any sleep so its connection returns to the pool at once.
             if retry_after is not None:
-                await self._retry(cause, method, url, retry_after, chain)
+                await self._retry_step(cause, method, url, retry_after, chain)
             if self.wait_timer is not None:
                 waited = float(self.wait_timer)
                 await self.wait_timer
@@ -1242,88 +1050,3 @@ def _payload_error(exc: PayloadHandlerError, method: HTTPMethod, response: Clien
     )
     error.__cause__ = exc
     return error
-
-
-async def _body_text(response: ClientResponse) -> str:
-    """The body for an error message; never raises for a broken body (non-UTF-8 bodies are decoded leniently).
-
-    A body over the size limit was closed with :class:`ResponseTooLargeError`, which is raised again here.
-    """
-    try:
-        return await response.text(errors="ignore")
-    except _ERROR_BODY_ERRORS:
-        return ""
-
-
-def _method_name(method: HTTPMethod | str) -> str:
-    return method.name if isinstance(method, HTTPMethod) else str(method).upper()
-
-
-def _describe(cause: ClientResponse | BaseException | None) -> str:
-    """What made an attempt fail, for a log line: the status, or the transport error's type."""
-    if isinstance(cause, ClientResponse):
-        reason = f" {cause.reason}" if cause.reason else ""
-        return f"status {cause.status}{reason}"
-    if isinstance(cause, BaseException):
-        return type(cause).__name__
-    return "no response"
-
-
-def _waits_ahead(timer: Timer) -> float | None:
-    """The seconds the retry steps still to come will sleep (before jitter), or None when not known.
-
-    Each retry sleeps the timer's current value and then advances it, so the waits ahead are the current value
-    and every later one but the last (the value the timer ends on is never slept): ``total_remaining`` (the
-    values after the current one, the last included) plus the current value, less the final value.
-    """
-    budget = remaining_budget(timer)
-    if budget is None:
-        return None
-    try:
-        final = timer.final
-        if final is None:
-            return None
-        return max(0.0, float(timer) + budget - float(final))
-    except (TypeError, ValueError, OverflowError):
-        return None
-
-
-# ------------------------------------------------------------------------------------------------------------
-# argument checks: a wrong argument fails where the handler is built, with what was expected
-# ------------------------------------------------------------------------------------------------------------
-def _what(value: Any) -> str:
-    """``value`` described for an error message: a class by its name (the usual slip is a missing ``()``)."""
-    if isinstance(value, type):
-        return f"the class {value.__name__} (an instance was expected: {value.__name__}(...))"
-    return f"{type(value).__name__} {value!r}" if isinstance(value, (int, float, str)) else type(value).__name__
-
-
-def _check_timer(value: Any, name: str) -> Timer | None:
-    if value is None:
-        return None
-    if not isinstance(value, Timer):
-        raise TypeError(
-            f"{name} must be a Timer (e.g. StepCountTimer(initial=0.5, count=3, step=0.5)) or None, not {_what(value)}"
-        )
-    problem = unusable_as_wait(value)
-    if problem is not None:
-        raise ValueError(f"{name} cannot be used as a schedule of waits: {type(value).__name__}: {problem}")
-    return value
-
-
-def _check_payload_handler(value: Any) -> PayloadHandler:
-    if not isinstance(value, PayloadHandler):
-        raise TypeError(
-            f"payload_handler must be a PayloadHandler instance (e.g. JSONPayloadHandler()), not {_what(value)}"
-        )
-    return value
-
-
-def _check_authoriser(value: Any) -> Any:
-    if value is None:
-        return None
-    from .auth.base import Authoriser  # the auth package imports this module's types only when type checking
-
-    if not isinstance(value, Authoriser):
-        raise TypeError(f"authoriser must be an Authoriser instance or None, not {_what(value)}")
-    return value

@@ -155,6 +155,10 @@ class StatsRecorder:
         self.bytes_received = 0
         self.wait_seconds: dict[str, float] = {}
 
+    def reset(self) -> None:
+        """Every counter back to zero, in place (the parts that hold this recorder keep counting into it)."""
+        self.__init__()  # type: ignore[misc]
+
     def response(self, status: int) -> None:
         """One finished attempt that got a response."""
         self.requests += 1
