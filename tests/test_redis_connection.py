@@ -272,14 +272,17 @@ async def test_operations_that_began_before_an_outage_neither_end_nor_start_one(
     caplog.set_level(logging.INFO, logger=LOGGER)
     connection = RedisConnection(dedicated_redis.url, namespace="race", retry_min=0.05, retry_max=0.05)
     release = asyncio.Event()
+    answered = [asyncio.Event(), asyncio.Event()]
 
     async def answered_then_slow(client: Any) -> Any:
         reply = await client.ping()  # read while Redis was up...
+        answered[0].set()
         await release.wait()  # ...but finishes after the outage was recorded
         return reply
 
     async def fails_late(client: Any) -> Any:
         await client.ping()
+        answered[1].set()
         await release.wait()
         raise redis_exceptions.ConnectionError("a reply lost before the outage ended")
 
@@ -287,7 +290,7 @@ async def test_operations_that_began_before_an_outage_neither_end_nor_start_one(
         assert await connection.call(lambda client: client.ping(), None) is True
         late_success = asyncio.ensure_future(connection.call(answered_then_slow, "default"))
         late_failure = asyncio.ensure_future(connection.call(fails_late, "default"))
-        await asyncio.sleep(0.1)
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in answered)), 30)  # both read while Redis was up
         dedicated_redis.kill()
         assert await connection.call(lambda client: client.ping(), None) is None  # the outage is recorded
         release.set()
@@ -296,7 +299,8 @@ async def test_operations_that_began_before_an_outage_neither_end_nor_start_one(
         assert await late_failure == "default"
         assert connection.outages == 1
         dedicated_redis.start()
-        await asyncio.sleep(0.1)
+        while not connection.usable():  # the back-off (retry_min, 0.05 s) before the next probe is allowed
+            await asyncio.sleep(connection.retry_delay() + 0.001)
         assert await connection.call(lambda client: client.ping(), None) is True  # a probe: recovered
         assert connection.available and connection.outages == 1
         levels = [r.levelno for r in caplog.records if r.name == LOGGER]

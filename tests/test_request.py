@@ -27,7 +27,7 @@ from aiorequestful.response.status import (
 )
 from aiorequestful.timer import StepCeilingTimer, StepCountTimer
 
-from .servers import VALID_TOKENS, hits, make_app
+from .servers import STARTED, VALID_TOKENS, event, hits, make_app
 
 SECRET = "s3cr3t-t0ken-value"
 
@@ -599,8 +599,8 @@ async def test_stats_add_up_after_retries_resends_and_errors(app_url) -> None:
 async def test_cancelled_call_is_counted(app_url) -> None:
     _app, url = app_url
     async with json_handler() as handler:
-        task = asyncio.create_task(handler.get(url / "slow" / "cx", params={"n": "1", "delay": "2"}))
-        await asyncio.sleep(0.2)
+        task = asyncio.create_task(handler.get(url / "hang" / "cx"))
+        await asyncio.wait_for(event(_app, STARTED, "hang", "cx").wait(), 30)  # the request is in flight
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
