@@ -209,7 +209,10 @@ async def test_retries_exhausted_raise_response_error(app_url) -> None:
             await handler.get(url / "flaky" / "b", params={"fail": "10"})
     assert hits(app, "flaky", "b") == 3  # count=2 -> 2 retries, 3 attempts
     assert info.value.response is not None and info.value.response.status == 503
-    assert str(info.value) == f"Status code: 503 | GET {url}/flaky/b?fail=10 | failure 3"
+    ctype = "text/plain; charset=utf-8"
+    assert str(info.value) == f"Status code: 503 | GET {url}/flaky/b?fail=10 | Content-Type: {ctype} | failure 3"
+    error = info.value
+    assert (error.method, error.url, error.status, error.content_type) == ("GET", f"{url}/flaky/b?fail=10", 503, ctype)
     assert info.value.body == "failure 3"
 
 
@@ -321,7 +324,10 @@ async def test_client_errors_raise_at_once(app_url) -> None:
         with pytest.raises(ResponseError) as info:
             await handler.get(url / "status" / "404")
     assert hits(app, "status") == 1
-    assert str(info.value) == f"Status code: 404 | GET {url}/status/404 | status 404"
+    assert (
+        str(info.value)
+        == f"Status code: 404 | GET {url}/status/404 | Content-Type: text/plain; charset=utf-8 | status 404"
+    )
 
 
 async def test_unhandled_error_status_without_handlers_is_retried(app_url) -> None:

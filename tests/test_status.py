@@ -233,8 +233,14 @@ async def test_client_error_raises_with_the_response(session: aiohttp.ClientSess
             await ClientErrorStatusHandler().handle(response=response)
         assert info.value.response is response
         assert info.value.body == f"failure body {code}"
-        assert info.value.message == f"GET {base_url}/status/{code} | failure body {code}"
-        assert str(info.value) == f"Status code: {code} | GET {base_url}/status/{code} | failure body {code}"
+        where = f"GET {base_url}/status/{code} | Content-Type: text/plain; charset=utf-8"
+        assert info.value.message == f"{where} | failure body {code}"
+        assert str(info.value) == f"Status code: {code} | {where} | failure body {code}"
+        assert (info.value.status, info.value.method, info.value.content_type) == (
+            code,
+            "GET",
+            "text/plain; charset=utf-8",
+        )
 
 
 async def test_client_error_with_undecodable_body(session: aiohttp.ClientSession, base_url: URL) -> None:
@@ -242,7 +248,7 @@ async def test_client_error_with_undecodable_body(session: aiohttp.ClientSession
         with pytest.raises(ResponseError) as info:
             await ClientErrorStatusHandler()(response)
     assert info.value.body == "bad  request"
-    assert info.value.message.endswith("/binary-error | bad  request")
+    assert info.value.message.endswith("/binary-error | Content-Type: text/plain; charset=utf-8 | bad  request")
 
 
 async def test_client_error_refuses_other_statuses(session: aiohttp.ClientSession, base_url: URL) -> None:

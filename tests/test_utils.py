@@ -321,3 +321,11 @@ def test_required_modules_message_names_the_module() -> None:
     with pytest.raises(AIORequestfulImportError) as info:
         required_modules_installed([None, typing], NeedsDatabase())
     assert str(info.value) == "Cannot create NeedsDatabase object. Required modules: aiosqlite"
+
+
+def test_response_error_without_a_response_names_nothing() -> None:
+    from aiorequestful.response.exception import ResponseError
+
+    error = ResponseError("plain")
+    assert (error.method, error.url, error.status, error.content_type, error.body) == (None, None, None, None, None)
+    assert str(error) == "plain"

@@ -46,9 +46,14 @@ def excerpt(body: str) -> str:
 def error_for_response(response: ClientResponse, body: str) -> ResponseError:
     """A :class:`ResponseError` for an error response: its request, the start of its body, the whole on ``.body``.
 
-    ``str(error)`` is ``"Status code: {status} | {METHOD} {redacted url} | {first 300 characters...}"``.
+    ``str(error)`` is ``"Status code: {status} | {METHOD} {redacted url} | Content-Type: {type} | {first 300
+    characters...}"`` (the content type when the response has one); the error's ``method``, ``url``, ``status``
+    and ``content_type`` say the same.
     """
     message = request_name(response)
+    content_type = response.headers.get("Content-Type")
+    if content_type:
+        message = f"{message} | Content-Type: {content_type}"
     if body:
         message = f"{message} | {excerpt(body)}"
     return ResponseError(message, response, body=body)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..exception import AIORequestfulError, HTTPError
+from ..security import redact_url
 
 if TYPE_CHECKING:
     from aiohttp import ClientResponse
@@ -28,6 +29,20 @@ class ResponseError(HTTPError):
         self.response = response
         #: The whole body text of the response, or None when it was not read.
         self.body = body
+        #: The request method, the URL (secrets masked), the status code and the response's Content-Type, when
+        #: a response is attached (otherwise None).
+        self.method: str | None = None
+        self.url: str | None = None
+        self.status: int | None = None
+        self.content_type: str | None = None
+        if response is not None:
+            method = getattr(response, "method", None)
+            self.method = str(method).upper() if method else None
+            url = getattr(response, "url", None)
+            self.url = redact_url(url) if url is not None else None
+            self.status = getattr(response, "status", None)
+            headers = getattr(response, "headers", None)
+            self.content_type = headers.get("Content-Type") if headers is not None else None
         parts = []
         if response:
             parts.append(f"Status code: {response.status}")
