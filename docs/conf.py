@@ -30,7 +30,7 @@ myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
 
 # The reference follows the source order, shows signatures without the module path, and keeps type hints in the
-# signature (they are the contract).
+# signature (they are 1.0.20's public API).
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True

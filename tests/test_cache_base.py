@@ -39,7 +39,7 @@ def info(url: str, method: str = "GET") -> RequestInfo:
 
 
 class DictRepository(ResponseRepository):
-    """The smallest repository a user could write against the contract (no metadata, no credentials)."""
+    """The smallest repository a user could write against 1.0.20's API (no metadata, no credentials)."""
 
     __slots__ = ("store",)
 
@@ -248,7 +248,7 @@ async def test_cache_delegates_to_the_selected_repository() -> None:
 
 
 async def test_cached_session_works_with_a_contract_only_backend(serve: Any) -> None:
-    """A repository that only implements 1.0.20's methods still gets hits (with the contract's defaults)."""
+    """A repository that only implements 1.0.20's methods still gets hits (with 1.0.20's defaults)."""
     app = make_app()
     base = await serve(app)
     cache = DictCache(cache_name="dict", repository_getter=pick_items)

@@ -75,7 +75,7 @@ async def test_usage_from_the_contract_runs_as_written(
     assert (tmp_path / "cache" / "api.sqlite").exists()
     assert raw_rows(tmp_path / "cache" / "api.sqlite", "items", "id, name") == [("42", "Item 42")]
 
-    # Direct repository use, as the contract lists it
+    # Direct repository use, as 1.0.20 documents it
     async with cache:
         table = cache["items"]
         await table.save_response((("GET", "42"), {"title": "x"}))

@@ -20,7 +20,7 @@ R = TypeVar("R")
 _URL_WIDTHS = (30, 40, 70, 100)
 
 
-class classproperty(Generic[T, R]):  # noqa: N801 - the contract names it in lower case
+class classproperty(Generic[T, R]):  # noqa: N801 - 1.0.20 names it in lower case
     """A read-only property computed from the class."""
 
     def __init__(self, func: Callable[[type[T]], R]) -> None:

@@ -47,7 +47,7 @@ MethodInput = str | HTTPMethod
 
 
 class RequestKwargs(TypedDict):
-    """The keyword arguments of ``aiohttp.ClientSession.request``; the key order is part of the contract."""
+    """The keyword arguments of ``aiohttp.ClientSession.request``; the key order is part of 1.0.20's API."""
 
     method: MethodInput
     url: URLInput

@@ -160,7 +160,7 @@ class OAuth2Authoriser(Authoriser, ABC):
         """Return ``Authorization`` headers for a valid token (the abstract member of :class:`Authoriser`).
 
         The built-in flows implement it as :meth:`_single_flight` over their ``_authorise`` step; a user subclass
-        may implement it directly, as the contract allows, or the same way.
+        may implement it directly, as 1.0.20 allows, or the same way.
         """
         raise NotImplementedError
 

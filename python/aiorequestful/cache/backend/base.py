@@ -5,13 +5,13 @@ A *repository* stores the responses of one family of endpoints under keys derive
 *settings*; a *cache* is a mapping of named repositories over one backend, plus a ``repository_getter`` that
 picks the repository for a URL.
 
-Beyond aiorequestful 1.0.20 (all additive, so that subclasses written against the contract keep working):
+Beyond aiorequestful 1.0.20 (all additive, so that subclasses written for 1.0.20 keep working):
 
 * a saved network response keeps its original status, reason and safe headers, see ``_store``;
 * entries are scoped to the credentials of the request that fetched them, so a request made with other
   credentials never gets them (``ResponseRepositorySettings.share_across_credentials`` opts out);
 * ``get_entry``/``save_for_request`` are the protocol between ``CachedSession`` and a repository; their defaults
-  fall back to the contract's ``get_response``/``_set_item_from_key_value_pair`` for repositories that do not
+  fall back to 1.0.20's ``get_response``/``_set_item_from_key_value_pair`` for repositories that do not
   override them (the older names ``_get_entry``/``_save_for_request`` still work, as hooks and as calls);
 * ``check_name``, ``as_key_parts``, ``request_info_of`` and ``UNSET`` are the helpers shared by the backends;
 * repository names that differ only in ASCII case are refused (``RepositoryNameError``): SQLite would put them in
@@ -192,7 +192,7 @@ class ResponseRepository(AsyncIterable[tuple[K, V]], Generic[K, V], metaclass=AB
     def expire(self) -> datetime:
         """The expiry a save made now would get, as naive local time like 1.0.20's ``datetime.now()``.
 
-        Only this informational property keeps the contract's naive type (so comparing it with
+        Only this informational property keeps 1.0.20's naive type (so comparing it with
         ``datetime.now()`` still works); what is stored is UTC.
         """
         return datetime.now() + self._expire
@@ -380,7 +380,7 @@ class ResponseRepository(AsyncIterable[tuple[K, V]], Generic[K, V], metaclass=AB
         return await self._get_entry(request)
 
     async def _get_entry(self, request: Any) -> CacheEntry | None:
-        """The older name of :meth:`get_entry`; by default built from the contract's ``get_response``."""
+        """The older name of :meth:`get_entry`; by default built from 1.0.20's ``get_response``."""
         payload: Any = await self.get_response(request)
         if payload is None:
             return None
