@@ -25,8 +25,13 @@ _BINARY_SUFFIXES = {".png", ".so", ".whl", ".gz", ".sqlite", ".ico"}
 
 def _tracked_files() -> list[Path]:
     result = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=False)
-    if result.returncode != 0:  # not a git checkout (an sdist): every file below the root
-        return [p for p in ROOT.rglob("*") if p.is_file() and ".venv" not in p.parts and ".git" not in p.parts]
+    if result.returncode != 0:  # not a git checkout (the sdist leg's copy): the project's files below the root
+        skipped = {".git", ".venv", "venv", "dist", "build", "target", "__pycache__", ".hypothesis"}
+        return [
+            p
+            for p in ROOT.rglob("*")
+            if p.is_file() and not skipped.intersection(p.relative_to(ROOT).parts) and "site-packages" not in p.parts
+        ]
     return [ROOT / name for name in result.stdout.decode().split("\0") if name]
 
 
