@@ -162,8 +162,9 @@ class RequestHandler(Generic[A, P]):
     :param pause_on_retry_after: when True, a 429 or 503 with ``Retry-After`` pauses *every* task sending to that
         host until the time asked for, not just the task that saw it. A ``Retry-After`` longer than the 429
         handler's ``max_retry_after`` (one hour by default) is not believed and pauses nobody else (the request
-        that got it is judged by its status handler and the retry step); a request whose remaining retry budget (``retry_timer.total_remaining``; none
-        without a retry timer) is shorter than the pause fails fast with ``ResponseError`` naming the status. A
+        that got it is judged by its status handler and the retry step); a request whose remaining retry budget
+        (``retry_timer.total_remaining``; none without a retry timer) is shorter than the pause fails fast with
+        ``ResponseError`` naming the status. A
         503 is still retried by the retry step, after the larger of the retry delay and the pause. Pass a
         :class:`~aiorequestful.flow.HostPauses` to share pauses between handlers (a
         :class:`~aiorequestful.shared.RedisHostPauses` between processes). False (default): no pauses.
