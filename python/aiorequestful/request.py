@@ -42,7 +42,7 @@ from ._handler.arguments import (
 from ._handler.chain import Chain
 from ._handler.gate import FlowGate
 from ._handler.redaction import format_request_line, redact_value, scrub_urls
-from ._handler.retry import RetryStep
+from ._handler.retry import TRANSIENT_ERRORS, RetryStep
 from ._utils import get_iterator
 from .cache.protocol import CachingSession
 from .exception import RequestError
@@ -81,9 +81,8 @@ if TYPE_CHECKING:
 A = TypeVar("A", bound="Authoriser")
 P = TypeVar("P")
 
-#: Failures of the transport that are worth another attempt: aiohttp's connection/payload errors and
-#: time-outs (aiohttp raises the built-in TimeoutError for total/connect time-outs).
-_TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError, asyncio.TimeoutError)
+#: Failures of the transport that are worth another attempt (defined with the retry step that retries them).
+_TRANSIENT_ERRORS = TRANSIENT_ERRORS
 
 #: Client errors that sending again cannot fix: a redirect loop stays a loop, a malformed URL stays malformed.
 #: They are raised at once, whatever the retry timer or policy.
@@ -857,10 +856,6 @@ class RequestHandler(Generic[A, P]):
             self._stats.failures += 1
             raise
 
-    def _fresh_retry_timer(self) -> Timer | None:
-        # The same fresh copy as the retry_timer property gives, without copy.deepcopy's generic machinery.
-        return self._retry_timer._fresh() if self._retry_timer is not None else None
-
     async def _request_loop(
         self,
         method: HTTPMethod,
@@ -874,13 +869,7 @@ class RequestHandler(Generic[A, P]):
         policy = self._retry_policy
         # A method the policy does not retry gives the status handlers no retry timer: a 429 is then not waited
         # out and resent, and a host pause is not waited for either (there is no budget to wait with).
-        handlers_get_timer = policy is None or policy.retries_method(method)
-        # The request's own fresh copy of the retry timer (as the retry_timer property gives) is made when first
-        # needed: a request that succeeds at once, with no status handler or gate to consult, never needs it.
-        retry_timer: Timer | None = None
-        handler_timer: Timer | None = None
-        timer_ready = self._retry_timer is None
-        chain = Chain()
+        chain = Chain(self._retry_timer, policy is None or policy.retries_method(method))
         pauses = self._pauses
         if self._robots is not None and self._session is not None:
             # Judged once per call, before any gate or attempt: a disallowed URL is never sent.
@@ -890,9 +879,6 @@ class RequestHandler(Generic[A, P]):
         # With flow control on, the cache is asked before the gate (a hit costs the host nothing); only on the
         # first attempt: a retry follows a failure, and failures are not cached.
         cache_first = host is not None and self._session_cache is not None
-        if host is not None and not timer_ready:
-            retry_timer, timer_ready = self._fresh_retry_timer(), True
-            handler_timer = retry_timer if handlers_get_timer else None
 
         while True:
             response: ClientResponse | BaseException | None = None
@@ -900,7 +886,7 @@ class RequestHandler(Generic[A, P]):
                 response = await self._lookup_first(method, url, kwargs)
             if response is None:
                 if host is not None:
-                    await self._flow_gate.wait(host, url, handler_timer, chain)
+                    await self._flow_gate.wait(host, url, chain.handler_timer(), chain)
                 response = await self._send(method, url, log_message, kwargs, max_body_size, lookup=not cache_first)
             cache_first = False
             done = False
@@ -915,10 +901,10 @@ class RequestHandler(Generic[A, P]):
                 else:
                     if pauses is not None and response.status in PAUSE_STATUSES:
                         pause_until = self._record_pause(response)
-                    if not timer_ready and self._dispatch.lookup(response.status) is not None:
-                        retry_timer, timer_ready = self._fresh_retry_timer(), True
-                        handler_timer = retry_timer if handlers_get_timer else None
-                    if await self._handle_response(response, handler_timer, chain, max_body_size):
+                    # Only a status that has a handler needs the call's timer (and the handler's dispatch).
+                    if self._dispatch.lookup(response.status) is not None and await self._handle_response(
+                        response, chain.handler_timer(), chain, max_body_size
+                    ):
                         # handled: send again without a retry-timer step; the handler judged and waited out
                         # this response's own Retry-After, so the gate need not judge that pause again.
                         if pause_until is not None:
@@ -952,10 +938,7 @@ class RequestHandler(Generic[A, P]):
                         failure = response
 
                 if failure is not None:
-                    if not timer_ready:
-                        retry_timer, timer_ready = self._fresh_retry_timer(), True
-                        handler_timer = retry_timer if handlers_get_timer else None
-                    timer = retry_timer if self._retryable(failure, method) else None
+                    timer = chain.retry_timer() if self._retryable(failure, method) else None
                     if timer is None or not timer.can_increase:
                         await self._retry_step(failure, method, url, timer, chain)  # raises
                     assert timer is not None

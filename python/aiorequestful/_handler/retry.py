@@ -22,11 +22,15 @@ from ..stats import WAIT_RETRY, RequestHooks, StatsRecorder, call_hooks
 from ..timer import Timer
 from .chain import Chain
 
-__all__ = ("RetryStep", "waits_ahead")
+__all__ = ("TRANSIENT_ERRORS", "RetryStep", "waits_ahead")
+
+#: Failures of the transport that are worth another attempt: aiohttp's connection/payload errors and
+#: time-outs (aiohttp raises the built-in TimeoutError for total/connect time-outs).
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError, asyncio.TimeoutError)
 
 #: What reading a body for an error message may raise (and must not escape: a broken body still gives the
 #: response's error, not a transport error about reading it).
-_ERROR_BODY_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError, TimeoutError, LookupError, RuntimeError)
+_ERROR_BODY_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, LookupError, RuntimeError)
 
 #: Writes the DEBUG line of a request (the handler's ``log``).
 LogLine = Callable[..., None]
