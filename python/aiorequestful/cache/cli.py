@@ -26,24 +26,27 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ._entry import now_stamp
+from .backend.sqlite import SQLiteTable, live_condition
+from .backend.sqlite import quote_identifier as _quote
 
 __all__ = ("main",)
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 #: The columns every cache table has (the names ``SQLiteTable`` uses).
-_NAME, _CACHED, _EXPIRES, _PAYLOAD = "name", "cached_at", "expires_at", "payload"
+_NAME, _CACHED, _EXPIRES, _PAYLOAD = (
+    SQLiteTable.name_column,
+    SQLiteTable.cached_column,
+    SQLiteTable.expiry_column,
+    SQLiteTable.payload_column,
+)
 _REQUIRED = frozenset({_CACHED, _EXPIRES, _PAYLOAD})
 #: Columns that are part of a row's identity but not of the user's key.
-_SCOPE = "credential_digest"
-_STATUS = "response_status"
+_SCOPE = SQLiteTable.credentials_column
+_STATUS = SQLiteTable.status_column
 
 
 class CacheCliError(Exception):
     """A refusal or failure the tool reports as one line on stderr (exit status 2)."""
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)
@@ -55,10 +58,8 @@ class _Table:
 
 
 def _expired_sql() -> str:
-    # A stamp that is not in the fixed-width form the cache writes cannot be trusted to compare as text, so
-    # such rows count as expired (as the cache itself treats them).
-    expires = _quote(_EXPIRES)
-    return f"({expires} <= ? OR {expires} IS NULL OR length({expires}) != 32 OR substr({expires}, 11, 1) != 'T')"
+    # Exactly what the cache itself treats as expired (a garbage stamp included): not live.
+    return f"NOT ({live_condition(_quote(_EXPIRES))})"
 
 
 class SQLiteCacheFile:

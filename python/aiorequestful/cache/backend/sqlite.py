@@ -83,7 +83,15 @@ try:
 except ImportError:  # pragma: no cover - exercised by monkeypatching the global in tests
     aiosqlite = None  # type: ignore[assignment]
 
-__all__ = ("DEFAULT_LOCK_WAIT", "META_TABLE", "SQLiteCache", "SQLiteTable", "aiosqlite")
+__all__ = (
+    "DEFAULT_LOCK_WAIT",
+    "META_TABLE",
+    "SQLiteCache",
+    "SQLiteTable",
+    "aiosqlite",
+    "live_condition",
+    "quote_identifier",
+)
 
 #: The table of cache-wide values (the credential digest key); no repository may take its name.
 META_TABLE = "aiorequestful_meta"
@@ -99,9 +107,23 @@ _NO_LIMIT = 2**62
 _UNUSABLE_CODES = frozenset({11, 26})
 
 
-def _quote(identifier: str) -> str:
+def quote_identifier(identifier: str) -> str:
     """An SQL identifier in double quotes, inner quotes doubled."""
     return '"' + identifier.replace('"', '""') + '"'
+
+
+_quote = quote_identifier
+
+
+def live_condition(expiry: str) -> str:
+    """SQL that is true for a live row: its expiry stamp (the quoted column ``expiry``) is later than the bound
+    ``?`` (a :func:`now_stamp`) and readable as a time.
+
+    Stamps are fixed-width UTC text, so text order is time order (and the index serves it); ``julianday()`` is NULL
+    for text that is not a time at all, which would otherwise compare as "later" than every real stamp and never
+    expire. The cache's lookups and the cache CLI share this one definition.
+    """
+    return f"{expiry} > ? AND julianday({expiry}) IS NOT NULL"
 
 
 def _bindable(part: Any) -> Any:
@@ -283,10 +305,7 @@ class SQLiteTable(ResponseRepository[K, V]):
         # Sizes in bytes, known to SQLite without handing the value to Python: a row over the size cap is never
         # read into memory.
         size, headers_size = f"length(CAST({payload} AS BLOB))", f"COALESCE(length(CAST({headers} AS BLOB)), 0)"
-        # Live: not expired, and a readable stamp. Stamps are fixed-width UTC text, so text order is time order
-        # (and the index serves it); julianday() is NULL for text that is not a time at all, which would otherwise
-        # compare as "later" than every real stamp and never expire.
-        live = f"{expiry} > ? AND julianday({expiry}) IS NOT NULL"
+        live = live_condition(expiry)
         scoped = f"{where} AND {credentials} = ?"
         # Identifiers are validated and quoted; every value is a bound parameter.
         return {
