@@ -68,6 +68,7 @@ from .stats import (
     StatsRecorder,
     call_hooks,
 )
+from .telemetry.logfields import begin_call, log_fields, next_attempt, response_status
 from .timer import Timer
 from .types import RequestKwargs, URLInput
 
@@ -536,7 +537,7 @@ class RequestHandler(Generic[A, P]):
         """
         if not self.logger.isEnabledFor(level):
             return
-        self.logger.log(level, "%s", format_request_line(method, url, message, kwargs))
+        self.logger.log(level, "%s", format_request_line(method, url, message, kwargs), extra=log_fields(method, url))
 
     async def _log_response(self, response: ClientResponse, method: HTTPMethod | str, url: URLInput) -> None:
         """DEBUG-log a failed response: status, the start of its body, and headers (lazy; never fails on bytes).
@@ -584,6 +585,7 @@ class RequestHandler(Generic[A, P]):
         session = self._session
         if session is None or session.closed:
             raise RequestError(_CLOSED_MESSAGE)
+        next_attempt()  # the attempt number and status the log records of this attempt carry
         if self.logger.isEnabledFor(logging.DEBUG):
             messages = list(get_iterator(log_message))  # never append to the caller's list
             if self._session_cache is not None:
@@ -629,6 +631,7 @@ class RequestHandler(Generic[A, P]):
     def _account(self, method: HTTPMethod, url: URLInput, response: ClientResponse) -> None:
         """Count an attempt that got ``response`` (from the network or the cache) and tell the hooks."""
         from_cache = _is_cached(response)
+        response_status(response.status)  # the status the attempt's log records carry from now on
         stats = self._stats
         stats.response(response.status)
         if from_cache:
@@ -649,6 +652,7 @@ class RequestHandler(Generic[A, P]):
         hit = await session.lookup(method.name, url, **options)
         if hit is None:
             return None
+        next_attempt()  # a hit is an attempt, answered from storage
         if self.logger.isEnabledFor(logging.DEBUG):
             self.log(method=method.name, url=url, message="Cached Request: answered from the cache before the gate")
         if self.hooks.on_request:
@@ -866,6 +870,7 @@ class RequestHandler(Generic[A, P]):
     ) -> P:
         if max_body_size is _UNSET:
             max_body_size = self._max_body_size
+        begin_call(method, url, self._session)  # what every log record of this call says about it
         policy = self._retry_policy
         # A method the policy does not retry gives the status handlers no retry timer: a 429 is then not waited
         # out and resent, and a host pause is not waited for either (there is no budget to wait with).

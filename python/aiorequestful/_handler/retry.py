@@ -19,6 +19,7 @@ from ..flow.pause import remaining_budget
 from ..response._body import error_for_response
 from ..security import redact_url
 from ..stats import WAIT_RETRY, RequestHooks, StatsRecorder, call_hooks
+from ..telemetry.logfields import log_fields
 from ..timer import Timer
 from .chain import Chain
 
@@ -121,8 +122,14 @@ class RetryStep:
                     detail = f"will retry {remaining} more times"
                 else:
                     detail = f"will retry {remaining} more times, waiting {ahead:.2f} s in all"
+                status = cause.status if isinstance(cause, ClientResponse) else None
                 logger.warning(
-                    "%s %s failed (%s): %s", _method_name(method), redact_url(URL(url)), _describe(cause), detail
+                    "%s %s failed (%s): %s",
+                    _method_name(method),
+                    redact_url(URL(url)),
+                    _describe(cause),
+                    detail,
+                    extra=log_fields(method, url, status),
                 )
         if logger.isEnabledFor(logging.DEBUG):
             self._log(method=str(method), url=url, message=f"Request failed: retrying in {float(timer):.2f} seconds...")

@@ -39,6 +39,7 @@ from ..limits import DEFAULT_MAX_BODY_SIZE
 from ..response._body import read_body
 from ..response.exception import ResponseTooLargeError
 from ..security import redact_url
+from ..telemetry.logfields import log_fields
 from ._entry import default_headers
 from .backend.base import ResponseCache, ResponseRepository
 from .exception import CacheError
@@ -108,7 +109,9 @@ class CachedSession(_QuietSubclass, ClientSession):
             name = getattr(self.cache, "cache_name", type(self.cache).__name__)
             if self.cache.repository_getter is None:
                 self.logger.warning(
-                    "Cache %r has no repository_getter: no response is stored in it or served from it", name
+                    "Cache %r has no repository_getter: no response is stored in it or served from it",
+                    name,
+                    extra=log_fields(info.method, info.url),
                 )
             else:
                 self.logger.warning(
@@ -117,6 +120,7 @@ class CachedSession(_QuietSubclass, ClientSession):
                     name,
                     info.method,
                     redact_url(info.url),
+                    extra=log_fields(info.method, info.url),
                 )
         return repository
 
@@ -320,6 +324,7 @@ class CachedSession(_QuietSubclass, ClientSession):
             self.logger.warning(
                 "Cache lookup failed, sending the request instead: %s",
                 format_url_log(info.method, info.url, f"{type(exc).__name__}: {exc}"),
+                extra=log_fields(info.method, info.url),
             )
             return None
         if entry is None:
@@ -348,9 +353,11 @@ class CachedSession(_QuietSubclass, ClientSession):
             raise
         except Exception as exc:  # the caller has its response; a failed save is a warning, not an error
             self.logger.warning(
-                "Could not cache the response: %s", format_url_log(info.method, info.url, type(exc).__name__)
+                "Could not cache the response: %s",
+                format_url_log(info.method, info.url, type(exc).__name__),
+                extra=log_fields(info.method, info.url),
             )
-            self.logger.debug("Cache save failure detail", exc_info=True)
+            self.logger.debug("Cache save failure detail", exc_info=True, extra=log_fields(info.method, info.url))
 
 
 class _CachedRequest(Coroutine[Any, Any, ClientResponse]):
@@ -398,7 +405,9 @@ class _CachedRequest(Coroutine[Any, Any, ClientResponse]):
                     response = await session._lookup(repository, info)
             if session.logger.isEnabledFor(logging.DEBUG):
                 hit = "CACHE HIT" if response is not None else "HTTP REQUEST"
-                session.logger.debug("%s", format_url_log("CACHE", info.url, hit))
+                session.logger.debug(
+                    "%s", format_url_log("CACHE", info.url, hit), extra=log_fields(info.method, info.url)
+                )
         if response is None:
             response = await ClientSession.request(session, method, url, **kwargs)
             if persist and repository is not None and info is not None:

@@ -1,0 +1,412 @@
+# SPDX-License-Identifier: MIT
+"""OpenTelemetry traces and metrics for :class:`~aiorequestful.request.RequestHandler`.
+
+``pip install 'aiorequestful[otel]'``; nothing of OpenTelemetry is imported until this module is. Attach it to
+a handler and every ``request()`` call (``get``, ``post``... included) becomes one span, from the call to its
+payload or exception, over all its attempts::
+
+    from aiorequestful.telemetry.otel import OpenTelemetryInstrumentation
+
+    instrumentation = OpenTelemetryInstrumentation(handler, name="catalogue")
+    ...
+    instrumentation.detach()  # the handler is as it was
+
+The span follows the OpenTelemetry semantic conventions for HTTP client spans: its name is the method, its kind
+``CLIENT``, and it has ``http.request.method``, ``url.full`` (user info and secret query values masked by
+:func:`aiorequestful.security.redact_url`), ``server.address``, ``server.port``, ``http.response.status_code``
+(of the last response), ``http.request.resend_count`` (when the request was sent more than once) and, when the
+call failed, ``error.type`` and status ``ERROR``. Our own attributes say what the handler did:
+
+================================== ===================================================================
+``aiorequestful.attempts``         attempts (sends, and cache hits) the call made
+``aiorequestful.retries``          retry steps after a failed attempt
+``aiorequestful.resends``          attempts sent again because a status handler asked (401, 429)
+``aiorequestful.wait.<reason>``    seconds waited, per reason (``retry``, ``wait_timer``,
+                                   ``status_handler``, ``rate_limit``, ``pause``; only those waited)
+``aiorequestful.cache``            ``hit`` (answered from the cache), ``miss`` (a caching session fetched
+                                   it) or ``none`` (no caching session)
+``aiorequestful.handler``          the ``name`` given to the instrumentation
+================================== ===================================================================
+
+A call answered by an identical concurrent call's request (``coalesce=True``) has ``aiorequestful.attempts``
+0: the attempts are on the span of the call that made them. The span is current while the call runs, so spans
+made inside it (by an aiohttp instrumentation, say) are its children.
+
+Metrics (every point has ``aiorequestful.handler``):
+
+======================================= =============== ==================================================
+``http.client.request.duration``        histogram, s    per call, with ``http.request.method``,
+                                                        ``server.address``, ``server.port``,
+                                                        ``http.response.status_code``, ``error.type``
+``aiorequestful.wait.duration``         histogram, s    every wait, with ``aiorequestful.wait.reason``
+``aiorequestful.calls``                 counter         ``stats.calls``
+``aiorequestful.attempts``              counter         ``stats.requests``
+``aiorequestful.responses``             counter         ``stats.responses``, with
+                                                        ``aiorequestful.status_class`` (``2xx``...)
+``aiorequestful.retries``               counter         ``stats.retries``
+``aiorequestful.resends``               counter         ``stats.resends``
+``aiorequestful.transport_errors``      counter         ``stats.errors``
+``aiorequestful.failed_calls``          counter         ``stats.failures``
+``aiorequestful.cancelled_calls``       counter         ``stats.cancelled``
+``aiorequestful.coalesced_calls``       counter         ``stats.coalesced``
+``aiorequestful.cache.hits``            counter         ``stats.cache_hits``
+``aiorequestful.cache.misses``          counter         ``stats.cache_misses``
+``aiorequestful.received_bytes``        counter, By     ``stats.bytes_received``
+``aiorequestful.wait.time``             counter, s      ``stats.wait_seconds_by_reason``, with
+                                                        ``aiorequestful.wait.reason``
+======================================= =============== ==================================================
+
+The counters are observable: they read ``handler.stats`` when the metrics are collected, so they are the
+handler's own counters (nothing is counted twice), as the Prometheus collector's are.
+``handler.reset_stats()`` starts them again from zero.
+
+How it attaches: the span and the duration come from wrapping the handler's ``request`` (the handler's class
+is swapped for a subclass of it whose ``request`` opens the span around the original one; ``detach()`` swaps
+it back), the per-call numbers from the handler's hooks (``handler.hooks``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
+from http import HTTPMethod
+from typing import TYPE_CHECKING, Any
+
+try:
+    from opentelemetry import context as otel_context
+    from opentelemetry import metrics, trace
+    from opentelemetry.metrics import CallbackOptions, Observation
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+except ImportError as exc:  # an optional extra
+    raise ImportError(
+        "The OpenTelemetry instrumentation needs opentelemetry-api: pip install 'aiorequestful[otel]'"
+    ) from exc
+
+from yarl import URL
+
+from .. import __version__
+from .._aiohttp import session_base_url
+from .._handler.redaction import scrub_urls
+from ..cache.protocol import CachingSession
+from ..security import redact_url
+from ..stats import WAIT_STATUS
+
+if TYPE_CHECKING:
+    from ..request import RequestHandler
+
+__all__ = ("DEFAULT_DURATION_BUCKETS", "OpenTelemetryInstrumentation")
+
+#: The bucket bounds, in seconds, the HTTP semantic conventions advise for ``http.client.request.duration``.
+DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
+)  # fmt: skip
+
+#: (instrument name, RequestStats attribute, unit, description) of the counters read from ``handler.stats``.
+_COUNTERS: tuple[tuple[str, str, str, str], ...] = (
+    ("aiorequestful.calls", "calls", "{call}", "request() calls made"),
+    ("aiorequestful.attempts", "requests", "{attempt}", "Attempts that finished (cache hits included)"),
+    ("aiorequestful.retries", "retries", "{retry}", "Retry steps taken after a failed attempt"),
+    ("aiorequestful.resends", "resends", "{attempt}", "Attempts sent again because a status handler asked"),
+    ("aiorequestful.transport_errors", "errors", "{attempt}", "Attempts that failed in transport"),
+    ("aiorequestful.failed_calls", "failures", "{call}", "request() calls that ended in an exception"),
+    ("aiorequestful.cancelled_calls", "cancelled", "{call}", "request() calls cancelled before they finished"),
+    ("aiorequestful.coalesced_calls", "coalesced", "{call}", "Calls answered by an identical concurrent call"),
+    ("aiorequestful.cache.hits", "cache_hits", "{response}", "Responses served from the cache"),
+    ("aiorequestful.cache.misses", "cache_misses", "{response}", "Responses a caching session fetched"),
+    ("aiorequestful.received_bytes", "bytes_received", "By", "Body bytes received from the network"),
+)
+
+HANDLER = "aiorequestful.handler"
+WAIT_REASON = "aiorequestful.wait.reason"
+STATUS_CLASS = "aiorequestful.status_class"
+
+
+class _Call:
+    """What the hooks saw of one call."""
+
+    __slots__ = ("attempts", "cache", "resends", "retries", "status", "waits")
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.retries = 0
+        self.resends = 0
+        self.status: int | None = None
+        self.cache = "none"
+        self.waits: dict[str, float] = {}
+
+
+#: The call being made in this task, and the instrumentation it belongs to (hooks of another instrumented
+#: handler called meanwhile must not count into it).
+_current: ContextVar[tuple[OpenTelemetryInstrumentation, _Call] | None] = ContextVar(
+    "aiorequestful_otel_call", default=None
+)
+
+
+def _error_type(exc: BaseException) -> str:
+    """The exception's class, fully qualified unless it is a built-in (as the conventions ask)."""
+    cls = type(exc)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+class OpenTelemetryInstrumentation:
+    """Traces every ``request()`` call of ``handler`` as a span and records its metrics (see the module docs).
+
+    Attached on construction; :meth:`detach` undoes it.
+
+    :param handler: the handler to instrument (one instrumentation per handler).
+    :param name: the value of the ``aiorequestful.handler`` attribute, to tell handlers apart.
+    :param tracer_provider: where spans go; the global one (``opentelemetry.trace``) when None.
+    :param meter_provider: where metrics go; the global one (``opentelemetry.metrics``) when None.
+    :param duration_buckets: the bucket bounds (seconds) advised for the duration histograms.
+    """
+
+    def __init__(
+        self,
+        handler: RequestHandler[Any, Any],
+        *,
+        name: str = "default",
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+        duration_buckets: Sequence[float] = DEFAULT_DURATION_BUCKETS,
+    ) -> None:
+        from ..request import RequestHandler
+
+        if not isinstance(handler, RequestHandler):
+            raise TypeError(f"handler must be a RequestHandler, not {type(handler).__name__}")
+        if getattr(type(handler), "_aiorequestful_otel", None) is not None:
+            raise ValueError("This handler is already instrumented; detach() that instrumentation first")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, not {name!r}")
+        bounds = [float(b) for b in duration_buckets]
+        if not bounds or bounds != sorted(set(bounds)) or bounds[0] < 0:
+            raise ValueError(f"duration_buckets must be increasing non-negative numbers: {list(duration_buckets)!r}")
+        self.handler = handler
+        self.name = name
+        self._attached = True
+        self._handler_attribute = {HANDLER: name}
+        self._caching: tuple[object, bool] = (None, False)
+
+        tracer_provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
+        meter_provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+        self._tracer = tracer_provider.get_tracer("aiorequestful", __version__)
+        meter = meter_provider.get_meter("aiorequestful", __version__)
+        self._duration = meter.create_histogram(
+            "http.client.request.duration",
+            unit="s",
+            description="Duration of HTTP client requests.",
+            explicit_bucket_boundaries_advisory=bounds,
+        )
+        self._waits = meter.create_histogram(
+            "aiorequestful.wait.duration",
+            unit="s",
+            description="Seconds waited, per wait, by reason",
+            explicit_bucket_boundaries_advisory=bounds,
+        )
+        for instrument, attribute, unit, description in _COUNTERS:
+            meter.create_observable_counter(
+                instrument, callbacks=[self._observe(attribute)], unit=unit, description=description
+            )
+        meter.create_observable_counter(
+            "aiorequestful.responses",
+            callbacks=[self._observe_responses],
+            unit="{response}",
+            description="Responses received, by status class",
+        )
+        meter.create_observable_counter(
+            "aiorequestful.wait.time",
+            callbacks=[self._observe_waits],
+            unit="s",
+            description="Seconds spent waiting, by reason",
+        )
+
+        hooks = handler.hooks
+        hooks.on_request.append(self._on_request)
+        hooks.on_response.append(self._on_response)
+        hooks.on_retry.append(self._on_retry)
+        hooks.on_wait.append(self._on_wait)
+        self._original_class = type(handler)
+        handler.__class__ = self._traced_class(self._original_class)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # attaching
+    # ------------------------------------------------------------------------------------------------------------
+    def _traced_class(self, cls: type[RequestHandler[Any, Any]]) -> type:
+        """A subclass of ``cls`` (same layout, so the handler can be switched to it) whose ``request`` is traced."""
+        original = cls.request
+        instrumentation = self
+
+        async def request(handler: Any, **kwargs: Any) -> Any:
+            return await instrumentation._traced(original, handler, kwargs)
+
+        request.__doc__ = original.__doc__
+        # The same name, so the handler's repr and error messages read as before.
+        namespace = {
+            "__slots__": (),
+            "__module__": cls.__module__,
+            "__qualname__": cls.__qualname__,
+            "request": request,
+            "_aiorequestful_otel": self,
+        }
+        return type(cls.__name__, (cls,), namespace)
+
+    def detach(self) -> None:
+        """Stop tracing the handler and give it back its own class; the counters then report nothing."""
+        if not self._attached:
+            return
+        self._attached = False
+        handler = self.handler
+        if getattr(type(handler), "_aiorequestful_otel", None) is self:
+            handler.__class__ = self._original_class
+        hooks = handler.hooks
+        for hook_list, hook in (
+            (hooks.on_request, self._on_request),
+            (hooks.on_response, self._on_response),
+            (hooks.on_retry, self._on_retry),
+            (hooks.on_wait, self._on_wait),
+        ):
+            if hook in hook_list:
+                hook_list.remove(hook)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # the span of a call
+    # ------------------------------------------------------------------------------------------------------------
+    def _request_attributes(self, method: str, url: Any, params: Any) -> dict[str, Any]:
+        attributes: dict[str, Any] = {"http.request.method": method, **self._handler_attribute}
+        try:
+            target = URL(url)
+            if not target.absolute:
+                base = session_base_url(self.handler.session)
+                if base is not None:
+                    target = base.join(target)
+            if params:
+                target = target.extend_query(params)
+        except (TypeError, ValueError):
+            return attributes  # the call itself will fail, naming the bad URL
+        attributes["url.full"] = redact_url(target)
+        if target.host is not None:
+            attributes["server.address"] = target.host
+            if target.port is not None:
+                attributes["server.port"] = target.port
+        return attributes
+
+    async def _traced(
+        self, original: Callable[..., Any], handler: RequestHandler[Any, Any], kwargs: dict[str, Any]
+    ) -> Any:
+        raw_method = kwargs.get("method")
+        try:
+            method = HTTPMethod(str(raw_method).upper()).name
+        except ValueError:
+            return await original(handler, **kwargs)  # refused by the handler, with its own message
+        attributes = self._request_attributes(method, kwargs.get("url"), kwargs.get("params"))
+        span = self._tracer.start_span(method, kind=SpanKind.CLIENT, attributes=attributes)
+        call = _Call()
+        own = _current.set((self, call))
+        active = otel_context.attach(trace.set_span_in_context(span))
+        started = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            return await original(handler, **kwargs)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            otel_context.detach(active)
+            _current.reset(own)
+            self._finish(span, call, attributes, error, elapsed)
+
+    def _finish(
+        self, span: trace.Span, call: _Call, attributes: dict[str, Any], error: BaseException | None, elapsed: float
+    ) -> None:
+        measured = {
+            key: attributes[key]
+            for key in ("http.request.method", "server.address", "server.port", HANDLER)
+            if key in attributes
+        }
+        if call.status is not None:
+            span.set_attribute("http.response.status_code", call.status)
+            measured["http.response.status_code"] = call.status
+        if call.attempts > 1:
+            span.set_attribute("http.request.resend_count", call.attempts - 1)
+        span.set_attribute("aiorequestful.attempts", call.attempts)
+        span.set_attribute("aiorequestful.retries", call.retries)
+        span.set_attribute("aiorequestful.resends", call.resends)
+        span.set_attribute("aiorequestful.cache", call.cache)
+        for reason, seconds in sorted(call.waits.items()):
+            span.set_attribute(f"aiorequestful.wait.{reason}", seconds)
+        if error is not None:
+            error_type = _error_type(error)
+            span.set_attribute("error.type", error_type)
+            measured["error.type"] = error_type
+            # Not span.record_exception: an exception's text may quote a URL with its secrets (aiohttp's do).
+            span.add_event("exception", {"exception.type": error_type, "exception.message": scrub_urls(str(error))})
+            span.set_status(Status(StatusCode.ERROR, error_type))
+        span.end()
+        self._duration.record(elapsed, measured)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # hooks: what the call did
+    # ------------------------------------------------------------------------------------------------------------
+    def _call(self) -> _Call | None:
+        current = _current.get()
+        return current[1] if current is not None and current[0] is self else None
+
+    def _on_request(self, method: str, url: URL) -> None:
+        call = self._call()
+        if call is not None:
+            call.attempts += 1
+
+    def _caching_session(self) -> bool:
+        session = self.handler.session
+        known, caching = self._caching
+        if known is not session:  # judged once per session: a protocol check is slow
+            caching = isinstance(session, CachingSession)
+            self._caching = (session, caching)
+        return caching
+
+    def _on_response(self, method: str, url: URL, status: int, from_cache: bool) -> None:
+        call = self._call()
+        if call is not None:
+            call.status = status
+            call.cache = "hit" if from_cache else ("miss" if self._caching_session() else "none")
+
+    def _on_retry(self, method: str, url: URL, delay: float, cause: Any) -> None:
+        call = self._call()
+        if call is not None:
+            call.retries += 1
+
+    def _on_wait(self, reason: str, seconds: float, url: URL | None) -> None:
+        self._waits.record(seconds, {WAIT_REASON: reason, **self._handler_attribute})
+        call = self._call()
+        if call is not None:
+            call.waits[reason] = call.waits.get(reason, 0.0) + seconds
+            if reason == WAIT_STATUS:
+                call.resends += 1  # a status handler waited and asked to send again
+
+    # ------------------------------------------------------------------------------------------------------------
+    # observable counters: the handler's own
+    # ------------------------------------------------------------------------------------------------------------
+    def _observe(self, attribute: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            if not self._attached:
+                return []
+            return [Observation(getattr(self.handler.stats, attribute), self._handler_attribute)]
+
+        return observe
+
+    def _observe_responses(self, options: CallbackOptions) -> Iterable[Observation]:
+        if not self._attached:
+            return []
+        return [
+            Observation(count, {STATUS_CLASS: status_class, **self._handler_attribute})
+            for status_class, count in self.handler.stats.responses.items()
+        ]
+
+    def _observe_waits(self, options: CallbackOptions) -> Iterable[Observation]:
+        if not self._attached:
+            return []
+        return [
+            Observation(seconds, {WAIT_REASON: reason, **self._handler_attribute})
+            for reason, seconds in self.handler.stats.wait_seconds_by_reason.items()
+        ]
