@@ -68,7 +68,7 @@ from .stats import (
     StatsRecorder,
     call_hooks,
 )
-from .telemetry.logfields import begin_call, log_fields, next_attempt, response_status
+from .telemetry.logfields import begin_call, end_call, log_fields, next_attempt, response_status
 from .timer import Timer
 from .types import RequestKwargs, URLInput
 
@@ -841,6 +841,7 @@ class RequestHandler(Generic[A, P]):
         max_body_size = kwargs.pop("max_body_size", _UNSET)
         max_body_size = self._max_body_size if max_body_size is _UNSET else check_max_body_size(max_body_size)
         self._stats.calls += 1
+        log_context = begin_call(method, url, self._session)  # what every log record of this call says about it
         try:
             coalescer = self._coalescer
             if coalescer is not None:
@@ -859,6 +860,8 @@ class RequestHandler(Generic[A, P]):
         except Exception:
             self._stats.failures += 1
             raise
+        finally:
+            end_call(log_context)
 
     async def _request_loop(
         self,
@@ -870,7 +873,6 @@ class RequestHandler(Generic[A, P]):
     ) -> P:
         if max_body_size is _UNSET:
             max_body_size = self._max_body_size
-        begin_call(method, url, self._session)  # what every log record of this call says about it
         policy = self._retry_policy
         # A method the policy does not retry gives the status handlers no retry timer: a 429 is then not waited
         # out and resent, and a host pause is not waited for either (there is no budget to wait with).

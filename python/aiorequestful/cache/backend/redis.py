@@ -39,7 +39,7 @@ from collections.abc import AsyncIterator, Generator
 from datetime import timedelta
 from enum import Enum
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from aiohttp import ClientRequest, ClientResponse, RequestInfo
 from dateutil.relativedelta import relativedelta
@@ -263,6 +263,74 @@ def _decode_payload(data: Any, flags: Any, limit: int | None = None) -> str | by
     return data if bits & _FLAG_BYTES else data.decode("utf-8", "surrogatepass")
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# The key layout, public for tools that look into a cache from outside a crawl (python -m aiorequestful.cache):
+# they find, read and tidy entries with these, so there is one definition of how entries are laid out.
+# ----------------------------------------------------------------------------------------------------------------
+#: The scripts and batch size ``RedisTable.clear`` runs, so that a tool purges exactly as the cache does.
+CLEAR_EXPIRED_SCRIPT = _CLEAR_EXPIRED
+CLEAR_CHUNK_SCRIPT = _CLEAR_CHUNK
+CLEAR_CHUNK_SIZE = _CHUNK
+#: Bits of an entry hash's ``f`` field: the payload is zlib-compressed; it is bytes rather than UTF-8 text.
+FLAG_ZLIB, FLAG_BYTES = _FLAG_ZLIB, _FLAG_BYTES
+_INDEX_SUFFIX = "}:index"
+
+
+def repository_keys(connection: RedisConnection, cache_name: str, repository: str) -> tuple[str, str]:
+    """``(entry key prefix, index key)`` of a repository: ``<namespace>:cache:{<cache>/<repository>}:e:`` and
+    ``<namespace>:cache:{<cache>/<repository>}:index``. Both names are URL-quoted, so neither can bring a brace, a
+    slash or a glob character into a key, and the braces are the Redis Cluster hash tag of the repository."""
+    tag = "{" + quote(cache_name, safe="") + "/" + quote(repository, safe="") + "}"
+    return connection.key("cache", tag, "e", ""), connection.key("cache", tag, "index")
+
+
+def index_key_pattern(connection: RedisConnection) -> str:
+    """A ``SCAN ... MATCH`` pattern for the index keys of every repository of every cache in the connection's
+    namespace (:func:`parse_index_key` names the cache and repository of each)."""
+    head = "".join("\\" + char if char in "*?[]\\" else char for char in connection.key("cache", "{"))
+    return head + "*" + _INDEX_SUFFIX
+
+
+def parse_index_key(connection: RedisConnection, key: str) -> tuple[str, str] | None:
+    """``(cache name, repository name)`` of an index key that :func:`repository_keys` makes for the connection's
+    namespace; None for any other key."""
+    head = connection.key("cache", "{")
+    if not (key.startswith(head) and key.endswith(_INDEX_SUFFIX)):
+        return None
+    cache, slash, repository = key[len(head) : -len(_INDEX_SUFFIX)].partition("/")
+    if not slash:
+        return None
+    names = unquote(cache), unquote(repository)
+    # Only a key this module would make for those names (quoting undone and redone gives the key back).
+    return names if repository_keys(connection, *names)[1] == key else None
+
+
+def split_member(member: str) -> tuple[str, tuple[Any, ...]]:
+    """``(credential scope, key tuple)`` of an index member; the scope is ``NO_CREDENTIALS`` for an unscoped one.
+
+    Raises ``ValueError`` for a member that is not a key JSON array (with or without a scope).
+    """
+    scope, _, body = ("", "", member) if member.startswith("[") else member.partition(":")
+    key = json.loads(body)
+    if not isinstance(key, list) or not key:
+        raise ValueError(f"index member {member[:80]!r} is not a key")
+    return scope or NO_CREDENTIALS, tuple(key)
+
+
+def read_stored_payload(data: Any, flags: Any, limit: int | None = DEFAULT_MAX_BODY_SIZE) -> str | bytes:
+    """An entry's stored ``p`` field as its payload handler gets it: inflated when compressed (never to more than
+    ``limit`` bytes) and decoded when text.
+
+    Raises ``CacheError`` for a payload over ``limit``, and ``ValueError``, ``TypeError`` or ``zlib.error`` for a
+    corrupt one.
+    """
+    try:
+        return _decode_payload(data, flags, limit)
+    except _EntryTooLargeError as exc:
+        size = "" if exc.size is None else f" ({exc.size} bytes)"
+        raise CacheError(f"The payload is larger than the limit of {limit} bytes{size}") from None
+
+
 class RedisTable(ResponseRepository[K, V]):
     """A repository stored in Redis: one hash per entry with a native TTL (see the module docs).
 
@@ -299,9 +367,7 @@ class RedisTable(ResponseRepository[K, V]):
         cache = check_name(cache_name, "cache name")
         self.max_entry_size = check_max_entry_size(max_entry_size)
         self._fields = self._validate_fields(settings.fields)
-        tag = "{" + quote(cache, safe="") + "/" + quote(name, safe="") + "}"
-        self._entry_prefix = connection.key("cache", tag, "e", "")
-        self._index_key = connection.key("cache", tag, "index")
+        self._entry_prefix, self._index_key = repository_keys(connection, cache, name)
         self._credential_key_name = connection.key("cache", quote(cache, safe=""), "credential-key")
         self._credential_key: bytes | None = None
 
