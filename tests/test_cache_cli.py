@@ -207,6 +207,14 @@ def test_refuses_files_that_are_not_caches(tmp_path: Path) -> None:
     assert not (tmp_path / "missing.sqlite").exists()  # nothing was created
 
 
+def test_redis_only_options_are_refused_for_a_cache_file(tmp_path: Path) -> None:
+    code, _, err = run(str(tmp_path / "crawl.sqlite"), "--cache-name", "x", "--namespace", "y", "stats")
+    assert (
+        code == 2
+        and err == "error: --cache-name, --namespace: only for a Redis cache (a redis:// URL), not a cache file\n"
+    )
+
+
 def test_runs_as_a_module(cache_file: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "aiorequestful.cache", str(cache_file), "stats"], capture_output=True, text=True
