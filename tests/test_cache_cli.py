@@ -20,7 +20,7 @@ from yarl import URL
 from aiorequestful.cache.backend.base import ResponseRepositorySettings
 from aiorequestful.cache.backend.sqlite import SQLiteCache
 from aiorequestful.cache.cli import main
-from aiorequestful.response.payload import JSONPayloadHandler
+from aiorequestful.response.payload import JSONPayloadHandler, PayloadHandler
 
 
 class Items(ResponseRepositorySettings):
@@ -213,6 +213,30 @@ def test_redis_only_options_are_refused_for_a_cache_file(tmp_path: Path) -> None
         code == 2
         and err == "error: --cache-name, --namespace: only for a Redis cache (a redis:// URL), not a cache file\n"
     )
+
+
+class RawBytesHandler(PayloadHandler[bytes]):
+    """Stores binary payloads as bytes (a BLOB), as a user's handler may."""
+
+    async def serialize(self, payload: Any) -> bytes:  # type: ignore[override]
+        return bytes(payload)
+
+    async def deserialize(self, response: Any) -> bytes:
+        return response if isinstance(response, bytes) else await response.read()
+
+
+async def test_json_output_of_a_binary_payload(tmp_path: Path) -> None:
+    cache = SQLiteCache.connect_with_path(tmp_path / "blobs", expire=timedelta(hours=1))
+    blobs = cache.create_repository(Items(name="blobs", payload_handler=RawBytesHandler()))
+    async with cache:
+        await blobs.save_response((("GET", "1"), b"\x00\x01binary"))
+    path = str(tmp_path / "blobs.sqlite")
+    code, out, err = run(path, "list", "--json")
+    assert code == 0, err
+    assert [(row["key"], row["bytes"]) for row in json.loads(out)] == [(["GET", "1"], 8)]
+    code, out, err = run(path, "show", "blobs", "1", "--json")
+    assert code == 0, err
+    assert json.loads(out)[0]["payload"] == "<8 bytes>"  # as in the text output: binary is not printed
 
 
 def test_runs_as_a_module(cache_file: Path) -> None:

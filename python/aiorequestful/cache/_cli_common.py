@@ -12,6 +12,17 @@ class CacheCliError(Exception):
     """A refusal or failure the tool reports as one line on stderr (exit status 2)."""
 
 
+def write_json(value: Any, out: TextIO) -> None:
+    """``value`` as indented JSON; bytes (a binary key part) as text, undecodable bytes escaped."""
+    out.write(json.dumps(value, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def scope_label(digest: Any) -> str:
     """How an entry's credential scope is shown: only the start of the digest (never credentials: none are
     stored), or that the entry was stored without credentials."""

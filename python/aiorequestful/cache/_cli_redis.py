@@ -31,7 +31,7 @@ from yarl import URL
 from ..limits import DEFAULT_MAX_BODY_SIZE
 from ..security import REDACTED, is_secret_header, redact_url
 from ..shared.connection import DEFAULT_NAMESPACE, RedisConnection
-from ._cli_common import CacheCliError, cell, payload_text, print_rows, scope_label
+from ._cli_common import CacheCliError, cell, payload_text, print_rows, scope_label, write_json
 from ._entry import decode_headers, format_stamp
 from .backend import redis as backend
 from .exception import CacheError
@@ -439,7 +439,7 @@ def _cmd_list(cache: RedisCacheView, args: argparse.Namespace, out: TextIO) -> N
         for row in cache.entries(repository, expired_only=args.expired, limit=args.limit)
     ]
     if args.json:
-        out.write(json.dumps(rows, indent=2) + "\n")
+        write_json(rows, out)
         return
     if not rows:
         out.write("no entries\n")
@@ -451,7 +451,7 @@ def _cmd_show(cache: RedisCacheView, args: argparse.Namespace, out: TextIO) -> N
     repository = cache.repository(args.repository)
     found = cache.find(repository, [args.method.upper(), *args.key], DEFAULT_MAX_BODY_SIZE)
     if args.json:
-        out.write(json.dumps(found, indent=2) + "\n")
+        write_json(found, out)
         return
     fields = ("repository", "key", "name", "status", "reason", "cached_at", "expires_at", "ttl", "expired", "scope")
     for entry in found:
@@ -478,7 +478,7 @@ def _cmd_stats(cache: RedisCacheView, args: argparse.Namespace, out: TextIO) -> 
         "repositories": rows,
     }
     if args.json:
-        out.write(json.dumps(summary, indent=2) + "\n")
+        write_json(summary, out)
         return
     print_rows(rows, ("repository", "entries", "live", "expired", "payload_bytes", "oldest", "newest"), out)
     out.write(

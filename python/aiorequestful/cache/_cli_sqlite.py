@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._cli_common import CacheCliError, cell, payload_text, print_rows, scope_label
+from ._cli_common import CacheCliError, cell, payload_text, print_rows, scope_label, write_json
 from ._entry import now_stamp
 from .backend.sqlite import SQLiteTable, live_condition
 from .backend.sqlite import quote_identifier as _quote
@@ -174,7 +173,8 @@ class SQLiteCacheFile:
                     "expires_at": expires,
                     "expired": bool(expired),
                     "scope": scope_label(digest),
-                    "payload": payload,
+                    # Binary payloads by their length only, as in the text output.
+                    "payload": payload_text(payload) if isinstance(payload, bytes) else payload,
                 }
             )
         return found
@@ -275,7 +275,7 @@ def _cmd_list(cache: SQLiteCacheFile, args: argparse.Namespace, out: TextIO) -> 
         for row in cache.entries(table, expired_only=args.expired, limit=args.limit)
     ]
     if args.json:
-        out.write(json.dumps(rows, indent=2) + "\n")
+        write_json(rows, out)
         return
     if not rows:
         out.write("no entries\n")
@@ -292,7 +292,7 @@ def _cmd_show(cache: SQLiteCacheFile, args: argparse.Namespace, out: TextIO) -> 
     if not found:
         raise CacheCliError(f"No entry {'/'.join(key)} in repository {table.name!r}")
     if args.json:
-        out.write(json.dumps(found, indent=2) + "\n")
+        write_json(found, out)
         return
     for entry in found:
         for field in ("repository", "key", "name", "cached_at", "expires_at", "expired", "scope"):
@@ -312,7 +312,7 @@ def _cmd_stats(cache: SQLiteCacheFile, args: argparse.Namespace, out: TextIO) ->
         "repositories": rows,
     }
     if args.json:
-        out.write(json.dumps(summary, indent=2) + "\n")
+        write_json(summary, out)
         return
     print_rows(rows, ("repository", "key", "entries", "live", "expired", "payload_bytes", "oldest", "newest"), out)
     out.write(
