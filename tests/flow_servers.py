@@ -199,12 +199,78 @@ def max_in_window(times: list[float], window: float) -> int:
     return best
 
 
+# --------------------------------------------------------------------------------------------------
+# a host that enforces its own limits and can slow down (politeness tests)
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class Quota:
+    """A server's own limits: at most ``rate`` requests in any ``per`` seconds and ``in_flight`` at once; a
+    request over either is answered 429 with ``Retry-After: retry_after`` (None: that limit is off)."""
+
+    rate: int | None = None
+    per: float = 1.0
+    in_flight: int | None = None
+    retry_after: str = "1"
+
+
+@dataclass
+class PoliteHost:
+    """One host that counts what a client does to it: arrivals, requests in flight (and the most ever), the
+    answers it refused; ``latency`` is how long each answer takes (change it to make the host slow down), and
+    ``headers`` are sent with every 200 (a callable gets the arrival's number and returns them)."""
+
+    quota: Quota = field(default_factory=Quota)
+    latency: float = 0.0
+    headers: object = None
+    in_flight: int = 0
+    most_in_flight: int = 0
+    arrivals: list[float] = field(default_factory=list)
+    accepted: list[float] = field(default_factory=list)
+    refused: list[float] = field(default_factory=list)
+    #: (arrival time, requests in flight counting this one) for every accepted request.
+    concurrency: list[tuple[float, int]] = field(default_factory=list)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/p/{key}", self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        at = now()
+        self.arrivals.append(at)
+        quota = self.quota
+        # The rate is judged over the requests this host accepted (a sliding window of ``per`` seconds).
+        recent = 0
+        for when in reversed(self.accepted):
+            if at - when >= quota.per:
+                break
+            recent += 1
+        if (quota.rate is not None and recent >= quota.rate) or (
+            quota.in_flight is not None and self.in_flight >= quota.in_flight
+        ):
+            self.refused.append(at)
+            return web.Response(status=429, text="slow down", headers={"Retry-After": quota.retry_after})
+        self.accepted.append(at)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        self.concurrency.append((at, self.in_flight))
+        try:
+            if self.latency > 0:
+                await asyncio.sleep(self.latency)
+            headers = self.headers(len(self.accepted)) if callable(self.headers) else self.headers
+            return web.json_response({"key": request.match_info["key"]}, headers=headers or None)
+        finally:
+            self.in_flight -= 1
+
+
 __all__ = [
     "ARRIVALS",
     "HITS",
     "NAME",
     "STORM",
     "Arrival",
+    "PoliteHost",
+    "Quota",
     "Storm",
     "answered",
     "arrivals",

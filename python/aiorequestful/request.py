@@ -47,7 +47,9 @@ from ._utils import get_iterator
 from .cache.protocol import CachingSession
 from .exception import RequestError
 from .flow import HostKey, HostPauses, HostRateLimiter, RateLimitInput, RetryPolicy, host_key
+from .flow.adaptive import AdaptiveThrottle
 from .flow.coalesce import Coalescer
+from .flow.concurrency import ConcurrencyInput, HostConcurrency
 from .flow.pause import PAUSE_STATUSES
 from .flow.robots import RobotsTxt
 from .response._body import excerpt, read_body
@@ -174,7 +176,21 @@ class RequestHandler(Generic[A, P]):
     :param robots: a :class:`~aiorequestful.flow.robots.RobotsTxt` for the crawler's user agent: each origin's
         robots.txt is fetched once (and again when it expires), and a request to a URL it disallows fails before
         anything is sent, with :class:`~aiorequestful.flow.robots.RobotsDisallowedError` (not retried). None
-        (default): robots.txt is not consulted.
+        (default): robots.txt is not consulted. With ``RobotsTxt(..., use_crawl_delay=True)`` each host is also
+        paced at least as slowly as its ``Crawl-delay`` asks.
+    :param max_in_flight: at most this many requests in flight per host (an integer for every host, a mapping
+        from host to integer as for ``rate_limit``, or a :class:`~aiorequestful.flow.HostConcurrency` to share
+        the caps). A slot is taken before the rate-limit token and the connection, and given back when the
+        attempt's response is done with (or it failed or was cancelled). None (default): no cap.
+    :param max_wait: the most seconds a request may wait for its host's rate-limit turn; a request that would
+        wait longer fails at once with :class:`~aiorequestful.flow.RateLimitWaitError` naming the request,
+        the host, the limit and the wait. None (default): requests wait as long as it takes.
+    :param rate_limit_headers: when True, a response whose ``RateLimit``/``RateLimit-Remaining``/
+        ``X-RateLimit-Remaining`` header says the quota is spent holds its host until the reset it gives (at
+        most an hour; garbage is ignored). False (default).
+    :param adaptive: when True (or an :class:`~aiorequestful.flow.AdaptiveThrottle`), each host's rate is found
+        by AIMD: halved on 429/503/time-outs (and slow answers, with ``target_latency``), recovered while the host
+        answers well. Per host; the ``wait_timer``'s handler-wide growth on 429 still applies. False (default).
 
     Bounds (keyword-only), so that one hostile or stalled server cannot hold memory or time without limit:
 
@@ -232,6 +248,10 @@ class RequestHandler(Generic[A, P]):
         coalesce: bool = False,
         max_body_size: int | None = limits.DEFAULT_MAX_BODY_SIZE,
         robots: RobotsTxt | None = None,
+        max_in_flight: ConcurrencyInput | HostConcurrency = None,
+        max_wait: float | None = None,
+        rate_limit_headers: bool = False,
+        adaptive: bool | AdaptiveThrottle = False,
         **session_kwargs: Any,
     ) -> RequestHandler[A, P]:
         """Create a handler whose connector builds a ``CachedSession`` when ``cache`` is given, else a
@@ -260,6 +280,10 @@ class RequestHandler(Generic[A, P]):
             coalesce=coalesce,
             max_body_size=max_body_size,
             robots=robots,
+            max_in_flight=max_in_flight,
+            max_wait=max_wait,
+            rate_limit_headers=rate_limit_headers,
+            adaptive=adaptive,
         )
 
     def __init__(
@@ -277,6 +301,10 @@ class RequestHandler(Generic[A, P]):
         coalesce: bool = False,
         max_body_size: int | None = limits.DEFAULT_MAX_BODY_SIZE,
         robots: RobotsTxt | None = None,
+        max_in_flight: ConcurrencyInput | HostConcurrency = None,
+        max_wait: float | None = None,
+        rate_limit_headers: bool = False,
+        adaptive: bool | AdaptiveThrottle = False,
     ) -> None:
         #: The :class:`logging.Logger` for this object.
         self.logger: logging.Logger = logging.getLogger(__name__)
@@ -324,7 +352,18 @@ class RequestHandler(Generic[A, P]):
         self._coalescer: Coalescer | None = Coalescer() if coalesce else None
         #: Flow-control parts entered with the handler (shared ones, e.g. Redis, start and stop with it).
         self._flow_contexts: list[Any] = []
-        self._flow_gate = FlowGate(self._limiter, self._pauses, self._waited, self.logger)
+        self._flow_gate = FlowGate.build(
+            self._limiter,
+            self._pauses,
+            self._waited,
+            self.logger,
+            max_in_flight=max_in_flight,
+            max_wait=max_wait,
+            rate_limit_headers=rate_limit_headers,
+            adaptive=adaptive,
+            robots=robots,
+        )
+        self._limiter = self._flow_gate.limiter  # one with no limits of its own when only pacing needs it
         self._retry_step = RetryStep(self.logger, self._stats, self.hooks, self.log)
         self._retry_policy: RetryPolicy | None = None
         self._catch: tuple[type[BaseException], ...] = _TRANSIENT_ERRORS
@@ -425,6 +464,16 @@ class RequestHandler(Generic[A, P]):
     def rate_limiter(self) -> HostRateLimiter | None:
         """The per-host token buckets, or None when requests are not rate-limited."""
         return self._limiter
+
+    @property
+    def host_concurrency(self) -> HostConcurrency | None:
+        """The per-host caps on requests in flight, or None when there are none."""
+        return self._flow_gate.concurrency
+
+    @property
+    def adaptive_throttle(self) -> AdaptiveThrottle | None:
+        """The per-host adaptive throttle, or None when ``adaptive`` is off."""
+        return self._flow_gate.adaptive
 
     @property
     def host_pauses(self) -> HostPauses | None:
@@ -881,7 +930,8 @@ class RequestHandler(Generic[A, P]):
         if self._robots is not None and self._session is not None:
             # Judged once per call, before any gate or attempt: a disallowed URL is never sent.
             await self._robots.check(self._session, self._absolute_url(url, kwargs.get("params")))
-        host = self._host_key(url) if self._limiter is not None or pauses is not None else None
+        host = self._host_key(url) if self._flow_gate.active else None
+        tracking = self._flow_gate.tracking  # an attempt past the gate holds a slot or reports its answer
 
         # With flow control on, the cache is asked before the gate (a hit costs the host nothing); only on the
         # first attempt: a retry follows a failure, and failures are not cached.
@@ -893,8 +943,9 @@ class RequestHandler(Generic[A, P]):
                 response = await self._lookup_first(method, url, kwargs)
             if response is None:
                 if host is not None:
-                    await self._flow_gate.wait(host, url, chain.handler_timer(), chain)
-                response = await self._send(method, url, log_message, kwargs, max_body_size, lookup=not cache_first)
+                    await self._flow_gate.wait(host, url, chain.handler_timer(), chain, method.name)
+                send = self._send(method, url, log_message, kwargs, max_body_size, lookup=not cache_first)
+                response = await (self._flow_gate.track(chain, send) if tracking else send)
             cache_first = False
             done = False
             payload: Any = None
@@ -960,6 +1011,8 @@ class RequestHandler(Generic[A, P]):
             finally:
                 if not isinstance(response, BaseException):
                     self._release(response)
+                if tracking:
+                    self._flow_gate.release(chain)  # the host's concurrency slot, with the connection
             # The response is released before any sleep so its connection returns to the pool at once.
             if retry_after is not None:
                 await self._retry_step(cause, method, url, retry_after, chain)

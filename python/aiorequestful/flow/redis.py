@@ -49,7 +49,7 @@ from typing import Any
 from ..response.status import DEFAULT_MAX_RETRY_AFTER
 from ..shared.connection import _REDIS_ERRORS, _UNAVAILABLE, RedisConnection, RedisScript
 from ._hosts import HostKey
-from .limiter import HostRateLimiter, RateLimit, RateLimitInput, sleep_until
+from .limiter import HostRateLimiter, LimitValue, RateLimit, RateLimitInput, RateLimits, coerce_limit, sleep_until
 from .pause import HostPauses
 
 __all__ = ("RedisHostPauses", "RedisHostRateLimiter")
@@ -232,6 +232,8 @@ class RedisHostRateLimiter(HostRateLimiter):
 
     def __init__(self, connection: RedisConnection, limits: RateLimitInput = None) -> None:
         super().__init__(limits)
+        if isinstance(self._default, RateLimits):
+            self._reject_several()
         if not isinstance(connection, RedisConnection):
             raise TypeError(f"connection must be a RedisConnection, not {type(connection).__name__}")
         self._connection = connection
@@ -244,6 +246,19 @@ class RedisHostRateLimiter(HostRateLimiter):
     def connection(self) -> RedisConnection:
         """The shared Redis."""
         return self._connection
+
+    @staticmethod
+    def _reject_several() -> None:
+        raise TypeError(
+            "RedisHostRateLimiter shares one token bucket (a RateLimit) per host; several limits or windows per "
+            "host (RateLimits, RateWindow) are only enforced by a local HostRateLimiter"
+        )
+
+    def set_limit(self, host: str, limit: LimitValue) -> None:
+        """As :meth:`HostRateLimiter.set_limit`, for a single :class:`RateLimit` (or a number, or None) per host."""
+        if isinstance(coerce_limit(limit), RateLimits):
+            self._reject_several()
+        super().set_limit(host, limit)
 
     async def __aenter__(self) -> RedisHostRateLimiter:
         """Enter the shared connection (``RequestHandler`` does this when it is entered)."""
@@ -297,17 +312,25 @@ class RedisHostRateLimiter(HostRateLimiter):
 
         await self._connection.call(give_back, 0)
 
-    async def acquire(self, key: HostKey, prepare: Callable[[], Awaitable[float]] | None = None) -> float:
+    async def acquire(
+        self,
+        key: HostKey,
+        prepare: Callable[[], Awaitable[float]] | None = None,
+        *,
+        max_wait: float | None = None,
+    ) -> float:
         """Wait for this task's turn on ``key``'s shared bucket; returns the seconds waited for the rate limit.
 
-        ``prepare`` is as for :meth:`HostRateLimiter.acquire` (awaited at the head of the queue before a token is
-        taken, and again when the slot comes). While Redis is unavailable the local bucket is used instead.
+        ``prepare`` and ``max_wait`` are as for :meth:`HostRateLimiter.acquire` (``prepare`` is awaited at the head
+        of the queue before a token is taken, and again when the slot comes). While Redis is unavailable the local
+        bucket is used instead. A host's pace and hold (:meth:`set_pace`, :meth:`hold`) are kept by this process
+        and waited for at the head before the shared token is taken.
         """
         limit = self.limit_for(key)
-        if limit is None or not self._connection.usable():
+        if not isinstance(limit, RateLimit) or not self._connection.usable():
             if limit is not None:
                 self.local_reservations += 1
-            return await self._local_acquire(key, prepare)
+            return await self._local_acquire(key, prepare, max_wait)
         loop = asyncio.get_running_loop()
         start = loop.time()
         queue = self._queues.get(key)
@@ -321,11 +344,25 @@ class RedisHostRateLimiter(HostRateLimiter):
             while True:
                 if prepare is not None:
                     prepared += await prepare()
+                extra, label = self._extras_wait(key, loop.time())
+                if extra > 0.0:
+                    if max_wait is not None and max(0.0, loop.time() - start - prepared) + extra > max_wait:
+                        raise self._too_long(key, loop.time() - start - prepared + extra, label, max_wait)
+                    slept = True
+                    await sleep_until(loop, loop.time() + extra)
+                    continue  # a pause may have begun meanwhile: prepare again
                 reservation = await self._reserve(key, limit)
                 if reservation is None:
                     fallback = True
                     break
                 wait, ticket, slot_time = reservation
+                if max_wait is not None:
+                    spent = max(0.0, loop.time() - start - prepared)
+                    if spent + wait > max_wait:
+                        if wait > 0.0:
+                            await self._give_back(key, ticket, slot_time)
+                        raise self._too_long(key, spent + wait, limit.describe(), max_wait)
+                self._extras_commit(key, loop.time() + max(0.0, wait))
                 if wait <= 0.0:
                     break
                 slot = loop.time() + wait
@@ -354,10 +391,15 @@ class RedisHostRateLimiter(HostRateLimiter):
         waited = max(0.0, loop.time() - start - prepared) if queued or slept else 0.0
         if fallback:
             self.local_reservations += 1
-            return waited + await self._local_acquire(key, prepare)
+            left = None if max_wait is None else max(0.0, max_wait - waited)
+            return waited + await self._local_acquire(key, prepare, left)
         return waited
 
-    async def _local_acquire(self, key: HostKey, prepare: Callable[[], Awaitable[float]] | None) -> float:
+    async def _local_acquire(
+        self, key: HostKey, prepare: Callable[[], Awaitable[float]] | None, max_wait: float | None = None
+    ) -> float:
+        if max_wait is not None:
+            return await super().acquire(key, prepare, max_wait=max_wait)
         if prepare is None:
             return await super().acquire(key)
         return await super().acquire(key, prepare)  # type: ignore[call-arg,unused-ignore]

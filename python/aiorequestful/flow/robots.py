@@ -34,17 +34,20 @@ from yarl import URL
 from ..exception import RequestError
 from ..limits import DEFAULT_AUTH_TIMEOUT
 from ..security import redact_url
+from ._hosts import HostKey, host_key
 
 if TYPE_CHECKING:
     from protego import Protego
 
-__all__ = ("MAX_ROBOTS_SIZE", "RobotsDisallowedError", "RobotsTxt")
+__all__ = ("DEFAULT_MAX_CRAWL_DELAY", "MAX_ROBOTS_SIZE", "RobotsDisallowedError", "RobotsTxt")
 
 logger = logging.getLogger(__name__)
 
 #: RFC 9309 §2.5: crawlers must parse at least the first 500 KiB of a robots.txt.
 MAX_ROBOTS_SIZE = 500 * 1024
 _MAX_REDIRECTS = 5
+#: The longest ``Crawl-delay`` a handler honours by default, in seconds.
+DEFAULT_MAX_CRAWL_DELAY = 60.0
 
 #: Outcome kinds.
 _PARSED, _UNAVAILABLE, _UNREACHABLE = "parsed", "unavailable", "unreachable"
@@ -86,9 +89,24 @@ class RobotsTxt:
     :param expire: seconds a fetched file's rules are used before it is fetched again (RFC 9309: at most 24 h).
     :param retry_unreachable: seconds an unreachable outcome (5xx, 429, transport error, time-out) is kept.
     :param timeout: the time-out of each robots.txt request.
+    :param use_crawl_delay: when True, a request handler paces each host at least as slowly as the
+        ``Crawl-delay`` its rules ask of this user agent (one request per that many seconds, on top of any
+        ``rate_limit``). False (default): ``Crawl-delay`` is only reported by :meth:`crawl_delay`.
+    :param max_crawl_delay: the longest ``Crawl-delay`` honoured, in seconds (default 60); a longer one is
+        honoured as this long, so one hostile file cannot stall a crawl for hours per request.
     """
 
-    __slots__ = ("_fetches", "_rules", "expire", "retry_unreachable", "timeout", "user_agent")
+    __slots__ = (
+        "_delays",
+        "_fetches",
+        "_rules",
+        "expire",
+        "max_crawl_delay",
+        "retry_unreachable",
+        "timeout",
+        "use_crawl_delay",
+        "user_agent",
+    )
 
     def __init__(
         self,
@@ -97,19 +115,31 @@ class RobotsTxt:
         expire: float = 24 * 3600.0,
         retry_unreachable: float = 60.0,
         timeout: aiohttp.ClientTimeout = DEFAULT_AUTH_TIMEOUT,
+        use_crawl_delay: bool = False,
+        max_crawl_delay: float = DEFAULT_MAX_CRAWL_DELAY,
     ) -> None:
         if not isinstance(user_agent, str) or not user_agent.strip():
             raise ValueError(f"user_agent must be a non-empty string, got {user_agent!r}")
-        for name, value in (("expire", expire), ("retry_unreachable", retry_unreachable)):
+        for name, value in (
+            ("expire", expire),
+            ("retry_unreachable", retry_unreachable),
+            ("max_crawl_delay", max_crawl_delay),
+        ):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+        if not isinstance(use_crawl_delay, bool):
+            raise TypeError(f"use_crawl_delay must be a bool, not {type(use_crawl_delay).__name__}")
         _protego()  # fail at construction, not at the first request, when Protego is missing
         self.user_agent = user_agent.strip()
         self.expire = float(expire)
         self.retry_unreachable = float(retry_unreachable)
         self.timeout = timeout
+        self.use_crawl_delay = use_crawl_delay
+        self.max_crawl_delay = float(max_crawl_delay)
         self._rules: dict[URL, _Rules] = {}
         self._fetches: dict[URL, asyncio.Task[_Rules]] = {}
+        #: The Crawl-delay (capped) of every origin whose rules are known, by host key.
+        self._delays: dict[HostKey, float | None] = {}
 
     # ------------------------------------------------------------------------------------------------------------
     # asking
@@ -141,6 +171,11 @@ class RobotsTxt:
         delay = rules.parser.crawl_delay(self.user_agent)
         return float(delay) if delay is not None else None
 
+    def host_crawl_delay(self, key: HostKey) -> float | None:
+        """The ``Crawl-delay`` (at most ``max_crawl_delay``) the known rules of the host ``key`` ask of this
+        user agent, or None (no rules known yet, or no delay asked). Cheap: read when the rules were stored."""
+        return self._delays.get(key)
+
     async def rules_for(self, session: aiohttp.ClientSession, url: URL) -> _Rules:
         origin = _origin(url)
         now = asyncio.get_running_loop().time()
@@ -159,8 +194,23 @@ class RobotsTxt:
         """Drop the known rules of ``url``'s origin (all origins when None), so they are fetched again."""
         if url is None:
             self._rules.clear()
+            self._delays.clear()
         else:
-            self._rules.pop(_origin(URL(url)), None)
+            origin = _origin(URL(url))
+            self._rules.pop(origin, None)
+            self._delays.pop(host_key(origin), None)
+
+    def _capped_delay(self, rules: _Rules) -> float | None:
+        if rules.parser is None:
+            return None
+        try:
+            delay = rules.parser.crawl_delay(self.user_agent)
+            value = float(delay) if delay is not None else None
+        except (TypeError, ValueError, OverflowError):
+            return None
+        if value is None or not value > 0 or not self.max_crawl_delay > 0:  # also NaN
+            return None
+        return min(value, self.max_crawl_delay)
 
     # ------------------------------------------------------------------------------------------------------------
     # fetching
@@ -174,6 +224,7 @@ class RobotsTxt:
             # Keep using the rules fetched earlier, but ask again after retry_unreachable.
             rules = _Rules(_UNREACHABLE, previous.parser, rules.fetched_at, rules.detail + " (using earlier rules)")
         self._rules[origin] = rules
+        self._delays[host_key(origin)] = self._capped_delay(rules)
         if logger.isEnabledFor(logging.INFO):
             logger.info("robots.txt of %s: %s", origin, rules.detail)
         return rules
