@@ -30,7 +30,7 @@ custom status handler's) to give its records the fields too.
 from __future__ import annotations
 
 import logging
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from http import HTTPMethod
 from typing import Any
 
@@ -106,11 +106,14 @@ class CallLog:
 _current: ContextVar[CallLog | None] = ContextVar("aiorequestful_call_log", default=None)
 
 
-def begin_call(method: Any, url: Any, session: Any = None) -> CallLog:
-    """Start the log context of a ``request()`` call in this task (it lasts until the task's next call)."""
-    call = CallLog(method, url, session)
-    _current.set(call)
-    return call
+def begin_call(method: Any, url: Any, session: Any = None) -> Token[CallLog | None]:
+    """Start the log context of a ``request()`` call; give the token to :func:`end_call` when the call ends."""
+    return _current.set(CallLog(method, url, session))
+
+
+def end_call(token: Token[CallLog | None]) -> None:
+    """End the call's log context: what was current before it (an outer call's, or none) is current again."""
+    _current.reset(token)
 
 
 def next_attempt() -> None:
