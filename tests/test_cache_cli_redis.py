@@ -199,6 +199,21 @@ async def test_show_inflates_within_the_size_limit_and_reports_corrupt_payloads(
     assert code == 0 and "<corrupt payload: error:" in out
 
 
+async def test_a_key_of_another_type_in_place_of_an_entry_does_not_stop_the_listing(
+    crawl: RedisCache, redis_url: str, redis_namespace: str, raw: Any
+) -> None:
+    entry = crawl["items"].entry_key(("GET", "3"))
+    raw.delete(entry)
+    raw.set(entry, b"written by something else")  # a string, where a hash should be
+    code, out, err = run(*target(redis_url, redis_namespace, "list", "--json"))
+    assert code == 0, err
+    rows = {row["key"][1]: row for row in json.loads(out) if row["repository"] == "items"}
+    assert rows["3"]["bytes"] == 0 and rows["3"]["name"] is None and rows["2"]["name"] == "Item 2"
+    assert run(*target(redis_url, redis_namespace, "stats"))[0] == 0
+    code, out, err = run(*target(redis_url, redis_namespace, "show", "items", "3"))
+    assert code == 0 and "<no payload>" in out, err
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -216,14 +216,18 @@ class RedisCacheView:
         return members
 
     def _batched(self, repository: _Repository, members: Sequence[_Member], queue: Any) -> Iterable[list[Any]]:
-        """``queue(pipe, entry_key)`` for every member, run one pipeline per page; yields each member's replies."""
+        """``queue(pipe, entry_key)`` for every member, run one pipeline per page; yields each member's replies.
+
+        A reply that is an error (a key of another type where an entry should be, written by something else) is
+        None, as for an entry that is gone: one such key must not stop the listing of the others.
+        """
         size = backend.CLEAR_CHUNK_SIZE
         for start in range(0, len(members), size):
             page = members[start : start + size]
             with self.client.pipeline(transaction=False) as pipe:
                 for member in page:
                     queue(pipe, repository.entry_prefix + member.raw)
-                replies = pipe.execute()
+                replies = [None if isinstance(r, Exception) else r for r in pipe.execute(raise_on_error=False)]
             width = len(replies) // len(page)
             for i in range(len(page)):
                 yield replies[i * width : (i + 1) * width]
@@ -242,7 +246,7 @@ class RedisCacheView:
 
         rows = []
         for member, (fields, size) in zip(members, self._batched(repository, members, queue), strict=True):
-            name, status, stored_at, flags = fields
+            name, status, stored_at, flags = fields or (None,) * 4
             rows.append(
                 {
                     "repository": repository.name,
@@ -283,8 +287,9 @@ class RedisCacheView:
         for member, (payload_size, header_size, fields) in zip(
             found, self._batched(repository, found, sizes), strict=True
         ):
-            name, status, reason, stored_at, flags = fields
-            present = any(value is not None for value in fields)
+            name, status, reason, stored_at, flags = fields or (None,) * 5
+            payload_size, header_size = payload_size or 0, header_size or 0
+            present = fields is not None and any(value is not None for value in fields)
             entry_key = repository.entry_prefix + member.raw
             # Read no stored field larger than the limit: the sizes are checked in Redis before a value is sent.
             over = limit is not None and max(int(payload_size), int(header_size)) > limit
@@ -393,7 +398,7 @@ def _failure(exc: BaseException, display_url: str, clean: _Cleaner) -> CacheCliE
 
 def _stored_text(present: bool, size: int, flags: Any) -> str:
     if not present:
-        return "gone (Redis dropped the entry when its time ended)"
+        return "gone (Redis dropped the entry when its time ended, or it was deleted)"
     bits = _int(flags) or 0
     kinds = ["zlib" if bits & backend.FLAG_ZLIB else "", "bytes" if bits & backend.FLAG_BYTES else "text"]
     return f"{size} bytes, " + ", ".join(kind for kind in kinds if kind)
