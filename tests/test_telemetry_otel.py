@@ -5,6 +5,7 @@ them, after a crawl with retries, a 429 wait and cache hits; no secret in any at
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import subprocess
@@ -277,6 +278,40 @@ async def test_a_relative_url_gets_the_base_urls_server(serve, telemetry) -> Non
     attributes = span.attributes or {}
     assert attributes["url.full"] == str((base / "items" / "r").with_query(page="2"))
     assert attributes["server.port"] == base.port
+
+
+async def test_spans_made_during_a_call_are_its_children(serve, telemetry) -> None:
+    base = await serve(make_app())
+    handler = RequestHandler.create(payload_handler=JSONPayloadHandler())
+    telemetry.instrument(handler)
+    tracer = telemetry.tracer_provider.get_tracer("test")
+
+    def on_request(method: str, url: URL) -> None:
+        with tracer.start_as_current_span("inside"):
+            pass
+
+    handler.hooks.on_request.append(on_request)
+    async with handler:
+        await handler.get(base / "items" / "c")
+    inside, call = sorted(telemetry.finished(), key=lambda span: span.name != "inside")
+    assert inside.name == "inside" and call.name == "GET"
+    assert inside.parent is not None and call.context is not None
+    assert inside.parent.span_id == call.context.span_id
+
+
+async def test_coalesced_calls_have_spans_whose_attempts_add_up(serve, telemetry) -> None:
+    base = await serve(make_app())
+    handler = RequestHandler.create(payload_handler=JSONPayloadHandler(), coalesce=True)
+    telemetry.instrument(handler)
+    async with handler:
+        results = await asyncio.gather(*(handler.get(base / "items" / "shared") for _ in range(3)))
+    assert results == [{"id": "shared"}] * 3
+    stats = handler.stats
+    assert (stats.calls, stats.coalesced, stats.requests) == (3, 2, 1)
+    spans = telemetry.finished()
+    assert len(spans) == 3
+    assert sorted((span.attributes or {})["aiorequestful.attempts"] for span in spans) == [0, 0, 1]
+    assert all(span.status.status_code is StatusCode.UNSET for span in spans)
 
 
 @pytest.mark.parametrize(
