@@ -345,6 +345,13 @@ async def test_unknown_cache_name_is_refused_and_nothing_is_created(
     assert sorted(raw.scan_iter(match=f"{redis_namespace}*")) == before
 
 
+def test_without_redis_py_the_cli_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(redis_backend, "redis", None)
+    code, out, err = run(f"redis://127.0.0.1:{free_port()}/0", "stats")
+    assert (code, out) == (2, "")
+    assert err == "error: Redis caches need redis-py: pip install 'aiorequestful[redis]'\n"
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # a password-protected server, a crawler writing meanwhile, and the module entry point
 # ----------------------------------------------------------------------------------------------------------------

@@ -36,6 +36,12 @@ from ._entry import decode_headers, format_stamp
 from .backend import redis as backend
 from .exception import CacheError
 
+try:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+except ImportError:  # pragma: no cover - without the [redis] extra, run() refuses before these are needed
+    NoBackoff = Retry = None  # type: ignore[assignment,misc]
+
 __all__ = ("RedisCacheView", "is_redis_target", "run")
 
 _SCHEMES = ("redis://", "rediss://", "unix://")
@@ -127,14 +133,11 @@ class RedisCacheView:
         except ValueError as exc:
             raise CacheCliError(self._clean(str(exc))) from None
         try:
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
-
             self.client = backend.redis.Redis.from_url(
                 url,
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
-                retry=Retry(NoBackoff(), 0),
+                retry=Retry(NoBackoff(), 0),  # a failure is reported at once, not retried behind the user's back
                 decode_responses=False,
             )
         except (ValueError, TypeError) as exc:
@@ -171,7 +174,9 @@ class RedisCacheView:
             found[repository] = _Repository(repository, index, prefix.encode("utf-8"))
         if not found:
             listed = sorted(others)
-            known = ", ".join(repr(name) for name in listed[:_NAMES_SHOWN]) + (", ..." if len(listed) > 10 else "")
+            known = ", ".join(repr(name) for name in listed[:_NAMES_SHOWN]) + (
+                ", ..." if len(listed) > _NAMES_SHOWN else ""
+            )
             where = f"caches in that namespace: {known}" if known else "no cache in that namespace"
             raise CacheCliError(
                 f"No aiorequestful cache named {self.cache_name!r} at {self.display_url} "
