@@ -15,10 +15,11 @@ AIMD (additive increase, multiplicative decrease), as TCP moves its congestion w
   answering well at over the last ``measure_over`` seconds as its ceiling: the rate then recovers up to it and
   stays there, just under what the server accepted, instead of probing past it again and again. The ceiling is
   forgotten after ``probe_after`` seconds without trouble, so a server that raised its limit is found out. A
-  slow answer lowers the rate but not the ceiling (the host was busy, not over its quota), so the rate comes
-  back once the host is fast again;
-* **recovery**: afterwards every good answer adds ``increase / rate`` (``increase`` requests per second per
-  second at full speed), never above the ceiling or ``max_rate``.
+  slow answer lowers the rate but not the ceiling (the host was busy, not over its quota), and neither does a 429
+  while the host's recent answers are slower than the target, so the rate comes back once the host is fast
+  again;
+* **recovery**: afterwards the rate gains ``increase`` requests per second for every second of good answers,
+  never above the ceiling or ``max_rate``.
 
 The state is per host and lives in the handler (or is shared between handlers by passing one instance);
 nothing here is handler-wide. Fewer requests per second to a slow host also means fewer in flight to it (about
@@ -53,10 +54,13 @@ def _number(value: Any, name: str, *, low: float, high: float = math.inf, low_op
 
 
 class _HostState:
-    __slots__ = ("answers", "ceiling", "ceiling_at", "last_decrease", "rate", "slow_start")
+    __slots__ = ("answers", "ceiling", "ceiling_at", "last_decrease", "last_good", "latency", "rate", "slow_start")
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
+        #: An average of the latency of good answers (None before the first).
+        self.latency: float | None = None
+        self.last_good = math.inf  # the first good answer gains nothing after slow start
         #: When the good answers of the last ``measure_over`` seconds came.
         self.answers: deque[float] = deque()
         self.ceiling: float | None = None
@@ -156,36 +160,48 @@ class AdaptiveThrottle:
         span = self.measure_over
         while answers and now - answers[0] > span:
             answers.popleft()
-        if not overloaded and (status is None or status < 400):
+        target = self.target_latency
+        if not overloaded and status is not None and status < 400:
             answers.append(now)
-        slow = self.target_latency is not None and latency > self.target_latency
+            state.latency = latency if state.latency is None else 0.8 * state.latency + 0.2 * latency
+        slow = target is not None and latency > target
         if overloaded or slow:
             # Requests sent before the last back-off, or so soon after it that the server still counts the
             # requests before it, say nothing about the new rate: one burst of 429s backs off once.
             if sent_at < state.last_decrease + span:
                 return state.rate
-            if overloaded:
+            busy = target is not None and state.latency is not None and state.latency > target
+            if overloaded and not busy:
                 # What the host accepted over the last stretch is the rate it tolerates; keep a little under it.
+                # (Not while it is slow: it then refuses for being busy, which says nothing of its quota.)
                 measured = len(answers) / span
-                base = measured if measured > 0 else state.rate
-                state.ceiling = max(self.min_rate, min(self.max_rate, base * self.headroom))
+                ceiling = (measured if measured > 0 else state.rate) * self.headroom
+                if state.ceiling is not None:
+                    # A known ceiling comes down by the headroom per refusal at most: a server that lowered its
+                    # limit is followed in a few steps, and one burst of refusals for another reason (a moment of
+                    # too many requests in flight) costs little.
+                    ceiling = max(ceiling, state.ceiling * self.headroom)
+                state.ceiling = max(self.min_rate, min(self.max_rate, ceiling))
                 state.ceiling_at = now
                 state.rate = min(state.rate, state.ceiling)
             state.rate = max(self.min_rate, state.rate * self.decrease)
             state.slow_start = False
             state.last_decrease = now
+            state.last_good = math.inf  # recovery counts the seconds of good answers from the next one on
             return state.rate
         if status is not None and status >= 400:
             return state.rate  # an error that is not about load says nothing either way
         if state.ceiling is not None and now - state.ceiling_at > self.probe_after:
             state.ceiling = None
+        previous, state.last_good = state.last_good, now
         if state.slow_start:
             rate = state.rate + 1.0
         else:
-            rate = state.rate + self.increase / state.rate
+            # ``increase`` requests per second for every second of good answers, however few they are.
+            rate = state.rate + self.increase * min(1.0, max(0.0, now - previous))
         top = self.max_rate if state.ceiling is None else min(self.max_rate, state.ceiling)
         if rate > top:
-            rate = max(top, state.rate) if state.ceiling is None else top
+            rate = top
             state.slow_start = False
         state.rate = rate
         return rate
