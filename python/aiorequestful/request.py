@@ -47,9 +47,9 @@ from ._utils import get_iterator
 from .cache.protocol import CachingSession
 from .exception import RequestError
 from .flow import HostKey, HostPauses, HostRateLimiter, RateLimitInput, RetryPolicy, host_key
-from .flow.adaptive import AdaptiveThrottle
+from .flow._adaptive import AdaptiveThrottle
+from .flow._concurrency import ConcurrencyInput, HostConcurrency
 from .flow.coalesce import Coalescer
-from .flow.concurrency import ConcurrencyInput, HostConcurrency
 from .flow.pause import PAUSE_STATUSES
 from .flow.robots import RobotsTxt
 from .response._body import excerpt, read_body

@@ -12,10 +12,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..flow import HostKey, HostPauses, HostRateLimiter
+from ..flow._adaptive import PACE_REASON, AdaptiveThrottle
+from ..flow._concurrency import HostConcurrency, InFlightSlot
+from ..flow._headers import rate_limit_reset
 from ..flow._hosts import format_host
-from ..flow.adaptive import PACE_REASON, AdaptiveThrottle
-from ..flow.concurrency import HostConcurrency, InFlightSlot
-from ..flow.headers import rate_limit_reset
 from ..flow.limiter import RateLimitWaitError, sleep_until
 from ..flow.pause import remaining_budget
 from ..response.exception import ResponseError

@@ -8,9 +8,10 @@ defaults a handler behaves exactly as aiorequestful 1.0.20's does.
 * :mod:`.pause`    - ``pause_on_retry_after=``: a 429/503 ``Retry-After`` pauses the whole host (``HostPauses``).
 * :mod:`.retry`    - ``retry_policy=``: which failures are retried, with optional jitter (``RetryPolicy``).
 * :mod:`.coalesce` - ``coalesce=``: identical concurrent GETs share one request (``Coalescer``).
-* :mod:`.concurrency` - ``max_in_flight=``: at most N requests in flight per host (``HostConcurrency``).
-* :mod:`.headers` - ``rate_limit_headers=``: a spent quota (``RateLimit``, ``X-RateLimit-*``) holds the host.
-* :mod:`.adaptive` - ``adaptive=``: per-host AIMD rate control (``AdaptiveThrottle``).
+* ``max_in_flight=``: at most N requests in flight per host (``HostConcurrency``).
+* ``rate_limit_headers=``: a spent quota (``RateLimit``, ``X-RateLimit-*`` headers) holds the host until its
+  reset (``rate_limit_reset``).
+* ``adaptive=``: per-host AIMD rate control (``AdaptiveThrottle``).
 
 Several limits per host (``RateLimits``, ``RateWindow``) and ``max_wait=`` (``RateLimitWaitError``) are part
 of :mod:`.limiter`; a robots.txt ``Crawl-delay`` paces hosts with ``RobotsTxt(..., use_crawl_delay=True)``.
@@ -20,11 +21,11 @@ Hosts are keyed by the ``(scheme, host, port)`` of the request URL.
 
 from __future__ import annotations
 
+from ._adaptive import ADAPTIVE_STATUSES, AdaptiveThrottle
+from ._concurrency import ConcurrencyInput, HostConcurrency, InFlightSlot
+from ._headers import MAX_RESET_WAIT, rate_limit_reset
 from ._hosts import HostKey, host_key
-from .adaptive import ADAPTIVE_STATUSES, AdaptiveThrottle
 from .coalesce import COALESCE_METHODS, Coalescer
-from .concurrency import ConcurrencyInput, HostConcurrency, InFlightSlot
-from .headers import MAX_RESET_WAIT, rate_limit_reset
 from .limiter import (
     DEFAULT_HOST,
     HostRateLimiter,

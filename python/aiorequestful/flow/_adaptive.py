@@ -1,30 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Adaptive throttling per host: find the rate a server tolerates, and keep just under it.
-
-Each host has its own allowed rate (requests per second, evenly spaced by the rate limiter's *pace*), moved by
-AIMD (additive increase, multiplicative decrease), as TCP moves its congestion window:
-
-* **slow start**: a new host starts at ``initial_rate`` and, until the first sign of trouble, gains one request
-  per second for every good answer (so the rate about doubles every second);
-* **back-off**: a 429 or 503 (``statuses``), a time-out, or (with ``target_latency``) an answer slower than the
-  target multiplies the rate by ``decrease`` (0.5: halved), never below ``min_rate``. Only requests sent after
-  the last back-off (and not within ``measure_over`` seconds of it) count: the answers to requests already on
-  their way when the host was slowed down say nothing about the new rate, so one burst of 429s halves the rate
-  once, not fifty times;
-* **learnt ceiling**: a 429/503/time-out also records ``headroom`` (0.95) times the rate the host was
-  answering well at over the last ``measure_over`` seconds as its ceiling: the rate then recovers up to it and
-  stays there, just under what the server accepted, instead of probing past it again and again. The ceiling is
-  forgotten after ``probe_after`` seconds without trouble, so a server that raised its limit is found out. A
-  slow answer lowers the rate but not the ceiling (the host was busy, not over its quota), and neither does a 429
-  while the host's recent answers are slower than the target, so the rate comes back once the host is fast
-  again;
-* **recovery**: afterwards the rate gains ``increase`` requests per second for every second of good answers,
-  never above the ceiling or ``max_rate``.
-
-The state is per host and lives in the handler (or is shared between handlers by passing one instance);
-nothing here is handler-wide. Fewer requests per second to a slow host also means fewer in flight to it (about
-rate times latency).
-"""
+"""Adaptive throttling per host: find the rate a server tolerates, and keep just under it (``adaptive=``)."""
 
 from __future__ import annotations
 
@@ -70,8 +45,32 @@ class _HostState:
 
 
 class AdaptiveThrottle:
-    """Per-host AIMD rate control (see the module docstring); pass ``adaptive=`` an instance, or True for the
-    defaults.
+    """Per-host adaptive throttling: find the rate a server tolerates, and keep just under it. Pass
+    ``RequestHandler(adaptive=...)`` an instance, or True for the defaults.
+
+    Each host has its own allowed rate (requests per second, evenly spaced by the rate limiter's *pace*), moved by
+    AIMD (additive increase, multiplicative decrease), as TCP moves its congestion window:
+
+    * **slow start**: a new host starts at ``initial_rate`` and, until the first sign of trouble, gains one request
+      per second for every good answer (so the rate about doubles every second);
+    * **back-off**: a 429 or 503 (``statuses``), a time-out, or (with ``target_latency``) an answer slower than the
+      target multiplies the rate by ``decrease`` (0.5: halved), never below ``min_rate``. Only requests sent after
+      the last back-off (and not within ``measure_over`` seconds of it) count: the answers to requests already on
+      their way when the host was slowed down say nothing about the new rate, so one burst of 429s halves the rate
+      once, not fifty times;
+    * **learnt ceiling**: a 429/503/time-out also records ``headroom`` (0.95) times the rate the host was
+      answering well at over the last ``measure_over`` seconds as its ceiling: the rate then recovers up to it and
+      stays there, just under what the server accepted, instead of probing past it again and again. The ceiling is
+      forgotten after ``probe_after`` seconds without trouble, so a server that raised its limit is found out. A
+      slow answer lowers the rate but not the ceiling (the host was busy, not over its quota), and neither does a 429
+      while the host's recent answers are slower than the target, so the rate comes back once the host is fast
+      again;
+    * **recovery**: afterwards the rate gains ``increase`` requests per second for every second of good answers,
+      never above the ceiling or ``max_rate``.
+
+    The state is per host and lives in the handler (or is shared between handlers by passing one instance);
+    nothing here is handler-wide. Fewer requests per second to a slow host also means fewer in flight to it (about
+    rate times latency).
 
     :param initial_rate: requests per second a host starts at.
     :param min_rate: the floor: a host is never slowed below this.

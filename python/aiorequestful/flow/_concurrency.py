@@ -95,11 +95,18 @@ class InFlightSlot:
 
 
 class HostConcurrency:
-    """Caps on the requests in flight per host, for one :class:`~aiorequestful.request.RequestHandler`.
+    """Caps on the requests in flight per host, for one :class:`~aiorequestful.request.RequestHandler`
+    (``max_in_flight=``).
 
     ``caps`` is one cap for every host (an integer >= 1), or a mapping from ``"host"``, ``"host:port"`` or
     ``"scheme://host[:port]"`` (the most specific match wins; ``"*"`` for every other host) to a cap, None
     meaning no cap. Share one instance between handlers to share the caps.
+
+    A request takes a slot of its host (:meth:`acquire`) before its rate-limit token and before aiohttp's
+    connection pool, and gives it back (:meth:`InFlightSlot.release`) when its response is done with, or its
+    attempt failed or was cancelled. Tasks that find every slot taken wait in arrival order; a slot given back
+    passes straight to the oldest waiter. A cap lowered while requests are in flight (:meth:`set_override`) lets
+    them finish and hands out nothing until the count is below it; a raised one wakes as many waiters as it frees.
     """
 
     __slots__ = ("_by_host", "_by_host_port", "_by_origin", "_default", "_hosts", "_overrides", "_prune_at")

@@ -129,6 +129,12 @@ def rate_limit_reset(headers: Mapping[str, str], cap: float = MAX_RESET_WAIT, no
     """The seconds a response's rate-limit headers ask to wait before the next request: the time until the quota
     resets when it is spent, else None (also for garbage, and for a wait over ``cap``).
 
+    Read: the IETF draft's ``RateLimit: "policy";r=0;t=30`` (``r`` remaining, ``t`` seconds to the reset; several
+    policies may be listed), its older ``RateLimit: limit=100, remaining=0, reset=30`` and
+    ``RateLimit-Remaining``/``RateLimit-Reset``, and ``X-RateLimit-Remaining``/``X-RateLimit-Reset``. A reset is
+    delay-seconds, or a Unix time (seconds above ``10**9``, milliseconds above ``10**12``). Only a spent quota
+    (remaining 0) asks for a wait; the longest wait asked wins. Never raises.
+
     :param headers: the response headers (case-insensitive, as aiohttp gives them).
     :param cap: the longest believable wait.
     :param now: the current Unix time (for a reset given as a Unix time); default ``time.time()``.
