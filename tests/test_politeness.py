@@ -30,6 +30,7 @@ from aiorequestful.flow import (
 from aiorequestful.flow.robots import RobotsTxt
 from aiorequestful.request import RequestHandler
 from aiorequestful.response.payload import JSONPayloadHandler
+from aiorequestful.timer import StepCountTimer
 
 from .flow_servers import PoliteHost, max_in_window
 
@@ -256,6 +257,32 @@ async def test_max_wait_counts_the_queue_ahead(serve) -> None:
     assert failed_at == [start] * 3  # judged on arrival: 3, 4 and 5 seconds ahead, so they failed at once
     assert "1 requests per second (burst 1)" in str(results[3])
     assert len(host.arrivals) == 3
+
+
+async def test_max_wait_is_tightened_by_the_remaining_retry_budget(serve) -> None:
+    host, url = await polite(serve)
+    async with RequestHandler.create(
+        payload_handler=JSONPayloadHandler(),
+        rate_limit=RateWindow(1, 10),
+        max_wait=60,
+        retry_timer=StepCountTimer(initial=1, count=3, step=0),  # three retries of a second: 3 s of budget
+    ) as h:
+        await h.get(url / "p" / "a")
+        with pytest.raises(RateLimitWaitError) as caught:
+            await h.get(url / "p" / "b")
+    assert "would wait at least 10.00 seconds" in str(caught.value)
+    assert "longer than the remaining retry budget of 3.00 seconds" in str(caught.value)
+    assert caught.value.bound == "the remaining retry budget" and caught.value.max_wait == 3.0
+    assert len(host.arrivals) == 1
+    # without a retry timer there is no budget to go by: max_wait alone decides
+    async with RequestHandler.create(
+        payload_handler=JSONPayloadHandler(), rate_limit=RateWindow(1, 10), max_wait=60
+    ) as h:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await h.get(url / "p" / "c")
+        await h.get(url / "p" / "d")
+        assert loop.time() - start == pytest.approx(10.0)
 
 
 async def test_max_wait_validation() -> None:

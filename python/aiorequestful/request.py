@@ -182,9 +182,10 @@ class RequestHandler(Generic[A, P]):
         from host to integer as for ``rate_limit``, or a :class:`~aiorequestful.flow.HostConcurrency` to share
         the caps). A slot is taken before the rate-limit token and the connection, and given back when the
         attempt's response is done with (or it failed or was cancelled). None (default): no cap.
-    :param max_wait: the most seconds a request may wait for its host's rate-limit turn; a request that would
-        wait longer fails at once with :class:`~aiorequestful.flow.RateLimitWaitError` naming the request,
-        the host, the limit and the wait. None (default): requests wait as long as it takes.
+    :param max_wait: the most seconds a request may wait for its host's rate-limit turn (or its remaining retry
+        budget, when it has a retry timer and that is shorter); a request that would wait longer fails at once
+        with :class:`~aiorequestful.flow.RateLimitWaitError` naming the request, the host, the limit and the
+        wait. None (default): requests wait as long as it takes.
     :param rate_limit_headers: when True, a response whose ``RateLimit``/``RateLimit-Remaining``/
         ``X-RateLimit-Remaining`` header says the quota is spent holds its host until the reset it gives (at
         most an hour; garbage is ignored). False (default).

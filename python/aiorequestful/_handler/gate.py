@@ -290,21 +290,23 @@ class FlowGate:
         if concurrency is not None:
             # Before the rate-limit token: a task waiting for a slot must not hold a token it cannot use.
             slot = await concurrency.acquire(host)
+        bound_name = "max_wait"
         try:
             if limiter is not None:
                 # At the head of the host's queue, a pause that began meanwhile is waited out before (and instead
                 # of) using a slot: the queue stays in order and no backlog goes through when the pause ends.
                 prepare = None if pauses is None else (lambda: self.wait_pauses(host, url, timer, chain))
-                if self.max_wait is None:
+                bound, bound_name = self._bound(timer)
+                if bound is None:
                     waited = await limiter.acquire(host, prepare)
                 else:
-                    waited = await limiter.acquire(host, prepare, max_wait=self.max_wait)
+                    waited = await limiter.acquire(host, prepare, max_wait=bound)
                 if waited > 0:
                     self._on_wait(WAIT_RATE_LIMIT, waited, url)
         except RateLimitWaitError as exc:
             if slot is not None:
                 slot.release()
-            raise exc.for_request(method or "request", url) from None
+            raise exc.for_request(method or "request", url, bound_name) from None
         except BaseException:
             if slot is not None:
                 slot.release()
@@ -335,6 +337,19 @@ class FlowGate:
         attempt = self._attempts.pop(chain, None)
         if attempt is not None:
             attempt.release()
+
+    def _bound(self, timer: Timer | None) -> tuple[float | None, str]:
+        """The most an attempt may wait for its rate-limit turn, and what that bound is: ``max_wait``, or the
+        request's remaining retry budget when that is shorter. A request without a retry timer, or whose retries
+        are spent, is bound by ``max_wait`` alone (its budget is not a reason to wait for nothing: it has none)."""
+        max_wait = self.max_wait
+        if max_wait is None:
+            return None, "max_wait"
+        if timer is not None and timer.can_increase:
+            budget = remaining_budget(timer)
+            if budget is not None and budget < max_wait:
+                return budget, "the remaining retry budget"
+        return max_wait, "max_wait"
 
     def _apply_crawl_delay(self, host: HostKey) -> None:
         """Pace ``host`` by its robots.txt Crawl-delay (once per change of the rules' delay)."""

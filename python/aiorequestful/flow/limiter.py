@@ -238,7 +238,14 @@ class RateLimitWaitError(RequestError):
     """
 
     def __init__(
-        self, host: str, limit: str, wait: float, max_wait: float, method: str | None = None, url: Any = None
+        self,
+        host: str,
+        limit: str,
+        wait: float,
+        max_wait: float,
+        method: str | None = None,
+        url: Any = None,
+        bound: str = "max_wait",
     ) -> None:
         self.host = host
         self.limit = limit
@@ -246,15 +253,19 @@ class RateLimitWaitError(RequestError):
         self.max_wait = max_wait
         self.method = method
         self.url = None if url is None else redact_url(url)
+        #: What ``max_wait`` is: ``"max_wait"`` or ``"the remaining retry budget"``.
+        self.bound = bound
         request = f"{method} {self.url}" if method and url is not None else (self.url or host)
         super().__init__(
-            f"{request} would wait at least {wait:.2f} seconds for {host} ({limit}), longer than max_wait of "
+            f"{request} would wait at least {wait:.2f} seconds for {host} ({limit}), longer than {bound} of "
             f"{max_wait:.2f} seconds; the request was not sent"
         )
 
-    def for_request(self, method: str, url: Any) -> RateLimitWaitError:
-        """The same error, naming the request."""
-        return RateLimitWaitError(self.host, self.limit, self.wait, self.max_wait, method, url)
+    def for_request(self, method: str, url: Any, bound: str | None = None) -> RateLimitWaitError:
+        """The same error, naming the request (and what the bound was)."""
+        return RateLimitWaitError(
+            self.host, self.limit, self.wait, self.max_wait, method, url, self.bound if bound is None else bound
+        )
 
 
 class _TokenPart:
