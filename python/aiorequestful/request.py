@@ -53,7 +53,7 @@ from .flow.coalesce import Coalescer
 from .flow.pause import PAUSE_STATUSES
 from .flow.robots import RobotsTxt
 from .response._body import excerpt, read_body
-from .response.exception import PayloadHandlerError, ResponseTooLargeError
+from .response.exception import PayloadHandlerError, ResponseError, ResponseTooLargeError
 from .response.payload import PayloadHandler, StringPayloadHandler
 from .response.status import (
     ClientErrorStatusHandler,
@@ -685,7 +685,13 @@ class RequestHandler(Generic[A, P]):
         stats = self._stats
         stats.response(response.status)
         if from_cache:
-            stats.cache_hits += 1
+            status = getattr(response, "cache_status", "hit")
+            if status == "revalidated":
+                stats.cache_revalidations += 1
+            else:
+                stats.cache_hits += 1
+                if status != "hit":
+                    stats.cache_stale += 1
         elif self._session_cache is not None:
             stats.cache_misses += 1
         if self.hooks.on_response:
@@ -709,6 +715,33 @@ class RequestHandler(Generic[A, P]):
             call_hooks(self.hooks.on_request, method.name, URL(url))
         self._account(method, url, hit)
         return hit
+
+    async def _wait_at_gate(
+        self, host: HostKey, method: HTTPMethod, url: URLInput, kwargs: dict[str, Any], chain: Chain
+    ) -> ClientResponse | None:
+        """Wait at the flow-control gate. When the gate refuses because the host is paused for longer than this
+        request may wait, a caching session under an HTTP caching policy may answer with a stale response the
+        server allowed for errors (stale-if-error): that response is returned instead of the error."""
+        try:
+            await self._flow_gate.wait(host, url, chain.handler_timer(), chain, method.name)
+        except ResponseError:
+            stale = await self._stale_instead(method, url, kwargs)
+            if stale is None:
+                raise
+            return stale
+        return None
+
+    async def _stale_instead(self, method: HTTPMethod, url: URLInput, kwargs: dict[str, Any]) -> ClientResponse | None:
+        session = self._session
+        stale_if_error = getattr(session, "stale_if_error", None)  # CachedSession's; not in the session protocol
+        if session is None or self._session_cache is None or stale_if_error is None:
+            return None
+        allowed = _allowed_kwargs(session)
+        options = {key: value for key, value in kwargs.items() if key in allowed and key not in _OWN_SESSION_KWARGS}
+        stale = await stale_if_error(method.name, url, **options)
+        if stale is not None:
+            self._account(method, url, stale)
+        return stale
 
     async def _read_bounded(self, response: ClientResponse, max_body_size: int | None = _UNSET) -> None:
         """Read a network response's body within the size limit before anything else reads it.
@@ -942,9 +975,9 @@ class RequestHandler(Generic[A, P]):
             response: ClientResponse | BaseException | None = None
             if cache_first:
                 response = await self._lookup_first(method, url, kwargs)
+            if response is None and host is not None:
+                response = await self._wait_at_gate(host, method, url, kwargs, chain)
             if response is None:
-                if host is not None:
-                    await self._flow_gate.wait(host, url, chain.handler_timer(), chain, method.name)
                 send = self._send(method, url, log_message, kwargs, max_body_size, lookup=not cache_first)
                 response = await (self._flow_gate.track(chain, send) if tracking else send)
             cache_first = False

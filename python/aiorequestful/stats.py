@@ -57,6 +57,10 @@ class RequestStats:
     #: Responses served from the cache / fetched from the network by a cached session.
     cache_hits: int = 0
     cache_misses: int = 0
+    #: With an HTTP caching policy: stored responses the origin confirmed with ``304 Not Modified`` (neither hits
+    #: nor misses), and hits that were stale (served while revalidating, or because the origin failed).
+    cache_revalidations: int = 0
+    cache_stale: int = 0
     #: Body bytes received from the network (cache hits excluded).
     bytes_received: int = 0
     #: Seconds spent waiting, in total and by reason (see the ``WAIT_*`` constants).
@@ -73,8 +77,10 @@ class RequestStats:
         answered = sum(self.responses.values())
         if self.requests != answered + self.errors:
             raise AssertionError(f"requests ({self.requests}) != responses ({answered}) + errors ({self.errors})")
-        if self.cache_hits + self.cache_misses > answered:
+        if self.cache_hits + self.cache_misses + self.cache_revalidations > answered:
             raise AssertionError("more cache look-ups than responses")
+        if self.cache_stale > self.cache_hits:
+            raise AssertionError("more stale cache hits than cache hits")
         if min(self.calls, self.requests, self.retries, self.resends, self.errors, self.failures) < 0:
             raise AssertionError("a counter is negative")
         if self.failures + self.cancelled > self.calls or self.coalesced > self.calls:
@@ -128,6 +134,8 @@ class StatsRecorder:
         "bytes_received",
         "cache_hits",
         "cache_misses",
+        "cache_revalidations",
+        "cache_stale",
         "calls",
         "cancelled",
         "coalesced",
@@ -152,6 +160,8 @@ class StatsRecorder:
         self.coalesced = 0
         self.cache_hits = 0
         self.cache_misses = 0
+        self.cache_revalidations = 0
+        self.cache_stale = 0
         self.bytes_received = 0
         self.wait_seconds: dict[str, float] = {}
 
@@ -187,6 +197,8 @@ class StatsRecorder:
             coalesced=self.coalesced,
             cache_hits=self.cache_hits,
             cache_misses=self.cache_misses,
+            cache_revalidations=self.cache_revalidations,
+            cache_stale=self.cache_stale,
             bytes_received=self.bytes_received,
             wait_seconds=sum(self.wait_seconds.values()),
             wait_seconds_by_reason=MappingProxyType(dict(self.wait_seconds)),

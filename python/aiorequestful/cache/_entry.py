@@ -16,6 +16,7 @@ from typing import Any
 from .._backend import kernels
 from ..response.payload import BytesPayloadHandler, JSONPayloadHandler, StringPayloadHandler
 from ..security import secret_headers
+from .policy import StoredTimes
 
 __all__ = (
     "DEFAULT_REASON",
@@ -177,14 +178,36 @@ def default_headers(payload_handler: Any) -> list[tuple[str, str]]:
 
 
 class ResponseMeta:
-    """The status, reason and safe headers of a response, as stored next to its payload."""
+    """The status, reason and safe headers of a response, as stored next to its payload.
 
-    __slots__ = ("headers", "reason", "status")
+    With an HTTP caching policy also ``times`` (when it was asked for and received, and what it varies on; see
+    ``cache.policy.StoredTimes``) and ``keep``: how many seconds to keep the row when that is less than the
+    repository's expiry (None: the repository's expiry).
+    """
 
-    def __init__(self, status: int, reason: str | None, headers: list[tuple[str, str]]) -> None:
+    __slots__ = ("headers", "keep", "reason", "status", "times")
+
+    def __init__(
+        self,
+        status: int,
+        reason: str | None,
+        headers: list[tuple[str, str]],
+        times: StoredTimes | None = None,
+        keep: float | None = None,
+    ) -> None:
         self.status = status
         self.reason = reason
         self.headers = headers
+        self.times = times
+        self.keep = keep
+
+    def encoded_times(self) -> str | None:
+        """``times`` in its stored form, or None."""
+        return None if self.times is None else self.times.encode()
+
+    def keep_seconds(self, expire_seconds: float) -> float:
+        """Seconds to keep the row: the repository's ``expire_seconds``, or less when ``keep`` says so."""
+        return expire_seconds if self.keep is None else max(0.0, min(expire_seconds, self.keep))
 
     @classmethod
     def from_response(cls, response: Any) -> ResponseMeta | None:
@@ -204,7 +227,7 @@ class CacheEntry:
     ``CachedResponse`` of this entry, already computed while the row was validated (see :func:`decoded_once`).
     """
 
-    __slots__ = ("decoded", "headers", "payload", "reason", "status")
+    __slots__ = ("decoded", "headers", "payload", "reason", "status", "times")
 
     def __init__(
         self,
@@ -213,12 +236,15 @@ class CacheEntry:
         reason: str | None = DEFAULT_REASON,
         headers: list[tuple[str, str]] | None = None,
         decoded: tuple[Any, Any] | None = None,
+        times: StoredTimes | None = None,
     ) -> None:
         self.payload = payload
         self.status = status
         self.reason = reason
         self.headers = headers
         self.decoded = decoded
+        #: When the response was asked for and received, and what it varies on (stored with a caching policy).
+        self.times = times
 
     def __repr__(self) -> str:
         return f"CacheEntry(status={self.status!r}, reason={self.reason!r}, size={len(self.payload)})"

@@ -118,6 +118,9 @@ class CachedResponse(ClientResponse):
         self._cached_real_url = info.real_url
         self._cached_headers = CIMultiDictProxy(merged)
         self._cached_released = False
+        #: What the cache did: "hit" (stored and fresh, or no policy), "stale" (within stale-while-revalidate; a
+        #: background request revalidates it), "revalidated" (a 304 confirmed it) or "stale-if-error".
+        self.cache_status = "hit"
         #: ``(payload handler, value)`` when the cache already decoded this payload (cache._entry.decoded_once);
         #: read it through :meth:`decoded_payload`. The attribute stays for code that reads it directly.
         self._cached_decoded: tuple[Any, Any] | None = decoded

@@ -16,6 +16,8 @@ Corrections to aiorequestful 1.0.20 (see the migration guide, docs/migrating.md)
   ``base_url``), and no ``ClientRequest`` is constructed.
 * A cache that fails (locked past its patience, broken file, corrupt row) costs a cache miss and a log line,
   never the request.
+* A repository with an HTTP caching policy (``cache.policy.CachePolicy``) is served as RFC 9111 says: see
+  ``cache._http`` for the request flow (revalidation, ``Vary``, stale responses, one origin request per key).
 """
 
 from __future__ import annotations
@@ -40,9 +42,11 @@ from ..response._body import read_body
 from ..response.exception import ResponseTooLargeError
 from ..security import redact_url
 from ..telemetry.logfields import log_fields
-from ._entry import default_headers
+from ._entry import CacheEntry, default_headers
+from ._http import HttpCaching, StorePlan
 from .backend.base import ResponseCache, ResponseRepository
 from .exception import CacheError
+from .policy import StoredTimes
 from .response import CachedResponse
 
 __all__ = ("CachedSession",)
@@ -80,7 +84,7 @@ class CachedSession(_QuietSubclass, ClientSession):
 
     # aiohttp (in debug mode) warns when attributes it does not know are set on a session.
     ATTRS = ClientSession.ATTRS | frozenset(
-        {"cache", "logger", "_cache_base_url", "_cache_opened_here", "_cache_matched", "_cache_warned"}
+        {"cache", "logger", "_cache_base_url", "_cache_opened_here", "_cache_matched", "_cache_warned", "_http"}
     )
 
     def __init__(self, cache: ResponseCache, **kwargs: Any) -> None:
@@ -92,6 +96,7 @@ class CachedSession(_QuietSubclass, ClientSession):
         self._cache_opened_here = False
         self._cache_matched = False  # some request had a repository
         self._cache_warned = False  # the "nothing is cached" warning was given
+        self._http = HttpCaching(self)  # the HTTP caching policy's state (used only by repositories with one)
 
     @property
     def base_url(self) -> URL | None:
@@ -146,8 +151,10 @@ class CachedSession(_QuietSubclass, ClientSession):
             await self.cache.__aexit__(exc_type, exc_val, exc_tb)
 
     async def close(self) -> None:
-        """Close the session, and the cache too when the session opened it on first use."""
+        """Close the session, and the cache too when the session opened it on first use. Background
+        revalidations still running are cancelled first."""
         try:
+            await self._http.close()
             await super().close()
         finally:
             if self._cache_opened_here:
@@ -210,7 +217,33 @@ class CachedSession(_QuietSubclass, ClientSession):
         if repository is None:
             return None
         await self._ensure_cache_open()
+        policy = self.cache.policy_for(repository)
+        if policy is not None:
+            return await self._http.lookup(repository, policy, info, url, kwargs)
         return await self._lookup(repository, info)
+
+    async def wait_for_revalidations(self) -> None:
+        """Wait until the background revalidations started so far (stale-while-revalidate) have finished."""
+        await self._http.drain()
+
+    async def stale_if_error(self, method: str, url: Any, **kwargs: Any) -> CachedResponse | None:
+        """The stored response to give instead of an error when the origin cannot be asked now (its host is
+        paused for longer than the request may wait): only under an HTTP caching policy, and only within the
+        response's stale-if-error window. None otherwise. Nothing is sent."""
+        if self.closed:
+            raise RuntimeError("Session is closed")
+        resolved = self._resolve_url(url)
+        if not resolved.absolute:
+            return None
+        info = self._request_info(method, resolved, kwargs)
+        repository = self.cache.get_repository_from_requests(info)
+        if repository is None:
+            return None
+        policy = self.cache.policy_for(repository)
+        if policy is None:
+            return None
+        await self._ensure_cache_open()
+        return await self._http.stale_if_error(repository, policy, info)
 
     def get(self, url: Any, *, allow_redirects: bool = True, **kwargs: Any) -> _CachedRequest:  # type: ignore[override]
         """Perform a GET request through the cache."""
@@ -317,9 +350,10 @@ class CachedSession(_QuietSubclass, ClientSession):
     # ------------------------------------------------------------------------------------------------------------
     # cache access that never fails the request
     # ------------------------------------------------------------------------------------------------------------
-    async def _lookup(self, repository: ResponseRepository, info: RequestInfo) -> CachedResponse | None:
+    async def _lookup_entry(self, repository: ResponseRepository, info: RequestInfo) -> CacheEntry | None:
+        """The live stored entry for ``info``; None for a miss or a cache that failed (logged)."""
         try:
-            entry = await repository.get_entry(info)
+            return await repository.get_entry(info)
         except _STORAGE_ERRORS as exc:
             self.logger.warning(
                 "Cache lookup failed, sending the request instead: %s",
@@ -327,6 +361,9 @@ class CachedSession(_QuietSubclass, ClientSession):
                 extra=log_fields(info.method, info.url),
             )
             return None
+
+    async def _lookup(self, repository: ResponseRepository, info: RequestInfo) -> CachedResponse | None:
+        entry = await self._lookup_entry(repository, info)
         if entry is None:
             return None
         headers = entry.headers
@@ -343,12 +380,15 @@ class CachedSession(_QuietSubclass, ClientSession):
         info: RequestInfo,
         response: ClientResponse,
         max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
+        *,
+        times: StoredTimes | None = None,
+        keep: float | None = None,
     ) -> None:
         try:
             # The repository reads the whole body to store it: read it within the limit first (later reads
             # return these bytes). A larger body is never stored and fails the request.
             await read_body(response, max_body_size)
-            await repository.save_for_request(info, response)
+            await repository.save_for_request(info, response, times=times, keep=keep)
         except (asyncio.CancelledError, ResponseTooLargeError):
             raise
         except Exception as exc:  # the caller has its response; a failed save is a warning, not an error
@@ -367,7 +407,17 @@ class _CachedRequest(Coroutine[Any, Any, ClientResponse]):
     manager, it is stored when the block ends without an exception, and then released.
     """
 
-    __slots__ = ("_coro", "_in_context", "_info", "_max_body_size", "_repository", "_response", "_session")
+    __slots__ = (
+        "_coro",
+        "_flight",
+        "_in_context",
+        "_info",
+        "_max_body_size",
+        "_plan",
+        "_repository",
+        "_response",
+        "_session",
+    )
 
     def __init__(
         self,
@@ -385,6 +435,8 @@ class _CachedRequest(Coroutine[Any, Any, ClientResponse]):
         self._repository: ResponseRepository | None = None
         self._info: RequestInfo | None = None
         self._response: ClientResponse | None = None
+        self._plan: StorePlan | None = None  # how an HTTP caching policy stores the response
+        self._flight: Any = None  # other tasks wait for this one's response to be stored (a policy's coalescing)
         self._coro = self._open(session, method, url, persist, kwargs, lookup)
 
     async def _open(
@@ -401,6 +453,9 @@ class _CachedRequest(Coroutine[Any, Any, ClientResponse]):
             repository = session._repository_for(info)
             if repository is not None:
                 await session._ensure_cache_open()
+                policy = session.cache.policy_for(repository)
+                if policy is not None:
+                    return await self._open_with_policy(session, repository, policy, info, method, url, persist, kwargs)
                 if lookup:
                     response = await session._lookup(repository, info)
             if session.logger.isEnabledFor(logging.DEBUG):
@@ -418,6 +473,45 @@ class _CachedRequest(Coroutine[Any, Any, ClientResponse]):
         self._response = response
         return response
 
+    async def _open_with_policy(
+        self,
+        session: CachedSession,
+        repository: ResponseRepository,
+        policy: Any,
+        info: RequestInfo,
+        method: str,
+        url: Any,
+        persist: bool,
+        kwargs: dict[str, Any],
+    ) -> ClientResponse:
+        response, plan, flight = await session._http.open(repository, policy, info, method, url, kwargs)
+        self._response, self._flight = response, flight
+        if session.logger.isEnabledFor(logging.DEBUG):
+            shown = getattr(response, "cache_status", "HTTP REQUEST").upper()
+            session.logger.debug("%s", format_url_log("CACHE", info.url, shown))
+        if plan is None or not persist:
+            self._land()
+            return response
+        self._plan = plan
+        if not self._in_context:
+            try:
+                await self._store_planned(response)
+            finally:
+                self._land()
+        return response
+
+    async def _store_planned(self, response: ClientResponse) -> None:
+        plan, self._plan = self._plan, None
+        if plan is not None and response.ok:
+            await self._session._persist(
+                plan.repository, plan.info, response, self._max_body_size, times=plan.times, keep=plan.keep
+            )
+
+    def _land(self) -> None:
+        flight, self._flight = self._flight, None
+        if flight is not None:
+            flight.land()
+
     # Coroutine protocol (so that create_task/gather accept it, as they accept aiohttp's)
     def send(self, value: Any) -> Any:
         return self._coro.send(value)
@@ -426,6 +520,7 @@ class _CachedRequest(Coroutine[Any, Any, ClientResponse]):
         return self._coro.throw(*args)
 
     def close(self) -> None:
+        self._land()
         self._coro.close()
 
     def __await__(self) -> Generator[Any, None, ClientResponse]:
@@ -444,9 +539,13 @@ class _CachedRequest(Coroutine[Any, Any, ClientResponse]):
     ) -> None:
         response = self._response
         if response is None:
+            self._land()
             return
         try:
-            if exc_type is None and self._repository is not None and self._info is not None and response.ok:
+            if exc_type is None and self._plan is not None:
+                await self._store_planned(response)
+            elif exc_type is None and self._repository is not None and self._info is not None and response.ok:
                 await self._session._persist(self._repository, self._info, response, self._max_body_size)
         finally:
+            self._land()
             await response.__aexit__(exc_type, exc_val, exc_tb)  # release the network response

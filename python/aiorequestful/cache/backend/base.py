@@ -17,7 +17,12 @@ Beyond aiorequestful 1.0.20 (all additive, so that subclasses written for 1.0.20
 * repository names that differ only in ASCII case are refused (``RepositoryNameError``): SQLite would put them in
   one table, and every backend must accept the same set of names;
 * a stored entry larger than the cache's ``max_entry_size`` (default ``limits.DEFAULT_MAX_BODY_SIZE``) is never
-  read into memory or inflated: it is a logged miss.
+  read into memory or inflated: it is a logged miss;
+* a response whose request or response says ``Cache-Control: no-store`` is never stored, with or without a
+  caching policy (1.0.20 stored it: storing what the server forbids to store is a privacy defect);
+* ``policy=`` (a ``cache.policy.CachePolicy``) on a cache, or ``repository.policy``, makes the cached session
+  follow HTTP caching (RFC 9111): freshness from the server's headers, revalidation, ``Vary``, stale responses
+  while revalidating or on errors. Off by default.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from ...response.payload import PayloadHandler, StringPayloadHandler
 from ...types import URLInput
 from .._entry import CacheEntry, ResponseMeta
 from ..exception import CacheError, RepositoryNameError
+from ..policy import CachePolicy, StoredTimes, storability
 
 if sys.version_info >= (3, 12):
     from typing import TypeAliasType
@@ -58,6 +64,7 @@ __all__ = (
     "as_key_parts",
     "check_max_entry_size",
     "check_name",
+    "check_policy",
     "folded_name",
     "request_info_of",
 )
@@ -97,6 +104,13 @@ def check_max_entry_size(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"max_entry_size must be a positive number of bytes or None, not {value!r}")
     return value
+
+
+def check_policy(value: Any) -> CachePolicy | None:
+    """A valid ``policy``: a ``CachePolicy`` or None."""
+    if value is None or isinstance(value, CachePolicy):
+        return value
+    raise TypeError(f"policy must be a CachePolicy or None, not {type(value).__name__}")
 
 
 def check_name(value: Any, what: str) -> str:
@@ -169,7 +183,7 @@ class ResponseRepository(AsyncIterable[tuple[K, V]], Generic[K, V], metaclass=AB
     :param expire: how long a saved response stays live.
     """
 
-    __slots__ = ("_expire", "_oversize_warned", "connection", "logger", "max_entry_size", "settings")
+    __slots__ = ("_expire", "_oversize_warned", "connection", "logger", "max_entry_size", "policy", "settings")
 
     #: The optional modules this backend needs (checked on construction).
     _required_modules: ClassVar[list[Any]] = []
@@ -187,6 +201,15 @@ class ResponseRepository(AsyncIterable[tuple[K, V]], Generic[K, V], metaclass=AB
         #: The largest stored entry (in bytes, after decompression) that is read back; None: no limit.
         self.max_entry_size: int | None = DEFAULT_MAX_BODY_SIZE
         self._oversize_warned: set[str] = set()
+        #: This repository's HTTP caching policy: a ``CachePolicy``, None for none even when the cache has one,
+        #: or ``UNSET`` (default) for the cache's.
+        self.policy: CachePolicy | None = UNSET
+
+    @property
+    def expire_seconds(self) -> float:
+        """How many seconds a save made now stays live (the repository's expiry)."""
+        now = datetime.now()
+        return ((now + self._expire) - now).total_seconds()
 
     @property
     def expire(self) -> datetime:
@@ -336,15 +359,38 @@ class ResponseRepository(AsyncIterable[tuple[K, V]], Generic[K, V], metaclass=AB
         """
         await self._set_item_from_key_value_pair(key, value)
 
-    async def save_for_request(self, request: Any, response: ClientResponse, *, prompt: bool = True) -> None:
+    async def save_for_request(
+        self,
+        request: Any,
+        response: ClientResponse,
+        *,
+        prompt: bool = True,
+        times: StoredTimes | None = None,
+        keep: float | None = None,
+    ) -> None:
         """Store the body of ``response`` under the key of ``request`` (its own request info, or the request a
         ``CachedSession`` computed before any redirect), scoped to the credentials ``request`` carried.
 
         ``prompt`` (the default, as ``CachedSession`` saves while its caller waits): give up quickly on a store
-        locked elsewhere, raising ``CacheError``; False waits as long as a direct save does.
+        locked elsewhere, raising ``CacheError``; False waits as long as a direct save does. ``times`` and
+        ``keep`` are stored with it by an HTTP caching policy (see ``ResponseMeta``).
+
+        A response that says ``Cache-Control: no-store``, or answers a request that said it, is not stored.
         """
         key = self.get_key_from_request(request)
         if not key:
+            return
+        info = request_info_of(request)
+        forbidden = storability(
+            str(getattr(response, "method", "") or (info.method if info is not None else "GET")),
+            int(getattr(response, "status", 200) or 200),
+            None if info is None else info.headers,
+            getattr(response, "headers", None),
+            shared=False,
+            policy_on=False,
+        )
+        if forbidden is not None:
+            self.logger.debug("Not caching a response for %r: %s", self.settings.name, forbidden)
             return
         if isinstance(response, ClientResponse) and not await _body_is_complete(response):
             self.logger.warning(
@@ -361,14 +407,33 @@ class ResponseRepository(AsyncIterable[tuple[K, V]], Generic[K, V], metaclass=AB
                 "Not caching a response for %r: the payload handler cannot read its body", self.settings.name
             )
             return
-        await self._store(
-            key,
-            await self.serialize(value),
-            payload=value,
-            meta=ResponseMeta.from_response(response),
-            request=request_info_of(request),
-            prompt=prompt,
-        )
+        meta = ResponseMeta.from_response(response)
+        if meta is not None:
+            meta.times, meta.keep = times, keep
+        await self._store(key, await self.serialize(value), payload=value, meta=meta, request=info, prompt=prompt)
+
+    async def store_refreshed(
+        self, request: Any, entry: CacheEntry, meta: ResponseMeta, *, prompt: bool = True
+    ) -> None:
+        """Store ``entry``'s payload again with new metadata (a ``304 Not Modified`` refreshed its headers)."""
+        key = self.get_key_from_request(request)
+        if not key:
+            return
+        if entry.decoded is not None:
+            value = entry.decoded[1]
+        else:
+            value = await self.deserialize(entry.payload)
+        await self._store(key, entry.payload, payload=value, meta=meta, request=request_info_of(request), prompt=prompt)
+
+    async def invalidate(self, request: Any) -> int:
+        """Delete what is stored for the key of ``request`` after a change to the resource; returns how many
+        entries went. The backends delete every user's entry for the key; this default only the caller's."""
+        return 1 if await self.delete_response(request) else 0
+
+    async def claim_revalidation(self, request: Any, seconds: float) -> bool:
+        """Whether this process is the one to revalidate ``request``'s entry in the background now. A backend
+        shared by a fleet answers True for one process only; this default (one process) always does."""
+        return True
 
     async def _save_for_request(self, request: Any, response: ClientResponse) -> None:
         """The older name of :meth:`save_for_request` (waits for a locked store as a direct save does)."""
@@ -469,9 +534,15 @@ class ResponseCache(MutableMapping[str, R], Generic[R], metaclass=ABCMeta):
     :param max_entry_size: the largest stored entry, in bytes after decompression, that is read back (or saved)
         by this cache's repositories; a larger one is a logged miss. ``None`` lifts the limit. Defaults to
         ``aiorequestful.limits.DEFAULT_MAX_BODY_SIZE``.
+    :param policy: a :class:`~aiorequestful.cache.policy.CachePolicy` to follow HTTP caching (RFC 9111) for
+        every repository that does not set its own; None (default): store and serve by expiry alone.
     """
 
-    __slots__ = ("_repositories", "cache_name", "expire", "max_entry_size", "repository_getter")
+    __slots__ = ("_repositories", "cache_name", "expire", "max_entry_size", "policy", "repository_getter")
+
+    #: Whether many clients share this backend (a Redis fleet): an HTTP caching policy with ``shared=None``
+    #: then follows the rules for shared caches.
+    shared_backend: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -480,12 +551,20 @@ class ResponseCache(MutableMapping[str, R], Generic[R], metaclass=ABCMeta):
         expire: timedelta | relativedelta = DEFAULT_EXPIRE,
         *,
         max_entry_size: int | None = DEFAULT_MAX_BODY_SIZE,
+        policy: CachePolicy | None = None,
     ) -> None:
         self.cache_name = cache_name
         self.repository_getter = repository_getter
         self.expire = expire
         self.max_entry_size = check_max_entry_size(max_entry_size)
+        self.policy = check_policy(policy)
         self._repositories: dict[str, R] = {}
+
+    def policy_for(self, repository: ResponseRepository[Any, Any]) -> CachePolicy | None:
+        """The HTTP caching policy ``repository`` follows: its own when it sets one (None included), else the
+        cache's."""
+        own = getattr(repository, "policy", UNSET)
+        return self.policy if own is UNSET else check_policy(own)
 
     def check_repository_name(self, name: str) -> None:
         """Refuse ``name`` for a new repository: ``CacheError`` when it is taken, ``RepositoryNameError`` (a

@@ -60,6 +60,7 @@ from .._entry import (
     utc_now,
 )
 from ..exception import CacheError
+from ..policy import CachePolicy, StoredTimes
 from .base import (
     DEFAULT_EXPIRE,
     UNSET,
@@ -158,7 +159,7 @@ return {deleted, redis.call('ZCARD', KEYS[1])}
 )
 
 # Read one entry unless its stored payload or headers are larger than ARGV[1] bytes (-1: no limit).
-# KEYS: entry. Returns HMGET's six fields, or {false, size} for an entry over the limit.
+# KEYS: entry. Returns HMGET's seven fields, or {false, size} for an entry over the limit.
 _LOAD = RedisScript(
     """
 local cap = tonumber(ARGV[1])
@@ -168,7 +169,7 @@ if cap >= 0 then
     return {false, size}
   end
 end
-return redis.call('HMGET', KEYS[1], 'p', 'f', 's', 'r', 'h', 'c')
+return redis.call('HMGET', KEYS[1], 'p', 'f', 's', 'r', 'h', 'c', 'm')
 """
 )
 
@@ -178,6 +179,34 @@ _CREDENTIAL_KEY = RedisScript(
     """
 redis.call('SET', KEYS[1], ARGV[1], 'NX')
 return redis.call('GET', KEYS[1])
+"""
+)
+
+# Delete every user's entry for one key: members are the key JSON, alone or after "<scope>:".
+# KEYS: the index. ARGV: the entry prefix, the key JSON. Returns how many entries went.
+_INVALIDATE = RedisScript(
+    """
+local deleted = 0
+local wanted = ARGV[2]
+local cursor = '0'
+repeat
+  local page = redis.call('ZSCAN', KEYS[1], cursor, 'COUNT', 500)
+  cursor = page[1]
+  local items = page[2]
+  for i = 1, #items, 2 do
+    local member = items[i]
+    local bare = member
+    if string.sub(member, 1, 1) ~= '[' then
+      local at = string.find(member, ':', 1, true)
+      if at then bare = string.sub(member, at + 1) end
+    end
+    if bare == wanted then
+      deleted = deleted + redis.call('DEL', ARGV[1] .. member)
+      redis.call('ZREM', KEYS[1], member)
+    end
+  end
+until cursor == '0'
+return deleted
 """
 )
 
@@ -546,7 +575,7 @@ class RedisTable(ResponseRepository[K, V]):
             if row is not None and len(row) == 2:
                 self.warn_oversize(member, int(row[1]))
             return None
-        data, flags, status, reason, headers, stored_credentials = row
+        data, flags, status, reason, headers, stored_credentials, times = row
         expected = member.partition(":")[0] if ":" in member and not member.startswith("[") else NO_CREDENTIALS
         if (_text(stored_credentials) or NO_CREDENTIALS) != expected:
             # The scope is in the key already; a stored digest that disagrees is an entry written by something
@@ -556,7 +585,7 @@ class RedisTable(ResponseRepository[K, V]):
             )
             return None
         try:
-            return await self._check(data, flags, status, reason, headers)
+            loaded = await self._check(data, flags, status, reason, headers)
         except _EntryTooLargeError as exc:
             self.warn_oversize(member, exc.size)
             return None
@@ -569,6 +598,8 @@ class RedisTable(ResponseRepository[K, V]):
                 exc,
             )
             return None
+        loaded[0].times = None if times is None else StoredTimes.decode(_text(times))
+        return loaded
 
     async def _check(self, data: Any, flags: Any, status: Any, reason: Any, headers: Any) -> tuple[CacheEntry, Any]:
         payload = _decode_payload(data, flags, self.max_entry_size)
@@ -654,9 +685,12 @@ class RedisTable(ResponseRepository[K, V]):
     async def _set_item_from_key_value_pair(self, key: K, value: Any) -> None:
         await self._store(key, value)
 
-    def _ttl_ms(self) -> int:
+    def _ttl_ms(self, meta: ResponseMeta | None = None) -> int:
         now = utc_now()
-        return int(((now + self._expire) - now) / timedelta(milliseconds=1))
+        seconds = ((now + self._expire) - now).total_seconds()
+        if meta is not None:
+            seconds = meta.keep_seconds(seconds)
+        return int(seconds * 1000)
 
     async def _store(
         self,
@@ -694,8 +728,11 @@ class RedisTable(ResponseRepository[K, V]):
             fields += ["s", str(meta.status), "h", encode_headers(meta.headers)]
             if meta.reason is not None:
                 fields += ["r", meta.reason]
+            times = meta.encoded_times()
+            if times is not None:
+                fields += ["m", times]
         keys = (self._entry_prefix + member, self._index_key)
-        args = (str(self._ttl_ms()), member, *fields)
+        args = (str(self._ttl_ms(meta)), member, *fields)
 
         async def save(client: Any) -> Any:
             return await _SAVE(client, keys=keys, args=args)
@@ -724,6 +761,33 @@ class RedisTable(ResponseRepository[K, V]):
             return await _DELETE(client, keys=keys, args=(member,))
 
         return bool(await self.connection.call(delete, 0))
+
+    async def invalidate(self, request: Any) -> int:
+        """Delete every user's entry for the key of ``request`` (what a change to the resource makes stale);
+        returns how many went (0 while Redis is unavailable)."""
+        member = self._member(self.get_key_from_request(request))
+        if member is None:
+            return 0
+        keys, args = (self._index_key,), (self._entry_prefix, member)
+
+        async def invalidate(client: Any) -> Any:
+            return await _INVALIDATE(client, keys=keys, args=args)
+
+        return int(await self.connection.call(invalidate, 0))
+
+    async def claim_revalidation(self, request: Any, seconds: float) -> bool:
+        """Claim the one background revalidation of ``request``'s entry across the fleet for ``seconds``: True
+        for the one process that gets it (and when Redis is unavailable: then each process decides alone)."""
+        member = await self._scoped_member(request)
+        if member is None:
+            return False
+        name = f"{self._entry_prefix}{member}:revalidating"
+        milliseconds = max(1, int(seconds * 1000))
+
+        async def claim(client: Any) -> Any:
+            return await client.set(name, b"1", nx=True, px=milliseconds)
+
+        return bool(await self.connection.call(claim, True))
 
     async def clear(self, expired_only: bool = False) -> int:
         """Delete every entry (or, with ``expired_only``, tidy the index of the entries Redis already expired);
@@ -763,9 +827,14 @@ class RedisCache(ResponseCache[RedisTable]):
     :param expire: how long a saved response stays live.
     :param max_entry_size: the largest entry, in bytes after decompression, that is read back or saved (a larger
         one is a logged miss); ``None`` lifts the limit. Default ``aiorequestful.limits.DEFAULT_MAX_BODY_SIZE``.
+    :param policy: a :class:`~aiorequestful.cache.policy.CachePolicy` to follow HTTP caching (RFC 9111); with
+        ``shared=None`` it follows the rules for a shared cache, as a fleet shares this one. None (default):
+        entries are stored and served by expiry alone.
     """
 
     __slots__ = ("_open", "connection")
+
+    shared_backend = True
 
     _required_module_names = ("redis",)
 
@@ -785,6 +854,7 @@ class RedisCache(ResponseCache[RedisTable]):
         expire: timedelta | relativedelta = DEFAULT_EXPIRE,
         *,
         max_entry_size: int | None = DEFAULT_MAX_BODY_SIZE,
+        policy: CachePolicy | None = None,
     ) -> None:
         required_modules_installed(self._required_modules, self)
         super().__init__(
@@ -792,6 +862,7 @@ class RedisCache(ResponseCache[RedisTable]):
             repository_getter=repository_getter,
             expire=expire,
             max_entry_size=max_entry_size,
+            policy=policy,
         )
         if isinstance(connector, RedisConnection):
             self.connection = connector

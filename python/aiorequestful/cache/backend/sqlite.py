@@ -61,6 +61,7 @@ from .._entry import (
     utc_now,
 )
 from ..exception import CacheBusyError, CacheError, RepositoryNameError
+from ..policy import CachePolicy, StoredTimes
 from ._sqlite_writer import LOCK_WAIT, is_open, mark_closed, mark_open, retry_busy, writer_for
 from .base import (
     DEFAULT_EXPIRE,
@@ -226,6 +227,8 @@ class SQLiteTable(ResponseRepository[K, V]):
     reason_column = "response_reason"
     headers_column = "response_headers"
     credentials_column = "credential_digest"
+    #: With an HTTP caching policy: when the response was asked for and received, and what it varies on (JSON).
+    times_column = "response_times"
 
     _required_module_names = ("aiosqlite",)
 
@@ -272,6 +275,7 @@ class SQLiteTable(ResponseRepository[K, V]):
             self.reason_column,
             self.headers_column,
             self.credentials_column,
+            self.times_column,
         }
         seen: set[str] = set()
         for column in columns:
@@ -296,12 +300,13 @@ class SQLiteTable(ResponseRepository[K, V]):
             self.reason_column,
             self.headers_column,
             self.credentials_column,
+            self.times_column,
         ]
         insert_columns = ", ".join([*keys, *(_quote(column) for column in data)])
         placeholders = ", ".join("?" * (len(keys) + len(data)))
         expiry, payload = _quote(self.expiry_column), _quote(self.payload_column)
         status, reason, headers = (_quote(c) for c in (self.status_column, self.reason_column, self.headers_column))
-        credentials = _quote(self.credentials_column)
+        credentials, times = _quote(self.credentials_column), _quote(self.times_column)
         # Sizes in bytes, known to SQLite without handing the value to Python: a row over the size cap is never
         # read into memory.
         size, headers_size = f"length(CAST({payload} AS BLOB))", f"COALESCE(length(CAST({headers} AS BLOB)), 0)"
@@ -312,11 +317,12 @@ class SQLiteTable(ResponseRepository[K, V]):
             "upsert": f"INSERT OR REPLACE INTO {table} ({insert_columns}) VALUES ({placeholders})",  # noqa: S608
             "entry": (
                 f"SELECT CASE WHEN {size} <= ? THEN {payload} END, {status}, {reason}, "  # noqa: S608
-                f"CASE WHEN {headers_size} <= ? THEN {headers} END, {size}, {headers_size} "
+                f"CASE WHEN {headers_size} <= ? THEN {headers} END, {size}, {headers_size}, {times} "
                 f"FROM {table} WHERE {scoped} AND {live} AND {payload} IS NOT NULL"
             ),
             "contains": f"SELECT 1 FROM {table} WHERE {scoped} AND {live}",  # noqa: S608
             "delete": f"DELETE FROM {table} WHERE {scoped}",  # noqa: S608
+            "delete_all_scopes": f"DELETE FROM {table} WHERE {where}",  # noqa: S608
             "count": f"SELECT COUNT(*) FROM {table}",  # noqa: S608
             "count_live": f"SELECT COUNT(*) FROM {table} WHERE {live}",  # noqa: S608
             "clear": f"DELETE FROM {table}",  # noqa: S608
@@ -477,6 +483,7 @@ class SQLiteTable(ResponseRepository[K, V]):
             self.reason_column: "TEXT",
             self.headers_column: "TEXT",
             self.credentials_column: f"TEXT NOT NULL DEFAULT '{NO_CREDENTIALS}'",
+            self.times_column: "TEXT",
         }
 
     async def _recreate(self, exc: BaseException) -> None:
@@ -648,12 +655,12 @@ class SQLiteTable(ResponseRepository[K, V]):
         rows = await self._fetch(self._sql["entry"], (cap, cap, *params, scope, now_stamp()), patience)
         if not rows:
             return None
-        payload, status, reason, headers, size, headers_size = rows[0]
+        payload, status, reason, headers, size, headers_size, times = rows[0]
         if payload is None or (headers is None and headers_size):
             self.warn_oversize(params, max(int(size or 0), int(headers_size or 0)))
             return None
         try:
-            return await self._check_row(payload, status, reason, headers)
+            loaded = await self._check_row(payload, status, reason, headers)
         except Exception as exc:  # a corrupt row must never crash the crawl: log it and miss
             self.logger.warning(
                 "Ignoring a corrupt cache entry in %r for key %r: %s: %s",
@@ -663,6 +670,8 @@ class SQLiteTable(ResponseRepository[K, V]):
                 exc,
             )
             return None
+        loaded[0].times = None if times is None else StoredTimes.decode(times)
+        return loaded
 
     async def _check_row(self, payload: Any, status: Any, reason: Any, headers: Any) -> tuple[CacheEntry, Any]:
         if not isinstance(payload, (str, bytes)):
@@ -751,16 +760,20 @@ class SQLiteTable(ResponseRepository[K, V]):
         if request is not None:
             credentials = await self._scope(request)
         now = utc_now()
+        expires = now + self._expire
+        if meta is not None and meta.keep is not None:
+            expires = now + timedelta(seconds=meta.keep_seconds((expires - now).total_seconds()))
         row = (
             *params,
             self._display_name(payload),
             format_stamp(now),
-            format_stamp(now + self._expire),
+            format_stamp(expires),
             value,
             None if meta is None else meta.status,
             None if meta is None else meta.reason,
             None if meta is None else encode_headers(meta.headers),
             credentials,
+            None if meta is None else meta.encoded_times(),
         )
         patience = self.lock_wait if prompt else None
         sql = self._sql["upsert"]
@@ -791,6 +804,17 @@ class SQLiteTable(ResponseRepository[K, V]):
         sql, bound = self._sql["delete"], (*params, await self._scope(request))
         deleted = await writer_for(self._live_connection()).call(lambda connection: _rowcount(connection, sql, bound))
         return deleted > 0
+
+    async def invalidate(self, request: Any) -> int:
+        """Delete every user's entry for the key of ``request`` (what a change to the resource makes stale);
+        returns how many went."""
+        params = self._key_params(self.get_key_from_request(request))
+        if params is None:
+            return 0
+        sql = self._sql["delete_all_scopes"]
+        return int(
+            await writer_for(self._live_connection()).call(lambda connection: _rowcount(connection, sql, params))
+        )
 
     async def clear(self, expired_only: bool = False) -> int:
         """Delete every row (only the expired ones, and those whose expiry cannot be read, when
@@ -829,6 +853,8 @@ class SQLiteCache(ResponseCache[SQLiteTable]):
     :param lock_wait: how long, in seconds, a lookup or save made for a waiting request waits for a database
         another process holds locked: then the lookup is a miss and the save a warning. Default 0.1 s. Direct
         calls (``get_response``, ``save_response``...) wait up to a minute, then raise ``CacheError``.
+    :param policy: a :class:`~aiorequestful.cache.policy.CachePolicy` to follow HTTP caching (RFC 9111); None
+        (default): entries are stored and served by expiry alone.
     """
 
     __slots__ = ("_connector", "_lock", "connection", "lock_wait", "unusable")
@@ -852,10 +878,15 @@ class SQLiteCache(ResponseCache[SQLiteTable]):
         *,
         max_entry_size: int | None = DEFAULT_MAX_BODY_SIZE,
         lock_wait: float = DEFAULT_LOCK_WAIT,
+        policy: CachePolicy | None = None,
     ) -> None:
         required_modules_installed(self._required_modules, self)
         super().__init__(
-            cache_name=cache_name, repository_getter=repository_getter, expire=expire, max_entry_size=max_entry_size
+            cache_name=cache_name,
+            repository_getter=repository_getter,
+            expire=expire,
+            max_entry_size=max_entry_size,
+            policy=policy,
         )
         if isinstance(lock_wait, bool) or not isinstance(lock_wait, (int, float)) or not 0 <= lock_wait <= LOCK_WAIT:
             raise ValueError(f"lock_wait must be a number of seconds from 0 to {LOCK_WAIT:.0f}, not {lock_wait!r}")
