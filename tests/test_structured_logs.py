@@ -205,6 +205,25 @@ async def test_a_logger_of_your_own_gets_the_fields_from_the_filter(serve, captu
     }
 
 
+async def test_a_handler_logger_of_your_own_gets_the_fields_without_a_filter(serve, capture) -> None:
+    """The handler's own log calls pass the fields as ``extra``: they reach a logger that has no filter."""
+    base = await serve(make_app())
+    mine = logging.getLogger("aiorequestful.test.unfiltered")
+    assert mine.filters == []
+    handler = RequestHandler.create(payload_handler=JSONPayloadHandler(), retry_timer=StepCountTimer(0, 3, 0))
+    handler.logger = mine  # the request lines go to it
+    async with handler:
+        await handler.get(base / "items" / "flaky", headers={"Authorization": "Bearer s3cr3t-header"})
+    records = [r for r in capture.records if r.name == mine.name]
+    # the request lines (before each send: no status yet) and the failed response's line
+    assert any("Status code: 500" in r.getMessage() for r in records)
+    assert {(r.http_attempt, r.http_status) for r in records} == {(1, None), (1, 500), (2, None)}
+    for record in records:
+        assert (record.http_method, record.http_host) == ("GET", "127.0.0.1")
+        assert record.http_url == str(base / "items" / "flaky")
+        assert not any(secret in json.dumps(fields(record)) + record.getMessage() for secret in SECRETS)
+
+
 def test_log_fields_outside_a_call_redact_what_they_are_given() -> None:
     assert log_fields("post", "http://a:s3cr3t-pass@example.org/x?token=s3cr3t-query", 201) == {
         FIELD_METHOD: "POST",
