@@ -271,6 +271,18 @@ async def slow_429(request: web.Request) -> web.StreamResponse:
     raise AssertionError("unreachable")
 
 
+async def validated(request: web.Request) -> web.Response:
+    """A resource with a validator: ``ETag: "v1"`` and the ``Cache-Control`` given as ``?cc=`` (default
+    ``no-cache``); a request with a matching ``If-None-Match`` gets a 304 (counted as "validated-304")."""
+    key = request.match_info["key"]
+    headers = {"ETag": '"v1"', "Cache-Control": request.query.get("cc", "no-cache")}
+    if request.headers.get("If-None-Match") == '"v1"':
+        _count(request, "validated-304")
+        return web.Response(status=304, headers=headers)
+    _count(request, "validated")
+    return web.json_response({"id": key, "title": f"Item {key}"}, headers=headers)
+
+
 def make_app() -> web.Application:
     app = web.Application()
     app[HITS] = Counter()
@@ -298,6 +310,7 @@ def make_app() -> web.Application:
     app.router.add_get("/badredirect", redirect_invalid)
     app.router.add_get("/hang/{key}", hang)
     app.router.add_get("/slow429/{key}", slow_429)
+    app.router.add_get("/validated/{key}", validated)
     return app
 
 
