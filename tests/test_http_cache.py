@@ -567,3 +567,41 @@ async def test_a_hit_under_a_policy_takes_no_rate_limit_slot(
             assert (await handler.get(base / "items" / "1"))["id"] == "1"
     assert app[COUNTS]["1"] == 1
     assert handler.stats.wait_seconds_by_reason.get("rate_limit", 0.0) == 0.0
+
+
+async def test_a_fleet_revalidates_a_stale_entry_once(
+    origin: tuple[URL, web.Application], redis_url: str, redis_namespace: str
+) -> None:
+    """Two processes' sessions (two sessions with state of their own) on one Redis cache: one background request."""
+    from aiorequestful.cache.backend.redis import RedisCache
+    from aiorequestful.shared import RedisConnection
+
+    base, app = origin
+    clock = app[CLOCK]
+    url = base / "items" / "1"
+    app[SPECS]["1"] = {"headers": {"Cache-Control": "max-age=10, stale-while-revalidate=60"}, "etag": '"v1"'}
+    connections = [RedisConnection(redis_url, namespace=redis_namespace) for _ in range(2)]
+    sessions = []
+    for connection in connections:
+        cache = RedisCache.connect(
+            connection, cache_name="fleet", repository_getter=pick_items, policy=CachePolicy(clock=clock)
+        )
+        cache.create_repository(json_settings())
+        sessions.append(CachedSession(cache))
+    try:
+        for session in sessions:
+            await session.__aenter__()
+        await sessions[0].get(url)
+        clock.advance(20)
+        gate = app[GATES]["1"] = asyncio.Event()
+        answers = await asyncio.gather(*(session.get(url) for session in sessions for _ in range(3)))
+        assert all(answer.cache_status == "stale" for answer in answers)
+        gate.set()
+        for session in sessions:
+            await session.wait_for_revalidations()
+        assert (app[COUNTS]["1"], app[CONDITIONAL]["1"]) == (2, 1)
+    finally:
+        for session in sessions:
+            await session.__aexit__(None, None, None)
+        for connection in connections:
+            await connection.aclose()
