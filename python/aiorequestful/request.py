@@ -535,7 +535,7 @@ class RequestHandler(Generic[A, P]):
         Redis start their connection and listener here); plain local ones are not, and cost nothing."""
         if self._flow_contexts:
             return
-        parts: tuple[Any, ...] = (self._limiter, self._pauses)
+        parts: tuple[Any, ...] = (self._limiter, self._pauses, self._flow_gate.concurrency)
         for part in parts:
             if part is not None and hasattr(type(part), "__aenter__"):
                 await part.__aenter__()

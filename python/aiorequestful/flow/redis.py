@@ -5,6 +5,8 @@
   atomically by a Lua script, so N processes *together* keep to the configured rate.
 * :class:`RedisHostPauses` - the host-wide ``Retry-After`` pauses of :mod:`.pause`: a pause seen by any worker
   pauses that host for every worker.
+* :class:`RedisHostConcurrency` - the per-host concurrency caps (``max_in_flight=``): at most N requests in flight
+  to a host across the fleet, as leases in Redis.
 
 Both are drop-in subclasses of the local classes: pass them to ``RequestHandler(rate_limit=...,
 pause_on_retry_after=...)`` as you would a ``HostRateLimiter``/``HostPauses``. When Redis is unreachable they
@@ -48,11 +50,12 @@ from typing import Any
 
 from ..response.status import DEFAULT_MAX_RETRY_AFTER
 from ..shared.connection import _REDIS_ERRORS, _UNAVAILABLE, RedisConnection, RedisScript
+from ._concurrency import ConcurrencyInput, HostConcurrency, InFlightSlot
 from ._hosts import HostKey
 from .limiter import HostRateLimiter, LimitValue, RateLimit, RateLimitInput, RateLimits, coerce_limit, sleep_until
 from .pause import HostPauses
 
-__all__ = ("RedisHostPauses", "RedisHostRateLimiter")
+__all__ = ("RedisHostConcurrency", "RedisHostPauses", "RedisHostRateLimiter")
 
 # -------------------------------------------------------------------------------------------------------------
 # Lua: the bucket_take kernel (api of _native_py.bucket_take) on a hash {tokens, updated, seq}, in server time.
@@ -127,6 +130,22 @@ end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ms)
 redis.call('PUBLISH', ARGV[3], ARGV[4] .. '|' .. ARGV[1] .. '|' .. ARGV[2] .. '|' .. ARGV[5])
 return ms
+"""
+)
+
+# A lease on one of a host's ARGV[1] in-flight slots: a sorted set of lease ids scored by their expiry (server
+# time, ms). Expired leases (a worker that died holding them) are dropped first. 1: granted, 0: every slot taken.
+_LEASE = RedisScript(
+    """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + 1000)
+return 1
 """
 )
 
@@ -657,3 +676,122 @@ def _loop_time() -> float:
         import time
 
         return time.monotonic()
+
+
+class _SharedSlot(InFlightSlot):
+    """A slot of this process's cap that also holds a lease on one of the fleet's slots of the host."""
+
+    __slots__ = ("_connection", "_lease", "_redis_key")
+
+    def __init__(self, local: InFlightSlot, connection: RedisConnection, redis_key: str, lease: str) -> None:
+        super().__init__(local._owner, local.key, local._host)  # type: ignore[arg-type]
+        local._host = None  # the local slot now belongs to this one (released once, through it)
+        self._connection = connection
+        self._redis_key = redis_key
+        self._lease = lease
+
+    def release(self) -> None:
+        """Give the local slot back at once and the fleet's lease back in the background."""
+        if self.released:
+            return
+        super().release()
+        key, lease = self._redis_key, self._lease
+
+        async def unlease(client: Any) -> Any:
+            return await client.zrem(key, lease)
+
+        self._connection.spawn(self._connection.call(unlease, 0))
+
+
+class RedisHostConcurrency(HostConcurrency):
+    """Caps on the requests in flight per host, shared by every process using the same Redis namespace.
+
+    :param connection: the shared Redis.
+    :param caps: as for :class:`~aiorequestful.flow.HostConcurrency`; every worker should give the same caps.
+    :param lease_seconds: how long a slot is held at most: the slots of a worker that dies while holding them
+        come back after this long (default ten minutes, longer than a request may take by default).
+    :param poll: the first pause, in seconds, before asking Redis again when every slot of the fleet is taken;
+        it doubles up to ``max_poll`` while the host stays full.
+
+    A request first takes a slot of this process's cap (waiting in arrival order, as locally), then a lease on
+    one of the fleet's slots (a sorted set per host in Redis, updated by a Lua script). When the fleet's slots are
+    all taken it asks again after ``poll`` seconds (the fleet does not queue in order; each process does). While
+    Redis is unavailable the local cap alone applies, per process. ``shared_leases``/``local_slots`` count the
+    slots given with a fleet lease and without one.
+    """
+
+    __slots__ = ("_connection", "_counter", "_id", "lease_seconds", "local_slots", "max_poll", "poll", "shared_leases")
+
+    def __init__(
+        self,
+        connection: RedisConnection,
+        caps: ConcurrencyInput = None,
+        *,
+        lease_seconds: float = 600.0,
+        poll: float = 0.01,
+        max_poll: float = 0.5,
+    ) -> None:
+        super().__init__(caps)
+        if not isinstance(connection, RedisConnection):
+            raise TypeError(f"connection must be a RedisConnection, not {type(connection).__name__}")
+        for name, value in (("lease_seconds", lease_seconds), ("poll", poll), ("max_poll", max_poll)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ValueError(f"{name} must be a finite number of seconds > 0, not {value!r}")
+        self._connection = connection
+        self.lease_seconds = float(lease_seconds)
+        self.poll = float(poll)
+        self.max_poll = max(float(max_poll), self.poll)
+        self._id = uuid.uuid4().hex
+        self._counter = itertools.count(1)
+        self.shared_leases = 0
+        self.local_slots = 0
+
+    @property
+    def connection(self) -> RedisConnection:
+        """The shared Redis."""
+        return self._connection
+
+    async def __aenter__(self) -> RedisHostConcurrency:
+        """Enter the shared connection (``RequestHandler`` does this when it is entered)."""
+        await self._connection.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self._connection.__aexit__(*exc_info)
+
+    def slots_key(self, key: HostKey) -> str:
+        """The Redis key of the leases on host ``key``'s slots."""
+        return self._connection.key("inflight", _host_json(key))
+
+    async def acquire(self, key: HostKey) -> InFlightSlot | None:
+        """Wait for a slot of ``key``: this process's first, then a lease on one of the fleet's."""
+        local = await super().acquire(key)
+        if local is None:
+            return None
+        cap = self.limit(key)
+        redis_key = self.slots_key(key)
+        lease = f"{self._id}:{next(self._counter)}"
+        ttl = str(math.ceil(self.lease_seconds * 1000))
+        delay = self.poll
+
+        async def take(client: Any) -> Any:
+            return await _LEASE(client, keys=(redis_key,), args=(str(cap), ttl, lease))
+
+        try:
+            while self._connection.usable():
+                granted = await self._connection.call(take, None)
+                if granted is None:
+                    break  # Redis failed: the local cap alone applies
+                if int(granted) == 1:
+                    self.shared_leases += 1
+                    return _SharedSlot(local, self._connection, redis_key, lease)
+                await asyncio.sleep(delay)
+                delay = min(self.max_poll, delay * 2)
+        except BaseException:
+            local.release()
+            raise
+        self.local_slots += 1
+        return local
+
+    def __repr__(self) -> str:
+        return f"{super().__repr__()[:-1]}, connection={self._connection!r})"
