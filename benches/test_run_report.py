@@ -124,3 +124,52 @@ def test_instruction_counts_not_run_say_why() -> None:
     assert "Not measured" in "\n".join(run.instruction_section(None))
     skipped = {"skipped": "valgrind is not installed"}
     assert "valgrind is not installed" in "\n".join(run.instruction_section(run.summarise_instructions(skipped)))
+
+
+def _recrawl_scenario(mode: str, changed: int, again: tuple[int, int, int, int], outdated: int = 0) -> dict:
+    def crawl(number: int, counts: tuple[int, int, int, int], seconds: float, outdated: int) -> dict:
+        requests, ok, not_modified, body_bytes = counts
+        server = {"requests": requests, "ok": ok, "not_modified": not_modified, "body_bytes": body_bytes}
+        hits = 100 - requests if mode == "default_cache" else 0
+        return {"crawl": number, "seconds": seconds, "outdated": outdated, "server": server,
+                "client": {**server, "cache_hits": hits}}  # fmt: skip
+
+    crawls = [crawl(1, (100, 100, 0, 400_000), 2.0, 0), crawl(2, again, 1.5, outdated)]
+    return {"mode": mode, "n": 100, "concurrency": 16, "change_every": 10 if changed else None, "changed": changed,
+            "crawls": crawls}  # fmt: skip
+
+
+def test_http_cache_rows_say_what_the_recrawl_saved() -> None:
+    raw = {
+        "native": {
+            "scenarios": [
+                _recrawl_scenario("policy", 0, (100, 0, 100, 0)),
+                _recrawl_scenario("policy", 10, (100, 10, 90, 40_000)),
+                _recrawl_scenario("default_cache", 10, (0, 0, 0, 0), outdated=10),
+            ]
+        }
+    }
+    rows = run.summarise_http_cache(raw)
+    assert [(r["mode"], r["changed"], r["changed_pct"]) for r in rows] == [
+        ("policy", 0, 0.0),
+        ("policy", 10, 10.0),
+        ("default_cache", 10, 10.0),
+    ]
+    assert [r["bytes_saved_pct"] for r in rows] == [100.0, 90.0, 100.0]
+    assert [r["requests_saved_pct"] for r in rows] == [0.0, 0.0, 100.0]
+    assert rows[2]["outdated"] == 10 and rows[2]["cache_hits"] == 100
+    section = "\n".join(run.http_cache_section(rows))
+    assert "## 7. HTTP caching" in section and "100 JSON records" in section
+    assert (
+        "| native | 10 (10%) | SQLite cache + `CachePolicy()` | 100 | 10 / 90 | 40,000 / 400,000 | 90.0% |" in section
+    )
+    assert "| native | 10 (10%) | SQLite cache, no policy | 0 | 0 / 0 | 0 / 400,000 | 100.0% | 2.00 | 1.50 | 10 |" in (
+        section
+    )
+
+
+def test_http_cache_not_run_and_old_results_still_report() -> None:
+    assert "Not measured in this run." in "\n".join(run.http_cache_section([]))
+    # A latest.json from before this bench existed (no "http_cache" part) still summarises (--report-only).
+    summary = run.summarise({"pytest_benchmark": [], "e2e": [], "cache": {}, "memory": {}})
+    assert summary["http_cache"] == []

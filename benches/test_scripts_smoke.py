@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""The end-to-end, cache, memory and report scripts at "smoke" size, so they cannot rot between ``make bench`` runs.
+"""The end-to-end, cache, HTTP caching, memory and report scripts at "smoke" size, so they cannot rot between
+``make bench`` runs.
 
 Each runs the same code ``benches.run`` runs, against the same out-of-process loopback server, with a handful of
 requests. Only correctness is asserted (results decoded, hits served from the cache, files written), never timing.
@@ -13,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from benches import cache_bench, e2e, instructions, memory
+from benches import cache_bench, e2e, http_cache_bench, instructions, memory
 from benches._data import item_body, json_body
-from benches.server import POOL, running_server
+from benches.server import POOL, REVALIDATING_BODY_SIZE, revalidating_body, running_server
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +90,83 @@ async def test_cache_bench_smoke(bench_server: str, tmp_path: Path) -> None:
     assert writes["rows"] == writes["n"] == 300 and writes["tasks"] == cache_bench.WRITE_TASKS
 
 
+def _fetch(url: str, headers: dict[str, str] | None = None, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:  # urllib raises for 304 and 400
+        with error:
+            return error.code, dict(error.headers), error.read()
+
+
+def test_revalidating_origin_answers_304_and_counts_what_it_sends(bench_server: str) -> None:
+    origin = f"{bench_server}/revalidating/origin-test-{id(bench_server)}"
+    status, headers, body = _fetch(f"{origin}/items/7")
+    assert status == 200 and body == revalidating_body(7, 0) and json.loads(body)["version"] == 0
+    assert headers["Cache-Control"] == "max-age=0" and headers["ETag"] == '"7.0"'
+    assert REVALIDATING_BODY_SIZE - 100 <= len(body) <= REVALIDATING_BODY_SIZE
+    assert _fetch(f"{origin}/items/7", {"If-None-Match": '"7.0"'})[::2] == (304, b"")
+    assert _fetch(f"{origin}/items/7", {"If-None-Match": 'W/"7.0", "x"'})[0] == 304  # the weak comparison
+    assert _fetch(f"{origin}/items/7", {"If-None-Match": '"7.9"'})[0] == 200
+    assert _fetch(f"{origin}/change?every=7", method="POST")[0] == 200
+    status, headers, body = _fetch(f"{origin}/items/7", {"If-None-Match": '"7.0"'})  # changed: a full answer
+    assert status == 200 and headers["ETag"] == '"7.1"' and json.loads(body)["version"] == 1
+    assert _fetch(f"{origin}/items/8", {"If-None-Match": '"8.0"'})[0] == 304  # 8 is not a multiple of 7
+    stats = json.loads(_fetch(f"{origin}/stats")[2])
+    sent = 2 * len(revalidating_body(7, 0)) + len(revalidating_body(7, 1))
+    assert stats == {"requests": 6, "ok": 3, "not_modified": 3, "conditional": 5, "body_bytes": sent}
+    # Another run name is another origin: nothing changed there and nothing was counted.
+    assert json.loads(_fetch(f"{origin}-other/stats")[2])["requests"] == 0
+    assert _fetch(f"{bench_server}/revalidating/bad%20name/stats")[0] == 400
+    assert _fetch(f"{origin}/change?every=0", method="POST")[0] == 400
+
+
+async def test_http_cache_recrawl_smoke(bench_server: str, tmp_path: Path) -> None:
+    n = 30
+    result = await http_cache_bench.recrawl(bench_server, n=n, concurrency=4, change_every=10, workdir=tmp_path)
+    assert result["backend"]["kernels"].startswith("aiorequestful._native")
+    by = {(s["mode"], s["changed"]): s for s in result["scenarios"]}
+    assert set(by) == {(mode, changed) for mode in http_cache_bench.MODES for changed in (0, 3)}
+    first_bytes = sum(len(revalidating_body(i, 0)) for i in range(n))
+    changed_bytes = sum(len(revalidating_body(i, 1)) for i in range(0, n, 10))
+    new_bytes = first_bytes - sum(len(revalidating_body(i, 0)) for i in range(0, n, 10)) + changed_bytes
+    for scenario in result["scenarios"]:
+        for crawl in scenario["crawls"]:
+            # The server's counters and the handler's stats agree on every count, in every crawl.
+            server, client = crawl["server"], crawl["client"]
+            assert {name: client[name] for name in ("requests", "ok", "not_modified", "body_bytes")} == {
+                name: server[name] for name in ("requests", "ok", "not_modified", "body_bytes")
+            }
+        first = scenario["crawls"][0]["server"]
+        assert (first["requests"], first["ok"], first["body_bytes"]) == (n, n, first_bytes)
+
+    def again(mode: str, changed: int) -> tuple[int, int, int, int, int]:
+        crawl = by[(mode, changed)]["crawls"][1]
+        served = crawl["server"]
+        return served["requests"], served["ok"], served["not_modified"], served["body_bytes"], crawl["outdated"]
+
+    assert again("policy", 0) == (n, 0, n, 0, 0)  # every stored response confirmed by a bodiless 304
+    assert again("policy", 3) == (n, 3, n - 3, changed_bytes, 0)  # only the changed ones sent again
+    assert again("default_cache", 0) == (0, 0, 0, 0, 0)  # served without asking the server ...
+    assert again("default_cache", 3) == (0, 0, 0, 0, 3)  # ... so the changed ones come back as they were
+    assert again("no_cache", 0) == (n, n, 0, first_bytes, 0)
+    assert again("no_cache", 3) == (n, n, 0, new_bytes, 0)
+    assert by[("default_cache", 3)]["crawls"][1]["client"]["cache_hits"] == n
+    assert by[("policy", 0)]["crawls"][1]["server"]["conditional"] == n
+
+
+def test_http_cache_disagreement_is_named() -> None:
+    server = {"requests": 5, "ok": 1, "not_modified": 4, "body_bytes": 4000}
+    client = {**server, "failures": 0, "retries": 0}
+    assert http_cache_bench.disagreements(server, client) == []
+    wrong = http_cache_bench.disagreements(server, {**client, "body_bytes": 0, "retries": 1})
+    assert wrong == ["body_bytes: server 4000, handler 0", "the handler had 0 failures and 1 retries"]
+
+
 async def test_memory_crawl_smoke(bench_server: str, tmp_path: Path) -> None:
     result = await memory.crawl(bench_server, n=300, concurrency=8, workdir=tmp_path)
     assert result["cache_misses"] + result["cache_hits"] == 300
@@ -118,3 +196,5 @@ def test_run_smoke_writes_the_report(tmp_path: Path) -> None:
     assert (tmp_path / "ratios.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Every headline row came from this run's numbers.
     assert latest["headline"] and all(row["value"] is not None for row in latest["headline"])
+    assert "## 7. HTTP caching: re-crawl of a revalidating server" in report
+    assert {row["mode"] for row in latest["summary"]["http_cache"]} == set(http_cache_bench.MODES)
