@@ -86,7 +86,7 @@ async def test_a_host_that_slows_down_gets_fewer_requests_in_flight_and_recovers
         retry_timer=StepCountTimer(initial=1, count=50, step=0),
         adaptive=throttle,
     ) as handler:
-        await asyncio.gather(weather(), *(worker(b, n) for b in (slow_url, fast_url) for n in range(100)))
+        await asyncio.gather(weather(), *(worker(b, n) for b in (slow_url, fast_url) for n in range(40)))
 
     def in_flight(host: PoliteHost, low: float, high: float) -> int:
         return max(n for at, n in host.concurrency if low <= at - start < high)
@@ -183,3 +183,39 @@ async def test_time_outs_back_off_and_the_wait_timer_still_grows_on_429(serve) -
             await handler.get(base / "p" / "refused")
     # the 1.0.20 wait timer still grows handler-wide on a 429, next to the per-host throttle
     assert float(wait_timer) == 0.5
+
+
+def test_idle_hosts_are_forgotten_so_memory_stays_bounded() -> None:
+    throttle = AdaptiveThrottle()
+    for i in range(1100):
+        throttle.observe(("http", f"h{i}.test", 80), status=200, latency=0.0, sent_at=0.0, now=float(i) / 1000)
+    assert throttle.take_forgotten() == []  # the first prune found nobody idle
+    throttle.observe(("http", "late.test", 80), status=200, latency=0.0, sent_at=2000.0, now=2000.0)
+    throttle.observe(("http", "later.test", 80), status=200, latency=0.0, sent_at=2000.0, now=2000.0)
+    for i in range(2100):  # enough new hosts to prune again, long after the first ones were last heard from
+        throttle.observe(("http", f"n{i}.test", 80), status=200, latency=0.0, sent_at=2000.0, now=2000.0)
+    forgotten = throttle.take_forgotten()
+    assert len(forgotten) == 1100 and ("http", "h0.test", 80) in forgotten
+    assert throttle.take_forgotten() == []
+    assert throttle.rate_for(("http", "h0.test", 80)) == throttle.initial_rate  # starts afresh
+
+
+async def test_a_forgotten_hosts_pace_is_lifted() -> None:
+    import logging
+
+    from aiorequestful._handler.gate import Attempt, FlowGate
+    from aiorequestful.flow import HostRateLimiter
+
+    limiter = HostRateLimiter()
+    throttle = AdaptiveThrottle()
+    gate = FlowGate.build(limiter, None, lambda *_: None, logging.getLogger(__name__), adaptive=throttle)
+    seen, idle = ("http", "a.test", 80), ("http", "idle.test", 80)
+    limiter.set_pace(idle, "adaptive throttle", 5.0)
+    for i in range(1100):  # many hosts, long ago
+        throttle.observe(("http", f"h{i}.test", 80), status=200, latency=0.0, sent_at=-5000.0, now=-5000.0)
+    throttle.observe(idle, status=200, latency=0.0, sent_at=-5000.0, now=-5000.0)
+    for i in range(1100):  # and many new ones now: the old ones are forgotten
+        gate.observe(Attempt(gate, ("http", f"n{i}.test", 80), None, 0.0), TimeoutError())
+    assert limiter.pace_for(idle) is None  # its pace went with its state
+    gate.observe(Attempt(gate, seen, None, 0.0), TimeoutError())
+    assert limiter.pace_for(seen) == pytest.approx(throttle.rate_for(seen))

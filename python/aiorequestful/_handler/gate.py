@@ -38,13 +38,20 @@ CRAWL_DELAY_REASON = "robots.txt Crawl-delay"
 OnWait = Callable[[str, float, Any], None]
 
 
+_CACHED_TYPES: tuple[type, ...] | None = None
+
+
 def _from_cache(response: Any) -> bool:
     """Whether ``response`` was answered by the cache (it then says nothing about the host)."""
-    try:
-        from ..cache.response import CachedResponse
-    except ImportError:  # the cache is optional
-        return False
-    return isinstance(response, CachedResponse)
+    global _CACHED_TYPES
+    if _CACHED_TYPES is None:
+        try:
+            from ..cache.response import CachedResponse
+        except ImportError:  # the cache is optional
+            _CACHED_TYPES = ()
+        else:
+            _CACHED_TYPES = (CachedResponse,)
+    return isinstance(response, _CACHED_TYPES)
 
 
 def retry_at(seconds: float) -> str:
@@ -397,3 +404,6 @@ class FlowGate:
             )
             if rate != before:
                 limiter.set_pace(attempt.host, PACE_REASON, rate)
+            if adaptive._forgotten:
+                for host in adaptive.take_forgotten():
+                    limiter.set_pace(host, PACE_REASON, None)

@@ -28,8 +28,25 @@ def _number(value: Any, name: str, *, low: float, high: float = math.inf, low_op
     return number
 
 
+# Hosts not heard from for a while are forgotten once this many are known (then again at twice what is left), so
+# a crawl over millions of hosts does not keep the state of each one.
+_PRUNE_AT = 1024
+#: Seconds without an answer after which a host's state may be forgotten (it starts afresh if it comes back).
+_IDLE_FOR = 600.0
+
+
 class _HostState:
-    __slots__ = ("answers", "ceiling", "ceiling_at", "last_decrease", "last_good", "latency", "rate", "slow_start")
+    __slots__ = (
+        "answers",
+        "ceiling",
+        "ceiling_at",
+        "last_decrease",
+        "last_good",
+        "last_seen",
+        "latency",
+        "rate",
+        "slow_start",
+    )
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
@@ -41,6 +58,7 @@ class _HostState:
         self.ceiling: float | None = None
         self.ceiling_at = -math.inf
         self.last_decrease = -math.inf
+        self.last_seen = -math.inf
         self.slow_start = True
 
 
@@ -88,7 +106,9 @@ class AdaptiveThrottle:
     """
 
     __slots__ = (
+        "_forgotten",
         "_hosts",
+        "_prune_at",
         "decrease",
         "headroom",
         "increase",
@@ -133,6 +153,8 @@ class AdaptiveThrottle:
             raise ValueError(f"statuses must be HTTP status codes, not {sorted(codes, key=repr)!r}")
         self.statuses = codes
         self._hosts: dict[HostKey, _HostState] = {}
+        self._prune_at = _PRUNE_AT
+        self._forgotten: list[HostKey] = []
 
     def rate_for(self, key: HostKey) -> float:
         """The rate ``key`` is allowed now (``initial_rate`` for a host not seen yet)."""
@@ -144,16 +166,36 @@ class AdaptiveThrottle:
         state = self._hosts.get(key)
         return None if state is None else state.ceiling
 
-    def _state(self, key: HostKey) -> _HostState:
+    def _state(self, key: HostKey, now: float) -> _HostState:
         state = self._hosts.get(key)
         if state is None:
+            if len(self._hosts) >= self._prune_at:
+                self._prune(now)
             state = self._hosts[key] = _HostState(self.initial_rate)
+        state.last_seen = now
         return state
+
+    def _prune(self, now: float) -> None:
+        idle_for = max(_IDLE_FOR, self.probe_after)
+        kept: dict[HostKey, _HostState] = {}
+        for key, state in self._hosts.items():
+            if now - state.last_seen > idle_for:
+                self._forgotten.append(key)
+            else:
+                kept[key] = state
+        self._hosts = kept
+        self._prune_at = max(_PRUNE_AT, 2 * len(kept))
+
+    def take_forgotten(self) -> list[HostKey]:
+        """The hosts forgotten (idle for long) since the last call: whoever paces them by this throttle lifts
+        their pace (the request handler does)."""
+        forgotten, self._forgotten = self._forgotten, []
+        return forgotten
 
     def observe(self, key: HostKey, *, status: int | None, latency: float, sent_at: float, now: float) -> float:
         """Account one answer (``status`` None: a time-out) to a request sent at ``sent_at`` (loop clock) that
         took ``latency`` seconds; returns the host's new rate."""
-        state = self._state(key)
+        state = self._state(key, now)
         overloaded = status is None or status in self.statuses
         answers = state.answers
         span = self.measure_over
