@@ -38,7 +38,8 @@ async def test_adaptive_crawl_settles_just_under_each_hosts_limit(serve) -> None
     hosts = [PoliteHost(quota=Quota(rate=50, per=1.0, in_flight=8, retry_after="1"), latency=0.02) for _ in range(4)]
     bases = [await serve(host.app()) for host in hosts]
     urls = [bases[i % 4] / "p" / str(i) for i in range(2000)]
-    throttle = AdaptiveThrottle(initial_rate=10, increase=10)
+    # a brisk throttle: starts at 20 per second, backs off to 70 %, recovers 25 per second per second
+    throttle = AdaptiveThrottle(initial_rate=20, increase=25, decrease=0.7)
     async with RequestHandler.create(
         payload_handler=JSONPayloadHandler(),
         retry_timer=StepCountTimer(initial=1, count=20, step=0),
@@ -54,10 +55,12 @@ async def test_adaptive_crawl_settles_just_under_each_hosts_limit(serve) -> None
         assert max_in_window(accepted, 1.0 - 1e-9) <= 50  # what the server accepted was within its limit
         # 429s only early (slow start overshoots once), then none
         assert host.refused and host.refused[-1] < accepted[100]
-        # then the host is paced just under its limit: within 10 % of the 50 requests per second it allows
+        # the whole crawl of the host ran within 10 % of the 50 requests per second it allows ...
+        assert 45.0 <= rate(accepted) <= 50.0
+        # ... and once settled, the host is paced just under its limit
         settled = [at for at in accepted if at > host.refused[-1] + 2.0]
         assert len(settled) > 300
-        assert 45.0 <= rate(settled) <= 50.0
+        assert 46.0 <= rate(settled) <= 50.0
         assert throttle.ceiling_for(host_key(base)) == pytest.approx(0.95 * 49)
 
 

@@ -388,7 +388,7 @@ class FlowGate:
                     limiter.hold(
                         attempt.host,
                         loop_now + seconds,
-                        f"rate-limit headers: quota spent until {seconds:.2f} seconds after a {status} response",
+                        f"rate-limit headers of a {status} response: quota spent for {seconds:.2f} seconds",
                     )
                     if self._logger.isEnabledFor(logging.DEBUG):
                         self._logger.debug(
