@@ -446,6 +446,8 @@ async def test_a_held_host_and_max_wait(serve) -> None:
     host, url = await polite(serve, headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "30"})
     async with RequestHandler.create(payload_handler=JSONPayloadHandler(), rate_limit_headers=True, max_wait=10) as h:
         await h.get(url / "p" / "a")
-        with pytest.raises(RateLimitWaitError, match="rate-limit headers: quota spent"):
+        with pytest.raises(
+            RateLimitWaitError, match="rate-limit headers of a 200 response: quota spent for 30.00 seconds"
+        ):
             await h.get(url / "p" / "b")
     assert len(host.arrivals) == 1
