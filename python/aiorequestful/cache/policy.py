@@ -18,13 +18,15 @@ Times are POSIX seconds from the policy's ``clock`` (``time.time`` unless a test
 
 from __future__ import annotations
 
+import calendar
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timedelta
+from email.utils import parsedate_tz
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -63,6 +65,31 @@ _DELTA_MAX = 2**31
 # Bounds on what is parsed, so a hostile header costs little.
 _MAX_FIELD = 8192
 _MAX_DIRECTIVES = 64
+#: Directives this module acts on: the bound on how many directives are kept counts only the others, so a
+#: response cannot hide its ``no-store`` behind a crowd of unknown extensions.
+_KNOWN_DIRECTIVES = frozenset(
+    {
+        "max-age",
+        "max-stale",
+        "min-fresh",
+        "must-revalidate",
+        "no-cache",
+        "no-store",
+        "no-transform",
+        "only-if-cached",
+        "private",
+        "proxy-revalidate",
+        "public",
+        "s-maxage",
+        "must-understand",
+        "stale-while-revalidate",
+        "stale-if-error",
+    }
+)
+#: The obsolete RFC 850 date form, whose year has two digits (RFC 9110 section 5.6.7).
+_RFC850 = re.compile(r"[A-Za-z]+,\s*\d{1,2}-[A-Za-z]{3}-(\d{2})\s")
+#: 9999-12-31T23:59:59Z, the last second a datetime can hold.
+_LAST_SECOND = 253402300799.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,28 +211,44 @@ def _unquote(value: str) -> str:
 def parse_cache_control(values: Iterable[str] | str | None) -> dict[str, str | None]:
     """The directives of ``Cache-Control`` field values: lower-case name -> argument (None when it has none).
 
-    A directive given twice keeps its first occurrence (RFC 9111 §4.2.1 allows that choice); a value longer than
-    8 KiB, or directives past the 64th, are ignored.
+    A directive given twice keeps its first occurrence (RFC 9111 §4.2.1 allows that choice). Only the first
+    8 KiB of all the field lines together are read (the directive cut at that point is dropped, not guessed), and
+    at most 64 directives this module does not act on are kept (the bound never drops one it acts on).
     """
+    return _read_cache_control(values)[0]
+
+
+def _read_cache_control(values: Iterable[str] | str | None) -> tuple[dict[str, str | None], bool]:
+    """:func:`parse_cache_control`, and whether text past the 8 KiB bound went unread."""
     if values is None:
-        return {}
+        return {}, False
     if isinstance(values, str):
         values = [values]
     directives: dict[str, str | None] = {}
+    truncated = False
+    unknown = 0
     budget = _MAX_FIELD
     for value in values:
-        budget -= len(value)
-        if budget < 0:
+        if budget <= 0:
+            truncated = True  # another field line past the bound: not read
             break
-        for part in _split_list(value):
-            if len(directives) >= _MAX_DIRECTIVES:
-                return directives
+        text = value[:budget]
+        parts = _split_list(text)
+        if len(value) > budget:
+            truncated = True
+            parts = parts[:-1]  # the last one may be cut short: "max-age=12" out of "max-age=12345"
+        budget -= len(text)
+        for part in parts:
             name, sep, argument = part.partition("=")
             name = name.strip().lower()
             if not name or name in directives:
                 continue
+            if name not in _KNOWN_DIRECTIVES:
+                if unknown >= _MAX_DIRECTIVES:
+                    continue
+                unknown += 1
             directives[name] = _unquote(argument.strip()) if sep else None
-    return directives
+    return directives, truncated
 
 
 def parse_delta_seconds(value: str | None) -> int | None:
@@ -220,18 +263,38 @@ def parse_delta_seconds(value: str | None) -> int | None:
     return min(int(text), _DELTA_MAX)
 
 
-def parse_http_date(value: str | None) -> float | None:
-    """An HTTP-date (IMF-fixdate, or the obsolete RFC 850 and asctime forms) as POSIX seconds; None if invalid."""
+def parse_http_date(value: str | None, *, now: float | None = None) -> float | None:
+    """An HTTP-date (IMF-fixdate, or the obsolete RFC 850 and asctime forms) as POSIX seconds; None if invalid.
+
+    HTTP-dates are in UTC, so a date without a zone (the asctime form) is read as UTC; a leap second (``:60``)
+    is accepted. An RFC 850 two-digit year is the one within 50 years of ``now`` (POSIX seconds; the wall
+    clock when None) and otherwise in the past (RFC 9110 section 5.6.7).
+    """
     if not value or len(value) > 64:
         return None
+    text = value.strip()
     try:
-        parsed = parsedate_to_datetime(value.strip())
+        parsed = parsedate_tz(text)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    try:
-        return parsed.timestamp() if parsed.tzinfo is not None else None
-    except (OverflowError, OSError, ValueError):
+    if parsed is None:
         return None
+    year, month, day, hour, minute, second = parsed[:6]
+    offset = parsed[9] or 0
+    two_digit = _RFC850.match(text)
+    if two_digit is not None:
+        # Clamped to years 1970..9999: ``now`` may come from a stored record, and gmtime overflows past those.
+        moment = min(max(time.time() if now is None else now, 0.0), _LAST_SECOND)
+        this_year = time.gmtime(moment).tm_year
+        year = this_year + 50 - (this_year + 50 - int(two_digit.group(1))) % 100
+    if not 0 <= second <= 60:
+        return None
+    try:
+        # datetime checks the calendar (no 31 February); a leap second is the second after :59.
+        checked = datetime(year, month, day, hour, minute, min(second, 59))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return float(calendar.timegm(checked.timetuple()) + (second - checked.second) - offset)
 
 
 def vary_names(headers: Any) -> tuple[str, ...] | None:
@@ -284,7 +347,7 @@ class StoredTimes:
             return None
         try:
             data = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # deeply nested arrays exhaust the parser's stack: garbage too
             return None
         if not isinstance(data, dict):
             return None
@@ -338,12 +401,17 @@ def storability(
     Without a policy (``policy_on`` False) only ``no-store`` (in the request or the response) forbids storing:
     the cache otherwise stores what its repository matches, as it always has.
     """
-    request_cc = parse_cache_control(_values(request_headers, "cache-control"))
-    response_cc = parse_cache_control(_values(response_headers, "cache-control"))
+    request_cc, request_cut = _read_cache_control(_values(request_headers, "cache-control"))
+    response_cc, response_cut = _read_cache_control(_values(response_headers, "cache-control"))
     if "no-store" in response_cc:
         return "the response says Cache-Control: no-store"
     if "no-store" in request_cc:
         return "the request says Cache-Control: no-store"
+    # A Cache-Control longer than the parser reads may say no-store in the unread part (§5.2.2.5, §5.2.1.5).
+    if response_cut:
+        return "the response's Cache-Control is too long to read in full"
+    if request_cut:
+        return "the request's Cache-Control is too long to read in full"
     if not policy_on:
         return None
     if method.upper() not in CACHEABLE_METHODS:
@@ -353,7 +421,9 @@ def storability(
     if vary_names(response_headers) is None:
         return "the response says Vary: *"
     if shared:
-        if "private" in response_cc and response_cc["private"] is None:
+        # A qualified private="field" forbids storing the named fields; like most caches (RFC 9111 §5.2.2.7
+        # notes it), this one then stores nothing rather than a response with fields taken out.
+        if "private" in response_cc:
             return "the response is private and this cache is shared"
         if _first(request_headers, "authorization") is not None and not (
             {"public", "s-maxage", "must-revalidate"} & response_cc.keys()
@@ -384,14 +454,14 @@ def freshness_lifetime(
         return float(parse_delta_seconds(cc["max-age"]) or 0)
     expires_values = _values(headers, "expires")
     if expires_values:
-        expires = parse_http_date(expires_values[0])
+        expires = parse_http_date(expires_values[0], now=response_time)
         if expires is None:
             return 0.0  # an invalid Expires (such as "0") means already expired (§5.3)
-        date = parse_http_date(_first(headers, "date"))
+        date = parse_http_date(_first(headers, "date"), now=response_time)
         return max(0.0, expires - (response_time if date is None else date))
-    last_modified = parse_http_date(_first(headers, "last-modified"))
+    last_modified = parse_http_date(_first(headers, "last-modified"), now=response_time)
     if last_modified is not None and policy.heuristic_fraction > 0 and (status in HEURISTIC_STATUSES or "public" in cc):
-        date = parse_http_date(_first(headers, "date"))
+        date = parse_http_date(_first(headers, "date"), now=response_time)
         since = (response_time if date is None else date) - last_modified
         if since > 0:
             return min(since * policy.heuristic_fraction, policy.max_heuristic.total_seconds())
@@ -404,7 +474,7 @@ def freshness_lifetime(
 def current_age(headers: Any, times: StoredTimes, now: float) -> float:
     """The current age of a stored response in seconds (RFC 9111 §4.2.3)."""
     age_value = parse_delta_seconds(_first(headers, "age")) or 0
-    date = parse_http_date(_first(headers, "date"))
+    date = parse_http_date(_first(headers, "date"), now=times.response_time)
     date_value = times.response_time if date is None else date
     apparent_age = max(0.0, times.response_time - date_value)
     response_delay = max(0.0, times.response_time - times.request_time)
@@ -499,23 +569,31 @@ def assess(
     age = current_age(headers, times, now)
     response_cc = parse_cache_control(_values(headers, "cache-control"))
     request_cc = parse_cache_control(_values(request_headers, "cache-control"))
+    # Pragma: no-cache counts only without a Cache-Control (§5.4), and only as a whole list member: a value like
+    # "x-no-cache-hint" is some other directive.
     pragma_no_cache = not request_cc and any(
-        "no-cache" in value.lower() for value in _values(request_headers, "pragma")
+        part.lower() == "no-cache" for value in _values(request_headers, "pragma") for part in _split_list(value)
     )
     validators = conditional_headers(headers)
 
-    # Directives that forbid serving any stale response (§4.2.4, §5.2.2.2, §5.2.2.8, §5.2.2.10).
-    no_stale = "must-revalidate" in response_cc or (
-        shared and ("proxy-revalidate" in response_cc or "s-maxage" in response_cc)
+    # Directives that forbid serving any stale response (§4.2.4, §5.2.2.2, §5.2.2.4, §5.2.2.8, §5.2.2.10). A
+    # response no-cache is one: it may not be used at all without a successful validation, so not on an error.
+    no_stale = (
+        "must-revalidate" in response_cc
+        or "no-cache" in response_cc
+        or (shared and ("proxy-revalidate" in response_cc or "s-maxage" in response_cc))
     )
     must_validate = "no-cache" in response_cc or "no-cache" in request_cc or pragma_no_cache
 
     fresh = age < lifetime
+    # The client's own limits (§5.2.1.1, §5.2.1.3): a response they refuse is not served as it is, and not
+    # served stale either (max-stale relaxes the server's lifetime, not the client's max-age).
     request_max_age = parse_delta_seconds(request_cc.get("max-age")) if "max-age" in request_cc else None
-    if request_max_age is not None and age > request_max_age:
-        fresh = False
     min_fresh = parse_delta_seconds(request_cc.get("min-fresh")) if "min-fresh" in request_cc else None
-    if min_fresh is not None and lifetime - age < min_fresh:
+    client_refuses = (request_max_age is not None and age > request_max_age) or (
+        min_fresh is not None and lifetime - age < min_fresh
+    )
+    if client_refuses:
         fresh = False
     staleness = max(0.0, age - lifetime)
 
@@ -537,7 +615,7 @@ def assess(
             matches=True, serve=True, stale_if_error=stale_if_error, age=age, lifetime=lifetime, validators=validators
         )
     # The client may accept a stale response outright (max-stale, §5.2.1.2), unless the server forbids it.
-    if "max-stale" in request_cc and not no_stale and not must_validate:
+    if "max-stale" in request_cc and not no_stale and not must_validate and not client_refuses:
         allowed = request_cc["max-stale"]
         limit = math.inf if allowed is None else parse_delta_seconds(allowed)
         if limit is not None and staleness <= limit:
@@ -547,6 +625,7 @@ def assess(
         policy.stale_while_revalidate
         and not must_validate
         and not no_stale
+        and not client_refuses
         and swr is not None
         and staleness <= swr
         and not fresh
@@ -564,8 +643,9 @@ def assess(
 def refreshed_headers(stored: Iterable[tuple[str, str]], update: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """The stored headers updated by those of a ``304 Not Modified`` (RFC 9111 §3.2): each field the 304 carries
     replaces the stored field lines of that name; the others stay. ``update`` must already be filtered to what
-    may be stored."""
-    new = list(update)
+    may be stored. ``Content-Length`` is never taken from the 304 (§3.2 excepts it): the stored content's length
+    is what the stored response must keep saying."""
+    new = [(name, value) for name, value in update if name.lower() != "content-length"]
     replaced = {name.lower() for name, _ in new}
     kept = [(name, value) for name, value in stored if name.lower() not in replaced]
     return kept + new
