@@ -447,7 +447,24 @@ async def test_a_held_host_and_max_wait(serve) -> None:
     async with RequestHandler.create(payload_handler=JSONPayloadHandler(), rate_limit_headers=True, max_wait=10) as h:
         await h.get(url / "p" / "a")
         with pytest.raises(
-            RateLimitWaitError, match="rate-limit headers of a 200 response: quota spent for 30.00 seconds"
+            RateLimitWaitError, match=r"rate-limit headers of a 200 response: quota spent for 30\.00 seconds"
         ):
             await h.get(url / "p" / "b")
     assert len(host.arrivals) == 1
+
+
+async def test_crawl_delay_and_adaptive_pace_together(serve) -> None:
+    """Both paces apply; the slower decides (here the Crawl-delay, while the adaptive rate is higher)."""
+    from aiorequestful.flow import AdaptiveThrottle
+
+    host, url = await crawl_delay_site(serve, "User-agent: *\nCrawl-delay: 1\n")
+    robots = RobotsTxt("examplebot", use_crawl_delay=True)
+    throttle = AdaptiveThrottle(initial_rate=4)
+    async with RequestHandler.create(payload_handler=JSONPayloadHandler(), robots=robots, adaptive=throttle) as h:
+        await asyncio.gather(*(h.get(url / "p" / str(i)) for i in range(4)))
+        limiter = h.rate_limiter
+        assert limiter is not None
+        key = host_key(url)
+        assert limiter.pace_for(key, "adaptive throttle") == throttle.rate_for(key) > 1.0
+        assert limiter.pace_for(key, "robots.txt Crawl-delay") == 1.0 == limiter.pace_for(key)
+    assert gaps(host.arrivals) == pytest.approx([1.0] * 3, abs=1e-6)

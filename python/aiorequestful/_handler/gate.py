@@ -290,7 +290,7 @@ class FlowGate:
             await self.wait_pauses(host, url, timer, chain)
         if self.robots is not None:
             self._apply_crawl_delay(host)
-        if self.adaptive is not None and limiter is not None and limiter.pace_for(host) is None:
+        if self.adaptive is not None and limiter is not None and limiter.pace_for(host, PACE_REASON) is None:
             limiter.set_pace(host, PACE_REASON, self.adaptive.rate_for(host))
         slot: InFlightSlot | None = None
         concurrency = self.concurrency

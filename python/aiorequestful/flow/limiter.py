@@ -597,8 +597,12 @@ class HostRateLimiter:
         pace, label = self._pace_for(key)
         bucket.set_pace(pace, label, now)
 
-    def pace_for(self, key: HostKey) -> float | None:
-        """The pace in force for ``key`` (requests per second), or None."""
+    def pace_for(self, key: HostKey, reason: str | None = None) -> float | None:
+        """The pace in force for ``key`` (requests per second: the slowest of its reasons), or None; with
+        ``reason``, the pace that reason asked for."""
+        if reason is not None:
+            paces = self._paces.get(key)
+            return None if paces is None else paces.get(reason)
         return self._pace_for(key)[0]
 
     def _pace_for(self, key: HostKey) -> tuple[float | None, str]:
