@@ -268,6 +268,25 @@ async def test_detach_gives_the_handler_back(serve, telemetry) -> None:
     telemetry.instrument(handler).detach()  # and it can be instrumented again
 
 
+async def test_handlers_sharing_a_meter_provider_are_told_apart(serve, telemetry) -> None:
+    base = await serve(make_app())
+    one = RequestHandler.create(payload_handler=JSONPayloadHandler())
+    two = RequestHandler.create(payload_handler=JSONPayloadHandler())
+    first = telemetry.instrument(one, name="one")
+    telemetry.instrument(two, name="two")
+    with pytest.raises(ValueError, match="already instrumented"):
+        telemetry.instrument(RequestHandler.create(), name="two")  # its points would be mixed with two's
+    async with one, two:
+        await one.get(base / "items" / "x")
+        for _ in range(3):
+            await two.get(base / "items" / "y")
+    calls = {dict(p.attributes)["aiorequestful.handler"]: p.value for p in telemetry.points()["aiorequestful.calls"]}
+    assert calls == {"one": one.stats.calls, "two": two.stats.calls} == {"one": 1, "two": 3}
+    first.detach()
+    calls = {dict(p.attributes)["aiorequestful.handler"]: p.value for p in telemetry.points()["aiorequestful.calls"]}
+    assert calls == {"two": 3}
+
+
 async def test_a_relative_url_gets_the_base_urls_server(serve, telemetry) -> None:
     base = await serve(make_app())
     handler = RequestHandler.create(payload_handler=JSONPayloadHandler(), base_url=str(base))

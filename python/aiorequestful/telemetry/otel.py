@@ -57,7 +57,8 @@ Metrics (every point has ``aiorequestful.handler``):
 ======================================= =============== ==================================================
 
 The counters are observable: they read ``handler.stats`` when the metrics are collected, so they are the
-handler's own counters (nothing is counted twice), as the Prometheus collector's are.
+handler's own counters (nothing is counted twice), as the Prometheus collector's are. Handlers that record to
+one meter provider share its instruments, told apart by ``aiorequestful.handler``: give each its own ``name``.
 ``handler.reset_stats()`` starts them again from zero.
 
 How it attaches: the span and the duration come from wrapping the handler's ``request`` (the handler's class
@@ -67,7 +68,9 @@ it back), the per-call numbers from the handler's hooks (``handler.hooks``).
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
 from http import HTTPMethod
@@ -90,7 +93,7 @@ from .._aiohttp import session_base_url
 from .._handler.redaction import scrub_urls
 from ..cache.protocol import CachingSession
 from ..security import redact_url
-from ..stats import WAIT_STATUS
+from ..stats import WAIT_STATUS, RequestStats
 
 if TYPE_CHECKING:
     from ..request import RequestHandler
@@ -143,6 +146,93 @@ _current: ContextVar[tuple[OpenTelemetryInstrumentation, _Call] | None] = Contex
 )
 
 
+class _Instruments:
+    """The instruments of one meter provider, shared by every instrumentation that records to it (a provider
+    takes an instrument name once: a second handler's counters must be points of the same instruments)."""
+
+    def __init__(self, meter_provider: metrics.MeterProvider, bounds: Sequence[float]) -> None:
+        self._lock = threading.Lock()  # the observable counters are read on the metric reader's thread
+        self._members: dict[str, OpenTelemetryInstrumentation] = {}
+        meter = meter_provider.get_meter("aiorequestful", __version__)
+        self.duration = meter.create_histogram(
+            "http.client.request.duration",
+            unit="s",
+            description="Duration of HTTP client requests.",
+            explicit_bucket_boundaries_advisory=bounds,
+        )
+        self.waits = meter.create_histogram(
+            "aiorequestful.wait.duration",
+            unit="s",
+            description="Seconds waited, per wait, by reason",
+            explicit_bucket_boundaries_advisory=bounds,
+        )
+        for instrument, attribute, unit, description in _COUNTERS:
+            meter.create_observable_counter(
+                instrument, callbacks=[self._observe(attribute)], unit=unit, description=description
+            )
+        meter.create_observable_counter(
+            "aiorequestful.responses",
+            callbacks=[self._observe_responses],
+            unit="{response}",
+            description="Responses received, by status class",
+        )
+        meter.create_observable_counter(
+            "aiorequestful.wait.time",
+            callbacks=[self._observe_waits],
+            unit="s",
+            description="Seconds spent waiting, by reason",
+        )
+
+    def add(self, member: OpenTelemetryInstrumentation) -> None:
+        with self._lock:
+            if member.name in self._members:
+                raise ValueError(f"A handler named {member.name!r} is already instrumented for this meter provider")
+            self._members[member.name] = member
+
+    def remove(self, member: OpenTelemetryInstrumentation) -> None:
+        with self._lock:
+            if self._members.get(member.name) is member:
+                del self._members[member.name]
+
+    def _stats(self) -> list[tuple[dict[str, str], RequestStats]]:
+        with self._lock:
+            members = list(self._members.values())
+        return [({HANDLER: member.name}, member.handler.stats) for member in members]
+
+    def _observe(self, attribute: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(getattr(stats, attribute), labels) for labels, stats in self._stats()]
+
+        return observe
+
+    def _observe_responses(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(count, {STATUS_CLASS: status_class, **labels})
+            for labels, stats in self._stats()
+            for status_class, count in stats.responses.items()
+        ]
+
+    def _observe_waits(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(seconds, {WAIT_REASON: reason, **labels})
+            for labels, stats in self._stats()
+            for reason, seconds in stats.wait_seconds_by_reason.items()
+        ]
+
+
+#: The instruments of each meter provider (it is dropped with the provider).
+_INSTRUMENTS: weakref.WeakKeyDictionary[Any, _Instruments] = weakref.WeakKeyDictionary()
+_INSTRUMENTS_LOCK = threading.Lock()
+
+
+def _instruments_for(meter_provider: metrics.MeterProvider, bounds: Sequence[float]) -> _Instruments:
+    with _INSTRUMENTS_LOCK:
+        instruments = _INSTRUMENTS.get(meter_provider)
+        if instruments is None:
+            instruments = _INSTRUMENTS[meter_provider] = _Instruments(meter_provider, bounds)
+        return instruments
+
+
 def _error_type(exc: BaseException) -> str:
     """The exception's class, fully qualified unless it is a built-in (as the conventions ask)."""
     cls = type(exc)
@@ -190,35 +280,11 @@ class OpenTelemetryInstrumentation:
         tracer_provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
         meter_provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
         self._tracer = tracer_provider.get_tracer("aiorequestful", __version__)
-        meter = meter_provider.get_meter("aiorequestful", __version__)
-        self._duration = meter.create_histogram(
-            "http.client.request.duration",
-            unit="s",
-            description="Duration of HTTP client requests.",
-            explicit_bucket_boundaries_advisory=bounds,
-        )
-        self._waits = meter.create_histogram(
-            "aiorequestful.wait.duration",
-            unit="s",
-            description="Seconds waited, per wait, by reason",
-            explicit_bucket_boundaries_advisory=bounds,
-        )
-        for instrument, attribute, unit, description in _COUNTERS:
-            meter.create_observable_counter(
-                instrument, callbacks=[self._observe(attribute)], unit=unit, description=description
-            )
-        meter.create_observable_counter(
-            "aiorequestful.responses",
-            callbacks=[self._observe_responses],
-            unit="{response}",
-            description="Responses received, by status class",
-        )
-        meter.create_observable_counter(
-            "aiorequestful.wait.time",
-            callbacks=[self._observe_waits],
-            unit="s",
-            description="Seconds spent waiting, by reason",
-        )
+        # The first instrumentation of a meter provider makes its instruments (with its bucket bounds).
+        self._instruments = _instruments_for(meter_provider, bounds)
+        self._instruments.add(self)
+        self._duration = self._instruments.duration
+        self._waits = self._instruments.waits
 
         hooks = handler.hooks
         hooks.on_request.append(self._on_request)
@@ -255,6 +321,7 @@ class OpenTelemetryInstrumentation:
         if not self._attached:
             return
         self._attached = False
+        self._instruments.remove(self)
         handler = self.handler
         if getattr(type(handler), "_aiorequestful_otel", None) is self:
             handler.__class__ = self._original_class
@@ -383,30 +450,3 @@ class OpenTelemetryInstrumentation:
             call.waits[reason] = call.waits.get(reason, 0.0) + seconds
             if reason == WAIT_STATUS:
                 call.resends += 1  # a status handler waited and asked to send again
-
-    # ------------------------------------------------------------------------------------------------------------
-    # observable counters: the handler's own
-    # ------------------------------------------------------------------------------------------------------------
-    def _observe(self, attribute: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
-        def observe(options: CallbackOptions) -> Iterable[Observation]:
-            if not self._attached:
-                return []
-            return [Observation(getattr(self.handler.stats, attribute), self._handler_attribute)]
-
-        return observe
-
-    def _observe_responses(self, options: CallbackOptions) -> Iterable[Observation]:
-        if not self._attached:
-            return []
-        return [
-            Observation(count, {STATUS_CLASS: status_class, **self._handler_attribute})
-            for status_class, count in self.handler.stats.responses.items()
-        ]
-
-    def _observe_waits(self, options: CallbackOptions) -> Iterable[Observation]:
-        if not self._attached:
-            return []
-        return [
-            Observation(seconds, {WAIT_REASON: reason, **self._handler_attribute})
-            for reason, seconds in self.handler.stats.wait_seconds_by_reason.items()
-        ]
