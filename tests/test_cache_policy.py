@@ -27,6 +27,7 @@ from aiorequestful.cache.policy import (
     assess,
     conditional_headers,
     current_age,
+    freshens_stored,
     freshness_lifetime,
     parse_cache_control,
     parse_delta_seconds,
@@ -817,6 +818,22 @@ def test_304_does_not_replace_content_length() -> None:
         ("Content-Length", "1234"),
         ("ETag", '"v1"'),
     ]
+
+
+def test_304_updates_only_the_stored_response_its_validator_selects() -> None:
+    """RFC 9111 section 4.3.4: a strong validator in the 304 selects stored responses with the same strong
+    validator (none: the cache MUST NOT update); a weak one selects a stored response it matches weakly; a 304
+    without validators updates the response the conditional request was made from."""
+    stored = [("ETag", '"v1"'), ("Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT")]
+    assert freshens_stored(stored, [("ETag", '"v1"')])
+    assert not freshens_stored(stored, [("ETag", '"v2"')])
+    assert freshens_stored(stored, [("ETag", 'W/"v1"')])  # weak comparison: opaque tags equal
+    assert not freshens_stored([("ETag", 'W/"v1"')], [("ETag", '"v1"')])  # strong needs a strong stored tag
+    assert freshens_stored([("ETag", 'W/"v1"')], [("ETag", 'W/"v1"')])
+    assert not freshens_stored([("Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT")], [("ETag", '"v1"')])
+    assert freshens_stored(stored, [("Last-Modified", "Sun Nov  6 08:49:37 1994")])  # the same date, asctime
+    assert not freshens_stored(stored, [("Last-Modified", "Mon, 07 Nov 1994 08:49:37 GMT")])
+    assert freshens_stored(stored, [("Cache-Control", "max-age=60"), ("Date", http_date(T0))])
 
 
 def test_row_lifetime_keeps_validatable_rows_and_bounds_the_rest() -> None:

@@ -651,6 +651,33 @@ def refreshed_headers(stored: Iterable[tuple[str, str]], update: Iterable[tuple[
     return kept + new
 
 
+def _opaque_tag(etag: str) -> tuple[bool, str]:
+    """``(weak, opaque-tag)`` of an entity tag (RFC 9110 §8.8.3)."""
+    tag = etag.strip()
+    if tag[:2] == "W/":
+        return True, tag[2:]
+    return False, tag
+
+
+def freshens_stored(stored: Any, not_modified: Any) -> bool:
+    """Whether a ``304 Not Modified`` with headers ``not_modified`` may update the stored response with headers
+    ``stored`` (RFC 9111 §4.3.4): a strong entity tag in the 304 must equal the stored one strongly; a weak
+    one must match it weakly; without an entity tag, a Last-Modified in the 304 must be the stored one. A 304
+    that names no validator confirms the response the request was made from."""
+    tags = [value for value in _values(not_modified, "etag") if value.strip()]
+    if tags:
+        stored_tags = [_opaque_tag(value) for value in _values(stored, "etag") if value.strip()]
+        weak, opaque = _opaque_tag(tags[0])
+        if weak:
+            return any(stored_opaque == opaque for _, stored_opaque in stored_tags)
+        return (False, opaque) in stored_tags
+    modified = _first(not_modified, "last-modified")
+    if modified is not None:
+        confirmed = parse_http_date(modified)
+        return confirmed is not None and confirmed == parse_http_date(_first(stored, "last-modified"))
+    return True
+
+
 def row_lifetime(assessment_lifetime: float, headers: Any, policy: CachePolicy, keep: float) -> float:
     """How long to keep a stored row, in seconds: ``keep`` (the repository's expiry) for a response that can be
     revalidated; otherwise only as long as it can still be served (fresh, or within a stale window)."""
