@@ -90,6 +90,11 @@ async def item(request: web.Request) -> web.StreamResponse:
         headers["Last-Modified"] = last_modified
     # The origin's clock is the test's: its Date agrees with the cache's clock, as a synchronised server's would.
     headers.setdefault("Date", spec.get("date") or http_date(app[CLOCK]()))
+    if "X-Force-304" in request.headers:
+        return web.Response(status=304, headers=headers)  # a broken origin: a 304 to an unconditional request
+    if spec.get("foreign_304") and "If-None-Match" in request.headers:
+        app[CONDITIONAL][key] += 1  # a broken origin: a 304 naming another representation than the one asked about
+        return web.Response(status=304, headers={**headers, "ETag": spec["foreign_304"]})
     if etag and request.headers.get("If-None-Match") == etag:
         app[CONDITIONAL][key] += 1
         return web.Response(status=304, headers=headers)
@@ -499,7 +504,7 @@ async def test_misses_that_cannot_be_stored_each_go_to_the_origin(
 # ----------------------------------------------------------------------------------------------------------------
 # unsafe methods, shared caches
 # ----------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE", "PURGE"])
 async def test_an_unsafe_method_invalidates_the_stored_entry(
     origin: tuple[URL, web.Application], make_cache: MakeCache, method: str
 ) -> None:
@@ -605,3 +610,36 @@ async def test_a_fleet_revalidates_a_stale_entry_once(
             await session.__aexit__(None, None, None)
         for connection in connections:
             await connection.aclose()
+
+
+async def test_a_304_for_another_representation_is_not_taken_as_confirmation(
+    origin: tuple[URL, web.Application], make_cache: MakeCache
+) -> None:
+    base, app = origin
+    clock = app[CLOCK]
+    url = base / "items" / "1"
+    app[SPECS]["1"] = {"headers": {"Cache-Control": "max-age=10"}, "etag": '"v1"'}
+    async with CachedSession(make_cache(CachePolicy(clock=clock))) as session:
+        await session.get(url)
+        app[SPECS]["1"].update(version=2, etag='"v2"', foreign_304='"v9"')
+        clock.advance(20)
+        async with session.get(url) as response:
+            assert not isinstance(response, CachedResponse)  # asked again, without validators
+            assert (await response.json())["version"] == 2
+    assert (app[COUNTS]["1"], app[CONDITIONAL]["1"]) == (3, 1)
+
+
+async def test_an_unasked_for_304_does_not_drop_the_stored_entry(
+    origin: tuple[URL, web.Application], make_cache: MakeCache
+) -> None:
+    base, app = origin
+    clock = app[CLOCK]
+    url = base / "items" / "1"
+    app[SPECS]["1"] = {"headers": {"Cache-Control": "max-age=10, stale-if-error=600"}}
+    cache = make_cache(CachePolicy(clock=clock))
+    async with CachedSession(cache) as session:
+        await session.get(url)
+        clock.advance(20)  # stale and without validators: a plain request, which a broken origin answers with 304
+        async with session.get(url, headers={"X-Force-304": "1"}) as response:
+            assert response.status == 304
+    assert await count_rows(cache) == 1

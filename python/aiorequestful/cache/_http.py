@@ -33,11 +33,12 @@ from .policy import (
     CACHEABLE_METHODS,
     CONDITIONAL_HEADERS,
     ERROR_STATUSES,
-    UNSAFE_METHODS,
+    SAFE_METHODS,
     Assessment,
     CachePolicy,
     StoredTimes,
     assess,
+    freshens_stored,
     freshness_lifetime,
     refreshed_headers,
     row_lifetime,
@@ -296,7 +297,7 @@ class HttpCaching:
         """Answer one request under ``policy``: ``(response, how to store it or None, the flight to land once
         it is stored or released)``."""
         session = self.session
-        if info.method in UNSAFE_METHODS:
+        if info.method not in SAFE_METHODS:
             response = await ClientSession.request(session, method, url, **kwargs)
             if response.status < 400:
                 await self._invalidate(repository, info, response)
@@ -364,13 +365,22 @@ class HttpCaching:
         response_time = policy.clock()
         if entry is not None and assessment is not None:
             if response.status == 304 and validators:
-                return await self._refresh(repository, policy, info, entry, response, request_time, response_time), None
+                stored = entry.headers if entry.headers is not None else []
+                if freshens_stored(stored, response.headers):
+                    return (
+                        await self._refresh(repository, policy, info, entry, response, request_time, response_time),
+                        None,
+                    )
+                # A 304 for another representation than the stored one (RFC 9111 4.3.4): it confirms nothing
+                # stored, so ask again without validators for the full response.
+                response.release()
+                return await self._fetch(repository, policy, info, None, None, method, url, kwargs)
             if response.status in ERROR_STATUSES and assessment.stale_if_error:
                 response.release()
                 self._log_stale(info, f"status {response.status}")
                 return self._response(repository, info, entry, CACHE_STALE_IF_ERROR, assessment), None
         plan = self._plan(repository, policy, info, response, request_time, response_time) if response.ok else None
-        if plan is None and entry is not None and response.ok:
+        if plan is None and entry is not None and 200 <= response.status < 300:
             # A full response replaced what was stored, and may not itself be stored: the old one is superseded.
             await self._delete(repository, info)
         return response, plan

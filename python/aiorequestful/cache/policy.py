@@ -40,6 +40,7 @@ __all__ = (
     "StoredTimes",
     "assess",
     "conditional_headers",
+    "freshens_stored",
     "freshness_lifetime",
     "parse_cache_control",
     "parse_delta_seconds",
@@ -53,6 +54,8 @@ __all__ = (
 CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
 #: Methods that change the resource: a non-error response to one invalidates what is stored for its URL (§4.4).
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: Methods known to be safe (RFC 9110 §9.2.1); any other method, extensions included, invalidates like the unsafe.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 #: Status codes that are "heuristically cacheable" (RFC 9110 §15.1).
 HEURISTIC_STATUSES = frozenset({200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501})
 #: Status codes that count as errors for stale-if-error (RFC 5861 §4).
