@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from aiorequestful.flow import host_key
+from aiorequestful.flow import RateLimitWaitError, host_key
 from aiorequestful.flow.redis import RedisHostConcurrency
 from aiorequestful.request import RequestHandler
 from aiorequestful.response.payload import JSONPayloadHandler
 from aiorequestful.shared import RedisConnection
 
-from .flow_servers import PoliteHost
+from .flow_servers import PoliteHost, max_in_window
 from .redis_support import (  # noqa: F401 - fixtures
     RedisServer,
     dedicated_redis_fixture,
@@ -110,7 +110,7 @@ def test_validation(redis_url: str) -> None:
 
 
 async def test_a_shared_bucket_also_honours_the_local_pace_and_hold(redis_connection: RedisConnection) -> None:
-    from aiorequestful.flow import RateLimits, RateLimitWaitError, RateWindow
+    from aiorequestful.flow import RateLimits, RateWindow
     from aiorequestful.flow.redis import RedisHostRateLimiter
 
     host = ("http", "paced.test", 80)
@@ -126,7 +126,52 @@ async def test_a_shared_bucket_also_honours_the_local_pace_and_hold(redis_connec
     limiter.hold(host, loop.time() + 30, "rate-limit headers: quota spent")
     with pytest.raises(RateLimitWaitError, match="rate-limit headers: quota spent"):
         await limiter.acquire(host, max_wait=1)
-    with pytest.raises(TypeError, match="several limits or windows per host"):
-        RedisHostRateLimiter(redis_connection, RateLimits(10, RateWindow(100, 60)))
-    with pytest.raises(TypeError, match="several limits or windows per host"):
-        RedisHostRateLimiter(redis_connection, {"a.test": [10, RateWindow(5, 1)]})
+    assert RedisHostRateLimiter(redis_connection, {"a.test": [10, RateWindow(5, 1)]}).limit_for(
+        ("http", "a.test", 80)
+    ) == RateLimits(10, RateWindow(5, 1))
+
+
+async def test_several_limits_are_shared_by_the_fleet(workers) -> None:
+    from aiorequestful.flow import RateLimit, RateLimits, RateWindow
+    from aiorequestful.flow.redis import RedisHostRateLimiter
+
+    host = ("http", "windows.test", 80)
+    # bursts of 4 at 20 per second, and at most 6 in any 1.5 seconds, for the three workers together
+    limits = RateLimits(RateLimit(20, burst=4), RateWindow(6, 1.5))
+    limiters = [RedisHostRateLimiter(connection, limits) for connection in workers]
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    times: list[float] = []
+
+    async def take(limiter: RedisHostRateLimiter) -> None:
+        await limiter.acquire(host)
+        times.append(loop.time() - start)
+
+    await asyncio.gather(*(take(limiter) for limiter in limiters for _ in range(6)))
+    times.sort()
+    assert sum(limiter.shared_reservations for limiter in limiters) == 18
+    assert sum(limiter.local_reservations for limiter in limiters) == 0
+    # 6 go in the first 1.5 s (4 at once, then 20 per second), 6 more from 1.5 s, the last 6 from 3 s
+    assert times[5] < 1.0 and times[6] >= 1.5 - 0.05 and times[12] >= 3.0 - 0.05
+    assert max_in_window(times, 1.5 - 0.2) <= 6  # the window (less what a late wake-up may shift)
+
+
+async def test_a_cancelled_reservation_under_several_limits_is_given_back(workers) -> None:
+    from aiorequestful.flow import RateLimits, RateWindow
+    from aiorequestful.flow.redis import RedisHostRateLimiter
+
+    host = ("http", "giveback.test", 80)
+    first, second = (RedisHostRateLimiter(connection, RateLimits(RateWindow(1, 1.0))) for connection in workers[:2])
+    await first.acquire(host)
+    task = asyncio.ensure_future(first.acquire(host))  # reserved for 1 s from now, then cancelled
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.1)  # the give-back runs in the background
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await second.acquire(host)
+    assert loop.time() - start < 0.95  # the slot at 1 s was free again, not the one after it at 2 s
+    with pytest.raises(RateLimitWaitError):
+        await second.acquire(host, max_wait=0.1)

@@ -2,7 +2,9 @@
 """Flow control shared by a fleet of crawler processes through Redis.
 
 * :class:`RedisHostRateLimiter` - the per-host token bucket of :mod:`.limiter`, with its state in Redis and updated
-  atomically by a Lua script, so N processes *together* keep to the configured rate.
+  atomically by a Lua script, so N processes *together* keep to the configured rate; several limits and sliding
+  windows per host (``RateLimits``, ``RateWindow``) likewise, by a second script that reserves under all of them
+  at once.
 * :class:`RedisHostPauses` - the host-wide ``Retry-After`` pauses of :mod:`.pause`: a pause seen by any worker
   pauses that host for every worker.
 * :class:`RedisHostConcurrency` - the per-host concurrency caps (``max_in_flight=``): at most N requests in flight
@@ -25,6 +27,13 @@ Rate limiting
     The bucket keys expire once the bucket would be full again (a full bucket is no different from a missing
     one), so idle hosts cost no memory. All workers should use the same limits: a reservation refills and caps
     the bucket with the rate and burst of the worker making it.
+
+    Several limits on a host keep one key per part (named by the part's parameters): a hash per token bucket and a
+    sorted set of send times per window. A reservation finds the first time every part allows and records the
+    request in each at that time; with ``max_wait`` a longer wait records nothing. A cancelled reservation is
+    forgotten by the windows (a window with one send fewer keeps its limit) and returned to a bucket while it is
+    the newest one there. A host's pace and hold (``Crawl-delay``, rate-limit headers, the adaptive throttle) are
+    this process's and are waited for before the shared reservation.
 
 Pauses
     A pause is a Redis key per host whose TTL is the pause (again no clock is compared across machines) and a
@@ -52,7 +61,7 @@ from ..response.status import DEFAULT_MAX_RETRY_AFTER
 from ..shared.connection import _REDIS_ERRORS, _UNAVAILABLE, RedisConnection, RedisScript
 from ._concurrency import ConcurrencyInput, HostConcurrency, InFlightSlot
 from ._hosts import HostKey
-from .limiter import HostRateLimiter, LimitValue, RateLimit, RateLimitInput, RateLimits, coerce_limit, sleep_until
+from .limiter import HostLimit, HostRateLimiter, RateLimit, RateLimitInput, RateLimits, RateWindow, sleep_until
 from .pause import HostPauses
 
 __all__ = ("RedisHostConcurrency", "RedisHostPauses", "RedisHostRateLimiter")
@@ -130,6 +139,97 @@ end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ms)
 redis.call('PUBLISH', ARGV[3], ARGV[4] .. '|' .. ARGV[1] .. '|' .. ARGV[2] .. '|' .. ARGV[5])
 return ms
+"""
+)
+
+# Several limits on one host at once (RateLimits): token buckets (kind 'b': rate, burst; a hash per bucket) and
+# sliding windows (kind 'w': requests, seconds; a sorted set of send times per window), in server time. The slot
+# is the first time every part allows; the request is recorded in each part *at that slot* (a part whose own turn
+# came earlier must not count it as sent sooner). With ARGV[3] (max_wait) and a longer wait nothing is recorded.
+# Returns {wait, recorded (1/0), index of the part that decided (0: none), server time}.
+_TAKE_SEVERAL = RedisScript(
+    """
+local n = tonumber(ARGV[1])
+local member = ARGV[2]
+local max_wait = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local slot = now
+local decided = 0
+local state = {}
+for i = 1, n do
+  local kind, a, b = ARGV[1 + 3 * i], tonumber(ARGV[2 + 3 * i]), tonumber(ARGV[3 + 3 * i])
+  if kind == 'b' then
+    local v = redis.call('HMGET', KEYS[i], 'tokens', 'updated')
+    local tokens, updated = tonumber(v[1]), tonumber(v[2])
+    if tokens == nil or updated == nil then
+      tokens, updated = b, now
+    end
+    state[i] = {tokens, updated}
+    local available = math.min(b, tokens + (now - updated) * a)
+    if available < 1 then
+      local at = now + (1 - available) / a
+      if at > slot then
+        slot, decided = at, i
+      end
+    end
+  else
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. string.format('%.17g', now - b))
+    local count = redis.call('ZCARD', KEYS[i])
+    if count >= a then
+      local oldest = redis.call('ZRANGE', KEYS[i], count - a, count - a, 'WITHSCORES')
+      local at = tonumber(oldest[2]) + b
+      if at > slot then
+        slot, decided = at, i
+      end
+    end
+  end
+end
+local wait = slot - now
+if max_wait ~= nil and wait > max_wait then
+  return {string.format('%.17g', wait), 0, decided, string.format('%.17g', now)}
+end
+for i = 1, n do
+  local kind, a, b = ARGV[1 + 3 * i], tonumber(ARGV[2 + 3 * i]), tonumber(ARGV[3 + 3 * i])
+  if kind == 'b' then
+    local tokens, updated = state[i][1], state[i][2]
+    if slot > updated then
+      tokens = math.min(b, tokens + (slot - updated) * a)
+      updated = slot
+    end
+    tokens = tokens - 1
+    redis.call('HSET', KEYS[i], 'tokens', string.format('%.17g', tokens), 'updated', string.format('%.17g', updated),
+      'last', member)
+    redis.call('PEXPIRE', KEYS[i], math.ceil(((b - tokens) / a + (updated - now)) * 1000) + 1000)
+  else
+    redis.call('ZADD', KEYS[i], string.format('%.17g', slot), member)
+    redis.call('PEXPIRE', KEYS[i], math.ceil((slot - now + b) * 1000) + 1000)
+  end
+end
+return {string.format('%.17g', wait), 1, decided, string.format('%.17g', now)}
+"""
+)
+
+# Return reservation ARGV[1] (due at server time ARGV[2]) if it is not due yet: a window forgets it (a window with
+# one send fewer still keeps its limit); a bucket takes its token back only while it is the newest reservation.
+_GIVE_BACK_SEVERAL = RedisScript(
+    """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+if tonumber(ARGV[2]) <= now then
+  return 0
+end
+for i = 1, tonumber(ARGV[3]) do
+  if ARGV[3 + i] == 'b' then
+    local v = redis.call('HMGET', KEYS[i], 'tokens', 'last')
+    if v[1] and v[2] == ARGV[1] then
+      redis.call('HSET', KEYS[i], 'tokens', string.format('%.17g', tonumber(v[1]) + 1), 'last', '')
+    end
+  else
+    redis.call('ZREM', KEYS[i], ARGV[1])
+  end
+end
+return 1
 """
 )
 
@@ -223,6 +323,15 @@ class _Queue:
         return not self.busy and not self.waiters
 
 
+class _Ticket:
+    """A reservation under several limits: its member id, the parts' keys and kinds, and its slot (server time)."""
+
+    __slots__ = ("keys", "kinds", "member", "slot")
+
+    def __init__(self, member: str, keys: tuple[str, ...], kinds: tuple[str, ...], slot: float) -> None:
+        self.member, self.keys, self.kinds, self.slot = member, keys, kinds, slot
+
+
 class _Mirror:
     """What this process last learnt of a host's shared bucket (for :meth:`RedisHostRateLimiter.delay`)."""
 
@@ -241,21 +350,30 @@ class RedisHostRateLimiter(HostRateLimiter):
 
     :param connection: the shared Redis.
     :param limits: as for :class:`~aiorequestful.flow.HostRateLimiter`: one limit for every host, or limits by
-        host. Every worker should give the same limits.
+        host, each a :class:`~aiorequestful.flow.RateLimit` or several limits and windows
+        (:class:`~aiorequestful.flow.RateLimits`). Every worker should give the same limits.
 
     ``shared_reservations``/``local_reservations`` count the reservations made in Redis and, while it was
     unavailable, in this process's local buckets.
     """
 
-    __slots__ = ("_connection", "_mirrors", "_queues", "local_reservations", "shared_reservations")
+    __slots__ = (
+        "_connection",
+        "_id",
+        "_mirrors",
+        "_queues",
+        "_tickets",
+        "local_reservations",
+        "shared_reservations",
+    )
 
     def __init__(self, connection: RedisConnection, limits: RateLimitInput = None) -> None:
         super().__init__(limits)
-        if isinstance(self._default, RateLimits):
-            self._reject_several()
         if not isinstance(connection, RedisConnection):
             raise TypeError(f"connection must be a RedisConnection, not {type(connection).__name__}")
         self._connection = connection
+        self._id = uuid.uuid4().hex
+        self._tickets = itertools.count(1)
         self._queues: dict[HostKey, _Queue] = {}
         self._mirrors: dict[HostKey, _Mirror] = {}
         self.shared_reservations = 0
@@ -265,19 +383,6 @@ class RedisHostRateLimiter(HostRateLimiter):
     def connection(self) -> RedisConnection:
         """The shared Redis."""
         return self._connection
-
-    @staticmethod
-    def _reject_several() -> None:
-        raise TypeError(
-            "RedisHostRateLimiter shares one token bucket (a RateLimit) per host; several limits or windows per "
-            "host (RateLimits, RateWindow) are only enforced by a local HostRateLimiter"
-        )
-
-    def set_limit(self, host: str, limit: LimitValue) -> None:
-        """As :meth:`HostRateLimiter.set_limit`, for a single :class:`RateLimit` (or a number, or None) per host."""
-        if isinstance(coerce_limit(limit), RateLimits):
-            self._reject_several()
-        super().set_limit(host, limit)
 
     async def __aenter__(self) -> RedisHostRateLimiter:
         """Enter the shared connection (``RequestHandler`` does this when it is entered)."""
@@ -305,6 +410,121 @@ class RedisHostRateLimiter(HostRateLimiter):
         queue = self._queues.get(key)
         local = getattr(super(), "queued", None)
         return (len(queue.waiters) if queue is not None else 0) + (local(key) if local is not None else 0)
+
+    def _part_keys(self, key: HostKey, limits: RateLimits) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The Redis keys and the arguments of the parts of ``limits`` on host ``key`` (a part's key names its
+        parameters: workers with the same limits share it)."""
+        host = _host_json(key)
+        keys: list[str] = []
+        args: list[str] = []
+        for part in limits.parts:
+            if isinstance(part, RateWindow):
+                keys.append(self._connection.key("window", host, str(part.requests), repr(part.seconds)))
+                args += ["w", str(part.requests), repr(part.seconds)]
+            else:
+                keys.append(self._connection.key("rates", host, repr(part.rate), repr(part.burst)))
+                args += ["b", repr(part.rate), repr(part.burst)]
+        return tuple(keys), tuple(args)
+
+    async def _reserve_several(
+        self, key: HostKey, limits: RateLimits, max_wait: float | None
+    ) -> tuple[float, _Ticket | None, str] | None:
+        """Reserve a slot under every part of ``limits``: ``(wait, ticket, the deciding limit)``, the ticket None
+        when the wait is over ``max_wait`` (nothing was recorded); None if Redis failed."""
+        keys, args = self._part_keys(key, limits)
+        member = f"{self._id}:{next(self._tickets)}"
+        bound = "" if max_wait is None else repr(max_wait)
+
+        async def take(client: Any) -> Any:
+            return await _TAKE_SEVERAL(client, keys=keys, args=(str(len(keys)), member, bound, *args))
+
+        reply = await self._connection.call(take, None)
+        if reply is None:
+            return None
+        wait, recorded, decided, now = float(reply[0]), int(reply[1]), int(reply[2]), float(reply[3])
+        label = limits.parts[decided - 1].describe() if decided else limits.describe()
+        if not recorded:
+            return wait, None, label
+        self.shared_reservations += 1
+        return wait, _Ticket(member, keys, tuple(args[0::3]), now + wait), label
+
+    async def _give_back_several(self, ticket: _Ticket) -> None:
+        async def give_back(client: Any) -> Any:
+            return await _GIVE_BACK_SEVERAL(
+                client,
+                keys=ticket.keys,
+                args=(ticket.member, repr(ticket.slot), str(len(ticket.keys)), *ticket.kinds),
+            )
+
+        await self._connection.call(give_back, 0)
+
+    async def _acquire_several(
+        self,
+        key: HostKey,
+        limits: RateLimits,
+        prepare: Callable[[], Awaitable[float]] | None,
+        max_wait: float | None,
+    ) -> float:
+        """:meth:`acquire` for several limits on one host, shared through Redis (see :meth:`acquire`)."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = _Queue()
+        queued = await queue.enter()
+        prepared = 0.0
+        fallback = False
+        slept = False
+        try:
+            while True:
+                if prepare is not None:
+                    prepared += await prepare()
+                spent = max(0.0, loop.time() - start - prepared)
+                extra, label = self._extras_wait(key, loop.time())
+                if extra > 0.0:
+                    if max_wait is not None and spent + extra > max_wait:
+                        raise self._too_long(key, spent + extra, label, max_wait)
+                    slept = True
+                    await sleep_until(loop, loop.time() + extra)
+                    continue  # a pause may have begun meanwhile: prepare again
+                reservation = await self._reserve_several(
+                    key, limits, None if max_wait is None else max(0.0, max_wait - spent)
+                )
+                if reservation is None:
+                    fallback = True
+                    break
+                wait, ticket, label = reservation
+                if ticket is None:
+                    assert max_wait is not None
+                    raise self._too_long(key, spent + wait, label, max_wait)
+                self._extras_commit(key, loop.time() + max(0.0, wait))
+                if wait <= 0.0:
+                    break
+                slot = loop.time() + wait
+                slept = True
+                try:
+                    await sleep_until(loop, slot)
+                except asyncio.CancelledError:
+                    if loop.time() < slot:
+                        self._connection.spawn(self._give_back_several(ticket))
+                    raise
+                if prepare is None:
+                    break
+                paused = await prepare()
+                if not paused:
+                    break
+                prepared += paused
+                await self._give_back_several(ticket)  # held past its slot by a pause: returned if still ahead
+        finally:
+            queue.leave()
+            if queue.idle and self._queues.get(key) is queue:
+                del self._queues[key]
+        waited = max(0.0, loop.time() - start - prepared) if queued or slept else 0.0
+        if fallback:
+            self.local_reservations += 1
+            left = None if max_wait is None else max(0.0, max_wait - waited)
+            return waited + await self._local_acquire(key, prepare, left)
+        return waited
 
     async def _reserve(self, key: HostKey, limit: RateLimit) -> tuple[float, int, float] | None:
         """Take a token from the shared bucket: ``(wait, ticket, slot in server time)``; None if Redis failed."""
@@ -345,11 +565,13 @@ class RedisHostRateLimiter(HostRateLimiter):
         bucket is used instead. A host's pace and hold (:meth:`set_pace`, :meth:`hold`) are kept by this process
         and waited for at the head before the shared token is taken.
         """
-        limit = self.limit_for(key)
-        if not isinstance(limit, RateLimit) or not self._connection.usable():
+        limit: HostLimit | None = self.limit_for(key)
+        if limit is None or not self._connection.usable():
             if limit is not None:
                 self.local_reservations += 1
             return await self._local_acquire(key, prepare, max_wait)
+        if isinstance(limit, RateLimits):
+            return await self._acquire_several(key, limit, prepare, max_wait)
         loop = asyncio.get_running_loop()
         start = loop.time()
         queue = self._queues.get(key)
