@@ -643,3 +643,47 @@ async def test_an_unasked_for_304_does_not_drop_the_stored_entry(
         async with session.get(url, headers={"X-Force-304": "1"}) as response:
             assert response.status == 304
     assert await count_rows(cache) == 1
+
+
+async def test_prometheus_and_opentelemetry_count_revalidations_and_stale_hits(
+    origin: tuple[URL, web.Application], make_cache: MakeCache
+) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from prometheus_client import CollectorRegistry
+
+    from aiorequestful.telemetry.otel import OpenTelemetryInstrumentation
+    from aiorequestful.telemetry.prometheus import PrometheusCollector
+
+    base, app = origin
+    clock = app[CLOCK]
+    app[SPECS]["1"] = {"headers": {"Cache-Control": "max-age=10"}, "etag": '"v1"'}
+    app[SPECS]["2"] = {"headers": {"Cache-Control": "max-age=10, stale-while-revalidate=60"}, "etag": '"v1"'}
+    handler = RequestHandler.create(payload_handler=JSONPayloadHandler(), cache=make_cache(CachePolicy(clock=clock)))
+    registry = CollectorRegistry()
+    collector = PrometheusCollector()
+    collector.add(handler, name="http")
+    registry.register(collector)
+    reader = InMemoryMetricReader()
+    OpenTelemetryInstrumentation(handler, name="http", meter_provider=MeterProvider(metric_readers=[reader]))
+    async with handler:
+        for key in ("1", "2"):
+            await handler.get(base / "items" / key)
+        clock.advance(20)
+        for key in ("1", "2"):  # 1 is revalidated with a 304; 2 is served stale while it is revalidated
+            await handler.get(base / "items" / key)
+        await handler.session.wait_for_revalidations()
+    stats = handler.stats
+    assert (stats.cache_revalidations, stats.cache_stale, stats.cache_hits) == (1, 1, 1)
+    stats.check()
+    for name, value in (("revalidations", stats.cache_revalidations), ("stale", stats.cache_stale)):
+        assert registry.get_sample_value(f"aiorequestful_cache_{name}_total", {"handler": "http"}) == value
+    data = reader.get_metrics_data()
+    points = {
+        metric.name: sum(point.value for point in metric.data.data_points)
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name.startswith("aiorequestful.cache.")
+    }
+    assert points["aiorequestful.cache.revalidations"] == 1 and points["aiorequestful.cache.stale"] == 1

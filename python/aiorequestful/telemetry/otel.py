@@ -51,6 +51,8 @@ Metrics (every point has ``aiorequestful.handler``):
 ``aiorequestful.coalesced_calls``       counter         ``stats.coalesced``
 ``aiorequestful.cache.hits``            counter         ``stats.cache_hits``
 ``aiorequestful.cache.misses``          counter         ``stats.cache_misses``
+``aiorequestful.cache.revalidations``   counter         ``stats.cache_revalidations``
+``aiorequestful.cache.stale``           counter         ``stats.cache_stale``
 ``aiorequestful.received_bytes``        counter, By     ``stats.bytes_received``
 ``aiorequestful.wait.time``             counter, s      ``stats.wait_seconds_by_reason``, with
                                                         ``aiorequestful.wait.reason``
@@ -117,6 +119,8 @@ _COUNTERS: tuple[tuple[str, str, str, str], ...] = (
     ("aiorequestful.coalesced_calls", "coalesced", "{call}", "Calls answered by an identical concurrent call"),
     ("aiorequestful.cache.hits", "cache_hits", "{response}", "Responses served from the cache"),
     ("aiorequestful.cache.misses", "cache_misses", "{response}", "Responses a caching session fetched"),
+    ("aiorequestful.cache.revalidations", "cache_revalidations", "{response}", "Stored responses a 304 confirmed"),
+    ("aiorequestful.cache.stale", "cache_stale", "{response}", "Cache hits that were stale"),
     ("aiorequestful.received_bytes", "bytes_received", "By", "Body bytes received from the network"),
 )
 

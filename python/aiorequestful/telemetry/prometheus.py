@@ -26,6 +26,8 @@ Metric names (``namespace`` defaults to ``aiorequestful``; every metric has the 
 ``<ns>_coalesced_calls_total``              calls answered by an identical concurrent call's request
 ``<ns>_cache_hits_total``                   responses served from the cache
 ``<ns>_cache_misses_total``                 responses a caching session fetched from the network
+``<ns>_cache_revalidations_total``          stored responses a ``304`` confirmed (HTTP caching policy)
+``<ns>_cache_stale_total``                  cache hits that were stale (stale-while-revalidate, stale-if-error)
 ``<ns>_received_bytes_total``               body bytes received from the network
 ``<ns>_wait_seconds{reason}`` (histogram)   every wait, by reason: ``retry``, ``wait_timer``,
                                             ``status_handler``, ``rate_limit``, ``pause``
@@ -74,6 +76,8 @@ _COUNTERS: tuple[tuple[str, str, str], ...] = (
     ("coalesced_calls", "coalesced", "request() calls answered by an identical concurrent call's request"),
     ("cache_hits", "cache_hits", "Responses served from the cache"),
     ("cache_misses", "cache_misses", "Responses a caching session fetched from the network"),
+    ("cache_revalidations", "cache_revalidations", "Stored responses the origin confirmed with 304 Not Modified"),
+    ("cache_stale", "cache_stale", "Cache hits that were stale (while revalidating, or on an origin error)"),
     ("received_bytes", "bytes_received", "Body bytes received from the network (cache hits excluded)"),
 )
 
