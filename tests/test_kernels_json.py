@@ -15,6 +15,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 
 def canonical(value: Any) -> list[Any]:
@@ -269,6 +271,186 @@ def test_values_after_a_failed_parse_are_not_leaked_or_shared(kernels: ModuleTyp
     doc = '{"a": [1, 2, {"b": "c"}], "d": "e", "f": [NaN, 1e400, -Infinity], "g": [1, 2,]}'
     same_as_stdlib(kernels, doc)
     same_as_stdlib(kernels, doc.replace(",]", "]"))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Documents of a few KB and more: the native decoder hands these to orjson (with the GC paused) unless they may hold
+# an int orjson would read as a float, and the twin samples them for such ints before its exact check. Every edge
+# must still come out as the stdlib's, whichever decoder answered.
+# --------------------------------------------------------------------------------------------------------------------
+ROUTED_SIZE = 8 * 1024
+
+
+def padded(data: str, size: int = ROUTED_SIZE) -> str:
+    """The same document (or the same error) at ``size`` characters: JSON whitespace after the value."""
+    return data + " " * max(0, size - len(data))
+
+
+def large_array(*values: str, offset: int = 0) -> str:
+    """An array of ``values`` after ``offset`` bytes of string and a few KB of small numbers and text."""
+    filler = ", ".join(f'{{"n": {i}, "s": "item {i}", "f": {i}.25}}' for i in range(200))
+    return '["' + "a" * offset + '", ' + ", ".join(values) + ", " + filler + "]"
+
+
+@pytest.mark.parametrize("data", EDGE_TEXT, ids=range(len(EDGE_TEXT)))
+def test_text_edges_in_large_documents_match_stdlib(kernels: ModuleType, data: str) -> None:
+    for form in (padded(data), "[" + padded(data) + "]", padded(data) + "x"):
+        same_as_stdlib(kernels, form)
+        same_as_stdlib(kernels, form.encode("utf-8", "surrogatepass"))
+
+
+@pytest.mark.parametrize("data", EDGE_BYTES, ids=range(len(EDGE_BYTES)))
+def test_byte_edges_in_large_documents_match_stdlib(kernels: ModuleType, data: bytes) -> None:
+    same_as_stdlib(kernels, data + b" " * ROUTED_SIZE)
+    same_as_stdlib(kernels, bytearray(data + b" " * ROUTED_SIZE))
+
+
+_WIDE_INTS = [
+    "9223372036854775807",
+    "9223372036854775808",
+    "-9223372036854775808",
+    "-9223372036854775809",
+    "18446744073709551615",
+    "18446744073709551616",
+    "-18446744073709551616",
+    "1000000000000000000",
+    "9999999999999999999",
+    "-9999999999999999999",
+    "123456789012345678901234567890",
+    "1" * 400,
+]
+
+
+@pytest.mark.parametrize("offset", range(0, 40, 3))
+def test_wide_ints_anywhere_in_large_documents_stay_ints(kernels: ModuleType, offset: int) -> None:
+    # orjson alone would give floats for the ones beyond 64 bits; the digit run starts at every offset modulo the
+    # 19-byte sampling stride.
+    for value in _WIDE_INTS:
+        text = large_array(value, offset=offset)
+        for form in (text, text.encode()):
+            result = same_as_stdlib(kernels, form)
+            assert result[1][2] == ("int", int(value))
+    # All together, and next to a value orjson refuses (the stdlib takes NaN).
+    same_as_stdlib(kernels, large_array(*_WIDE_INTS, offset=offset))
+    same_as_stdlib(kernels, large_array(*_WIDE_INTS, "NaN", offset=offset))
+
+
+def test_long_digit_runs_in_strings_of_large_documents(kernels: ModuleType) -> None:
+    # False alarms for the wide-int check: the documents take the slower path, with the same answers.
+    for digits in (18, 19, 20, 64):
+        same_as_stdlib(kernels, large_array(f'"{"7" * digits}"', f'"id-{"1" * digits}"', "1.5e-3"))
+        same_as_stdlib(kernels, large_array(f'{{"{"7" * digits}": {"8" * 18}}}').encode())
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_decoding_keeps_the_gc_setting(kernels: ModuleType, enabled: bool) -> None:
+    # The native decoder pauses the cyclic GC while it builds a document; whatever the path (its own parser,
+    # orjson, a refusal, the stdlib's error), the setting afterwards is the caller's.
+    import gc
+
+    was_enabled = gc.isenabled()
+    try:
+        (gc.enable if enabled else gc.disable)()
+        for doc in (
+            "[1, 2]",
+            large_array("1"),
+            large_array("NaN"),
+            large_array("1,"),
+            "[1,",
+            large_array(_WIDE_INTS[4]),
+        ):
+            for form in (doc, doc.encode(), bytearray(doc.encode())):
+                outcome(kernels.json_loads, form)
+                assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was_enabled else gc.disable)()
+
+
+@pytest.mark.native
+@pytest.mark.parametrize("items", [20_000, 200_000])
+def test_native_decode_runs_no_collection_inside(items: int) -> None:
+    # A document of tens of thousands of containers would trigger many collections during the parse, each
+    # traversing every young object made so far; the native decoder (its own parser for the larger, orjson for the
+    # smaller) pauses the GC, so none starts inside the call.
+    import gc
+
+    native = pytest.importorskip("aiorequestful._native")
+    doc = json.dumps([{"id": i, "tags": ["a", "b"]} for i in range(items)]).encode()
+    assert 4 * 1024 < len(doc) and (items < 100_000) == (len(doc) < 1024 * 1024)
+    phases: list[str] = []
+
+    def record(phase: str, info: dict[str, Any]) -> None:
+        phases.append(phase)
+
+    was_enabled = gc.isenabled()
+    gc.enable()
+    gc.callbacks.append(record)
+    try:
+        gc.collect()
+        phases.clear()
+        result = native.json_loads(doc)
+        during = len(phases)
+    finally:
+        gc.callbacks.remove(record)
+        if not was_enabled:
+            gc.disable()
+    assert during == 0
+    assert len(result) == items and result[-1] == {"id": items - 1, "tags": ["a", "b"]}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Generated documents: numbers in every spelling (the native decoder computes short decimals itself and leaves
+# longer ones to a general parser), text of every width, at sizes on both sides of the orjson route.
+# --------------------------------------------------------------------------------------------------------------------
+_HYPOTHESIS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+_number_text = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.floats(allow_nan=False, allow_infinity=False, width=32).map(repr),
+    st.tuples(st.integers(0, 10**20), st.integers(0, 10**20), st.integers(-400, 400)).map(
+        lambda t: f"{t[0]}.{t[1]}e{t[2]:+d}"
+    ),
+    st.tuples(st.integers(-(10**17), 10**17), st.integers(0, 30)).map(lambda t: f"{t[0]}.{'0' * t[1]}5"),
+    st.tuples(st.integers(0, 2**53 + 10), st.integers(-25, 25)).map(lambda t: f"{t[0]}E{t[1]}"),
+    st.integers(-(2**70), 2**70).map(str),
+)
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=60),
+    lambda children: st.lists(children, max_size=6) | st.dictionaries(st.text(max_size=12), children, max_size=6),
+    max_leaves=40,
+)
+
+
+@_HYPOTHESIS
+@given(numbers=st.lists(_number_text, min_size=1, max_size=20))
+def test_generated_numbers_match_stdlib(kernels: ModuleType, numbers: list[str]) -> None:
+    for number in numbers:
+        same_as_stdlib(kernels, number)
+        same_as_stdlib(kernels, "-" + number.lstrip("-"))
+    same_as_stdlib(kernels, large_array(*numbers))
+
+
+@_HYPOTHESIS
+@given(value=_json_values, ensure_ascii=st.booleans(), large=st.booleans())
+def test_generated_documents_match_stdlib(kernels: ModuleType, value: Any, ensure_ascii: bool, large: bool) -> None:
+    text = json.dumps(value, ensure_ascii=ensure_ascii)
+    if large:
+        text = large_array(text)
+    for form in (text, text.encode("utf-8", "surrogatepass"), text[:-1]):
+        same_as_stdlib(kernels, form)
+
+
+@_HYPOTHESIS
+@given(body=st.binary(max_size=40), large=st.booleans())
+def test_generated_bytes_in_strings_match_stdlib(kernels: ModuleType, body: bytes, large: bool) -> None:
+    # Arbitrary bytes inside a string: valid UTF-8 of every width, and every kind of invalid sequence (stray
+    # continuation bytes, overlong forms, surrogates, beyond U+10FFFF, cut short), next to non-ASCII text.
+    for text in (
+        b'["' + body + b'"]',
+        b'{"' + body + b'": "\\u00e9\\u6771' + body + b'"}',
+        b'["\xc3\xa9' + body + b'"]',
+    ):
+        same_as_stdlib(kernels, large_array(text.decode("latin-1")).encode("latin-1") if large else text)
 
 
 # --------------------------------------------------------------------------------------------------------------------
