@@ -65,9 +65,9 @@ def retry_at(seconds: float) -> str:
 class Attempt:
     """One attempt past the gate: the host's concurrency slot it holds and when it was let through.
 
-    The request loop calls :meth:`answered` with what the attempt got (the response, its headers read, or the
-    transport error) and :meth:`release` when the attempt is over (its response done with, or it failed or was
-    cancelled); releasing twice does nothing.
+    :meth:`FlowGate.track` calls :meth:`answered` with what the attempt got (the response, its headers read, or
+    the transport error); :meth:`FlowGate.release` calls :meth:`release` when the attempt is over (its response
+    done with, or it failed or was cancelled). Releasing twice does nothing.
     """
 
     __slots__ = ("_gate", "_slot", "host", "sent_at")
