@@ -570,6 +570,10 @@ def test_flow_control_keywords_are_keyword_only_and_off_by_default() -> None:
         "coalesce": False,
         "max_body_size": DEFAULT_MAX_BODY_SIZE,
         "robots": None,
+        "max_in_flight": None,
+        "max_wait": None,
+        "rate_limit_headers": False,
+        "adaptive": False,
     }
     init = inspect.signature(RequestHandler.__init__).parameters
     assert [name for name, p in init.items() if p.kind is p.POSITIONAL_OR_KEYWORD][1:] == api_order
