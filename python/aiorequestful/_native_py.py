@@ -357,26 +357,19 @@ def cache_key(
 # JSON
 # --------------------------------------------------------------------------------------------------
 # orjson reads an int literal too wide for 64 bits as a float; the stdlib gives the int. Such a literal has at least
-# 19 digits, so a text with no run of 19 digits can go to orjson. ``_DIGITS`` maps digits to "0" and every other byte
-# to ".", so one substring search finds every run (one inside a string is a false alarm that only costs the stdlib
-# decode).
-_DIGITS = bytes(ord("0") if 0x30 <= b <= 0x39 else ord(".") for b in range(256))
+# 19 digits and, being a value, follows one of "[,: \t\n\r-" (or starts the text). This table maps digits to "0",
+# those bytes to "x" and everything else to ".", so one substring search finds every candidate (a 19-digit run
+# inside a string after a space is a false alarm, which only costs the stdlib decode).
+_WIDE_INT_TABLE = bytes(
+    ord("0") if chr(b).isdigit() and b < 128 else ord("x") if chr(b) in "[,: \t\n\r-" else ord(".") for b in range(256)
+)
 _WIDE_INT = b"0" * 19
-# A long text is first sampled: any 19 consecutive bytes hold exactly one index ``j`` that is a multiple of 19, and a
-# run of 19 digits through ``j`` also covers ``j + 9`` or ``j - 9``. ``_DIGIT_BIT`` maps digits to 1 and the rest to
-# 0, so each sample becomes a byte of a big int and the test is one AND over all of them (in C, not a Python loop).
-_DIGIT_BIT = bytes(1 if 0x30 <= b <= 0x39 else 0 for b in range(256))
-_SAMPLE_FROM = 2048
+_WIDE_INT_VALUE = b"x" + _WIDE_INT
 
 
 def _may_hold_wide_int(raw: bytes | bytearray) -> bool:
-    if len(raw) >= _SAMPLE_FROM:
-        at = int.from_bytes(raw[::19].translate(_DIGIT_BIT), "little")
-        after = int.from_bytes(raw[9::19].translate(_DIGIT_BIT), "little")
-        before = int.from_bytes(raw[10::19].translate(_DIGIT_BIT), "little") << 8  # j - 9 belongs to the next sample
-        if not at & (after | before):
-            return False
-    return _WIDE_INT in raw.translate(_DIGITS)
+    marked = raw.translate(_WIDE_INT_TABLE)
+    return _WIDE_INT_VALUE in marked or marked.startswith(_WIDE_INT)
 
 
 def json_loads(data: str | bytes | bytearray, /) -> Any:

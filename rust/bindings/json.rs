@@ -22,12 +22,10 @@
 //! key cache hashed every key with a keyed hasher and compared hits through `PyUnicode_AsUTF8AndSize`, and its
 //! parser re-dispatched on every token; together that was half the decode. Here object keys go through a small
 //! direct-mapped cache of interned-like `str` objects (their CPython hash is computed once, so `dict` inserts
-//! skip hashing), string bodies are scanned eight bytes at a time, ASCII strings are copied straight into a new
-//! `str`, short decimals are computed exactly without the general float parser, and arrays are collected on one
-//! shared stack and moved into an exactly sized `list`. The cyclic GC is paused for the parse (see [`GcPause`]).
-//!
-//! Documents of a few KB up to a megabyte go to orjson first (see [`via_orjson`]): there its parser needs fewer
-//! instructions per token than this one, and the answer is the same wherever orjson accepts the text.
+//! skip hashing); a key of up to 15 ASCII bytes is found, hashed and matched as two machine words without a byte
+//! loop. String bodies are scanned eight bytes at a time, ASCII strings are copied straight into a new `str`,
+//! short decimals are computed exactly without the general float parser, and arrays are collected on one shared
+//! stack and moved into an exactly sized `list`. The cyclic GC is paused for the parse (see [`GcPause`]).
 
 use std::ptr::{self, NonNull};
 use std::sync::{Mutex, MutexGuard, TryLockError};
@@ -79,120 +77,10 @@ unsafe fn str_hash(key: *mut ffi::PyObject) -> ffi::Py_hash_t {
 /// Decode JSON exactly as `json.loads` does.
 #[pyfunction(signature = (data, /))]
 pub fn json_loads<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    if let Some(value) = via_orjson(py, data) {
-        return Ok(value);
-    }
     if let Some(value) = native(py, data) {
         return Ok(value);
     }
     stdlib_loads(py, data)
-}
-
-/// Documents of at least `ORJSON_FROM` and below `ORJSON_BELOW` UTF-8 bytes are given to orjson first (with the GC
-/// paused); the others to the decoder here.
-///
-/// Measured on API-shaped documents (callgrind instruction counts per decode, confirmed by timings alternating the
-/// decoders in one process): in that middle range orjson's parser does the per-token work in 5-8% fewer
-/// instructions than this one, while the CPython calls (dict inserts, str and number objects) are the same for
-/// both. Below it this decoder's smaller fixed cost per call wins on single records, and from a megabyte on the
-/// two are level once the GC is paused for either.
-const ORJSON_FROM: usize = 4 * 1024;
-const ORJSON_BELOW: usize = 1024 * 1024;
-
-/// `orjson.loads(data)` for an exact str or bytes in the size range above when orjson is installed and can
-/// only agree with the stdlib; `None` (nothing raised) otherwise.
-///
-/// orjson is strict RFC 8259 JSON: whatever it accepts the stdlib accepts with the same value, with one exception,
-/// integer literals beyond 64 bits, which orjson reads as floats; [`may_hold_wide_int`] sends every document that
-/// could hold one elsewhere. Whatever orjson refuses (`NaN`/`Infinity`, `1e400`, lone surrogates, BOMs, UTF-16/32,
-/// every syntax error) is left to the decoder here and then the stdlib, which returns or raises as it always does.
-/// One difference remains on CPython 3.11 only, where the stdlib's decoder shares the Python recursion limit: a
-/// document nested between about 1,000 levels (the default limit, less the caller's stack) and orjson's 1,024
-/// decodes here where `json.loads` raises `RecursionError`; finding the depth first would cost more than decoding.
-fn via_orjson<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
-    let ptr = data.as_ptr();
-    // SAFETY: `ptr` is a live object (we hold `data`); the checks read its type only.
-    let bytes: &[u8] = unsafe {
-        if ffi::PyUnicode_CheckExact(ptr) != 0 {
-            let mut size: ffi::Py_ssize_t = 0;
-            let utf8 = ffi::PyUnicode_AsUTF8AndSize(ptr, &raw mut size);
-            if utf8.is_null() {
-                ffi::PyErr_Clear(); // lone surrogates: the stdlib's call (see `native`)
-                return None;
-            }
-            // SAFETY: `size` readable bytes at `utf8` for the str's lifetime (CPython caches the UTF-8 form).
-            std::slice::from_raw_parts(utf8.cast::<u8>(), usize::try_from(size).ok()?)
-        } else if ffi::PyBytes_CheckExact(ptr) != 0 {
-            let bytes = data.cast_unchecked::<PyBytes>().as_bytes();
-            if !plain_utf8(bytes) {
-                return None;
-            }
-            bytes
-        } else {
-            return None;
-        }
-    };
-    if !(ORJSON_FROM..ORJSON_BELOW).contains(&bytes.len()) || may_hold_wide_int(bytes) {
-        return None;
-    }
-    let loads = orjson_loads(py)?;
-    // SAFETY: the GIL is held; a one-argument vectorcall with a borrowed argument returns a new reference or null.
-    let result = unsafe {
-        let _paused = GcPause::new();
-        let args = [ptr];
-        ffi::PyObject_Vectorcall(loads.as_ptr(), args.as_ptr(), 1, ptr::null_mut())
-    };
-    if result.is_null() {
-        // orjson refused it: its error is not the stdlib's, so it is dropped and the next decoder decides.
-        unsafe { ffi::PyErr_Clear() };
-        return None;
-    }
-    // SAFETY: a new, non-null reference.
-    Some(unsafe { Bound::from_owned_ptr(py, result) })
-}
-
-/// `orjson.loads`, or `None` when orjson is not installed (looked up once).
-fn orjson_loads(py: Python<'_>) -> Option<&Py<PyAny>> {
-    static LOADS: PyOnceLock<Option<Py<PyAny>>> = PyOnceLock::new();
-    LOADS
-        .get_or_init(py, || {
-            py.import(intern!(py, "orjson"))
-                .and_then(|module| module.getattr(intern!(py, "loads")))
-                .map(Bound::unbind)
-                .ok()
-        })
-        .as_ref()
-}
-
-/// Whether the text may hold an integer literal of 19 or more digits (orjson reads those beyond 64 bits as
-/// floats, where the stdlib gives the int).
-///
-/// Any 19 consecutive bytes hold exactly one index that is a multiple of 19, so only those bytes are read. A
-/// run of 19 digits through such an index `j` also covers `j - 9` or `j + 9` (it starts at most 9 bytes before
-/// `j`, or else reaches at least 10 bytes past it), so a digit at `j` with no digit at either is passed over
-/// without measuring its run. A long digit run inside a string is a false alarm that only costs the slower path.
-#[inline]
-fn may_hold_wide_int(bytes: &[u8]) -> bool {
-    const RUN: usize = 19;
-    let digit = |at: usize| bytes.get(at).is_some_and(u8::is_ascii_digit);
-    let mut at = 0;
-    while let Some(&byte) = bytes.get(at) {
-        if byte.is_ascii_digit() && (digit(at + 9) || at.checked_sub(9).is_some_and(digit)) {
-            let start = bytes[..at]
-                .iter()
-                .rposition(|b| !b.is_ascii_digit())
-                .map_or(0, |i| i + 1);
-            let end = digit_run(bytes, at);
-            if end - start >= RUN {
-                return true;
-            }
-            // The next run starts after this one: its first multiple of 19 is what matters.
-            at = (end / RUN + 1) * RUN;
-        } else {
-            at += RUN;
-        }
-    }
-    false
 }
 
 /// The cyclic GC paused while a decoder builds a document, and resumed when dropped (also on unwinding).
@@ -485,7 +373,10 @@ impl Decoder<'_> {
                     return Err(Bail);
                 }
                 self.pos += 1;
-                let key = unsafe { self.string(true) }?;
+                let key = match unsafe { self.short_key() } {
+                    Some(key) => key?,
+                    None => unsafe { self.string(true) }?,
+                };
                 self.stack.push(key.into_ptr());
                 if self.peek()? != b':' {
                     return Err(Bail);
@@ -630,6 +521,45 @@ impl Decoder<'_> {
         text.extend_from_slice(token);
         text.push(0);
         Owned::new(unsafe { ffi::PyLong_FromString(text.as_ptr().cast(), ptr::null_mut(), 10) })
+    }
+
+    /// An object key of up to 15 plain ASCII bytes (no escapes), read from the 16 bytes at the cursor as two
+    /// words: the closing quote is found, the key hashed and compared with its cache slot all in registers. `None`
+    /// (nothing consumed) for any other key, near the end of the input, or without the cache: [`Self::string`]
+    /// takes those.
+    #[inline]
+    unsafe fn short_key(&mut self) -> Option<Parsed> {
+        let start = self.pos;
+        let window = self.data.get(start..start + 16)?;
+        let cache = self.keys.as_deref_mut()?;
+        let mut first = [0u8; 8];
+        let mut second = [0u8; 8];
+        first.copy_from_slice(&window[..8]);
+        second.copy_from_slice(&window[8..]);
+        let (first, second) = (u64::from_le_bytes(first), u64::from_le_bytes(second));
+        let stops = special_bytes(first);
+        let len = if stops != 0 {
+            stops.trailing_zeros() as usize / 8
+        } else {
+            let stops = special_bytes(second);
+            if stops == 0 {
+                return None;
+            }
+            8 + stops.trailing_zeros() as usize / 8
+        };
+        if window[len] != b'"' {
+            return None; // an escape or a control character: the general path decides
+        }
+        let (mask0, mask1) = match len {
+            0..=7 => ((1u64 << (8 * len)) - 1, 0),
+            _ => (u64::MAX, (1u64 << (8 * (len - 8))) - 1),
+        };
+        let words = [first & mask0, second & mask1];
+        if (words[0] | words[1]) & HIGH_BITS != 0 {
+            return None; // not ASCII
+        }
+        self.pos = start + len + 1;
+        Some(unsafe { cache.get_short(words, len, &window[..len]) })
     }
 
     /// A string body (the opening quote already consumed). Keys go through the key cache.
@@ -821,12 +751,7 @@ fn find_special(data: &[u8], mut i: usize, high: &mut u64) -> usize {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
         let word = u64::from_le_bytes(word);
-        let quote = word ^ (ONES * u64::from(b'"'));
-        let backslash = word ^ (ONES * u64::from(b'\\'));
-        let found = ((quote.wrapping_sub(ONES) & !quote)
-            | (backslash.wrapping_sub(ONES) & !backslash)
-            | (word.wrapping_sub(ONES * 0x20) & !word))
-            & HIGH_BITS;
+        let found = special_bytes(word);
         if found != 0 {
             let skip = found.trailing_zeros() as usize / 8;
             if skip > 0 {
@@ -845,6 +770,18 @@ fn find_special(data: &[u8], mut i: usize, high: &mut u64) -> usize {
         i += 1;
     }
     i
+}
+
+/// The top bit of each byte of `word` (little-endian) that is `"`, `\\` or a control character, exact for the
+/// lowest one (see [`find_special`]).
+#[inline]
+fn special_bytes(word: u64) -> u64 {
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    ((quote.wrapping_sub(ONES) & !quote)
+        | (backslash.wrapping_sub(ONES) & !backslash)
+        | (word.wrapping_sub(ONES * 0x20) & !word))
+        & HIGH_BITS
 }
 
 /// A new str from ASCII bytes: allocated at its final size and copied in (no decoding).
@@ -1043,6 +980,9 @@ struct KeySlot {
     hash: u64,
     /// An owned reference to an ASCII str, or null.
     key: *mut ffi::PyObject,
+    /// For a key stored by [`KeyCache::get_short`]: its bytes, zero-padded, and its length plus one (else 0).
+    words: [u64; 2],
+    short: usize,
 }
 
 // SAFETY: the slots are only read or written while the mutex is held *and* the GIL is held (every caller runs
@@ -1057,16 +997,9 @@ static KEY_CACHE: Mutex<KeyCache> = Mutex::new(KeyCache {
 impl KeyCache {
     /// The str for this ASCII key (a new reference).
     unsafe fn get(&mut self, key: &[u8]) -> Parsed {
-        let slots = self.slots.get_or_insert_with(|| {
-            vec![
-                KeySlot {
-                    hash: 0,
-                    key: ptr::null_mut()
-                };
-                KEY_SLOTS
-            ]
-            .into_boxed_slice()
-        });
+        let slots = self
+            .slots
+            .get_or_insert_with(|| vec![EMPTY_SLOT; KEY_SLOTS].into_boxed_slice());
         let hash = key_hash(key);
         #[allow(clippy::cast_possible_truncation)] // only the low bits pick the slot
         let slot = &mut slots[(hash as usize) & (KEY_SLOTS - 1)];
@@ -1095,10 +1028,52 @@ impl KeyCache {
         *slot = KeySlot {
             hash,
             key: string.as_ptr(),
+            words: [0; 2],
+            short: 0,
+        };
+        Ok(string)
+    }
+
+    /// The str for a short ASCII key given as two zero-padded words (a new reference): the slot is picked and
+    /// compared by the words alone, so a hit reads nothing but the slot.
+    #[inline]
+    unsafe fn get_short(&mut self, words: [u64; 2], len: usize, key: &[u8]) -> Parsed {
+        const MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
+        let slots = self
+            .slots
+            .get_or_insert_with(|| vec![EMPTY_SLOT; KEY_SLOTS].into_boxed_slice());
+        let mixed = (words[0] ^ words[1].rotate_left(29) ^ len as u64).wrapping_mul(MULTIPLIER);
+        let hash = mixed ^ (mixed >> 32);
+        #[allow(clippy::cast_possible_truncation)] // only the low bits pick the slot
+        let slot = &mut slots[(hash as usize) & (KEY_SLOTS - 1)];
+        if slot.short == len + 1 && slot.words == words && !slot.key.is_null() {
+            // SAFETY: a live str owned by the cache.
+            unsafe { ffi::Py_INCREF(slot.key) };
+            return Owned::new(slot.key);
+        }
+        let string = unsafe { ascii_str(key) }?;
+        unsafe {
+            ffi::Py_INCREF(string.as_ptr());
+            if !slot.key.is_null() {
+                ffi::Py_DECREF(slot.key);
+            }
+        }
+        *slot = KeySlot {
+            hash,
+            key: string.as_ptr(),
+            words,
+            short: len + 1,
         };
         Ok(string)
     }
 }
+
+const EMPTY_SLOT: KeySlot = KeySlot {
+    hash: 0,
+    key: ptr::null_mut(),
+    words: [0; 2],
+    short: 0,
+};
 
 /// `a == b` for short slices of equal length, a word at a time (a libc `memcmp` call costs more than the work).
 #[inline]
@@ -1172,25 +1147,6 @@ mod tests {
         let mut high = 0;
         assert_eq!(find_special(b"abcdefghijkl", 0, &mut high), 12);
         assert_eq!(high, 0);
-    }
-
-    #[test]
-    fn wide_int_candidates_are_all_found() {
-        // A run of 19 or more digits at every offset and length around the sampling stride, alone and padded.
-        for pad in 0..40 {
-            for len in 15..45 {
-                let mut text = vec![b' '; pad];
-                text.extend(std::iter::repeat_n(b'7', len));
-                text.extend_from_slice(b", 1, 22, 333]");
-                assert_eq!(may_hold_wide_int(&text), len >= 19, "pad {pad} len {len}");
-                let mut broken = text.clone();
-                broken[pad + len / 2] = b'.';
-                assert_eq!(may_hold_wide_int(&broken), len / 2 >= 19 || len - len / 2 > 19);
-            }
-        }
-        assert!(!may_hold_wide_int(b""));
-        assert!(!may_hold_wide_int(b"[1234567890, 123456789012345678, 2024-01-01]"));
-        assert!(may_hold_wide_int(b"-9223372036854775809"));
     }
 
     #[test]
