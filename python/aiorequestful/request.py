@@ -43,6 +43,7 @@ from ._handler.chain import Chain
 from ._handler.gate import FlowGate
 from ._handler.redaction import format_request_line, redact_value, scrub_urls
 from ._handler.retry import TRANSIENT_ERRORS, RetryStep
+from ._handler.transport import Transport
 from ._utils import get_iterator
 from .cache.protocol import CachingSession
 from .exception import RequestError
@@ -618,6 +619,7 @@ class RequestHandler(Generic[A, P]):
         kwargs: dict[str, Any],
         max_body_size: int | None = _UNSET,
         lookup: bool = True,
+        transport: Transport | None = None,
     ) -> ClientResponse | BaseException:
         """One attempt: returns the response, or the transport exception that prevented one.
 
@@ -632,30 +634,40 @@ class RequestHandler(Generic[A, P]):
         :data:`aiorequestful.limits.DEFAULT_TIMEOUT`. A redirect loop or an invalid URL is raised, not returned:
         sending again cannot fix it.
         """
-        session = self._session
-        if session is None or session.closed:
-            raise RequestError(_CLOSED_MESSAGE)
         next_attempt()  # the attempt number and status the log records of this attempt carry
-        if self.logger.isEnabledFor(logging.DEBUG):
-            messages = list(get_iterator(log_message))  # never append to the caller's list
-            if self._session_cache is not None:
-                messages.append("Cached Request")
-            self.log(method=method.name, url=url, message=messages, **kwargs)
-        allowed = _allowed_kwargs(session)
-        # Drop kwargs the session's request does not take; a new dict, so the caller's is reused untouched.
-        kwargs = {key: value for key, value in kwargs.items() if key in allowed}
-        if "max_body_size" in allowed:
-            kwargs["max_body_size"] = self._max_body_size if max_body_size is _UNSET else max_body_size
-        if not lookup and "lookup" in allowed:
-            kwargs["lookup"] = False  # this attempt's lookup was made before the gate, and missed
-        if "timeout" not in kwargs and session.timeout is _AIOHTTP_DEFAULT_TIMEOUT:
-            # Read from the module each time, so the documented default is the one in force.
-            kwargs["timeout"] = limits.DEFAULT_TIMEOUT
+        session: ClientSession | None = None
+        if transport is not None:
+            # Under an aiohttp client middleware: the session built the request; send it on down the chain.
+            if self.logger.isEnabledFor(logging.DEBUG):
+                self.log(method=method.name, url=url, message=list(get_iterator(log_message)))
+        else:
+            session = self._session
+            if session is None or session.closed:
+                raise RequestError(_CLOSED_MESSAGE)
+            if self.logger.isEnabledFor(logging.DEBUG):
+                messages = list(get_iterator(log_message))  # never append to the caller's list
+                if self._session_cache is not None:
+                    messages.append("Cached Request")
+                self.log(method=method.name, url=url, message=messages, **kwargs)
+            allowed = _allowed_kwargs(session)
+            # Drop kwargs the session's request does not take; a new dict, so the caller's is reused untouched.
+            kwargs = {key: value for key, value in kwargs.items() if key in allowed}
+            if "max_body_size" in allowed:
+                kwargs["max_body_size"] = self._max_body_size if max_body_size is _UNSET else max_body_size
+            if not lookup and "lookup" in allowed:
+                kwargs["lookup"] = False  # this attempt's lookup was made before the gate, and missed
+            if "timeout" not in kwargs and session.timeout is _AIOHTTP_DEFAULT_TIMEOUT:
+                # Read from the module each time, so the documented default is the one in force.
+                kwargs["timeout"] = limits.DEFAULT_TIMEOUT
         hooks = self.hooks
         if hooks.on_request:
             call_hooks(hooks.on_request, method.name, URL(url))
         try:
-            response = await session.request(method=method.name, url=url, **kwargs)
+            if session is not None:
+                response = await session.request(method=method.name, url=url, **kwargs)
+            else:
+                assert transport is not None
+                response = await transport.send()
         except asyncio.CancelledError:
             raise  # an abandoned attempt: neither a response nor an error
         except _RAISED_AT_ONCE as exc:
@@ -771,6 +783,7 @@ class RequestHandler(Generic[A, P]):
         retry_timer: Timer | None = None,
         _chain: Chain | None = None,
         max_body_size: int | None = _UNSET,
+        _session: ClientSession | None = None,
     ) -> bool:
         """Dispatch ``response`` to its status handler; True when it was handled and should be sent again.
 
@@ -794,7 +807,7 @@ class RequestHandler(Generic[A, P]):
         handled = await handler(
             response=response,
             authoriser=self.authoriser,
-            session=self._session,
+            session=self._session if _session is None else _session,
             payload_handler=self.payload_handler,
             wait_timer=self.wait_timer,
             retry_timer=retry_timer,
@@ -953,7 +966,11 @@ class RequestHandler(Generic[A, P]):
         log_message: str | list[str] | None,
         kwargs: dict[str, Any],
         max_body_size: int | None = _UNSET,
+        transport: Transport | None = None,
     ) -> P:
+        # With a ``transport`` (an aiohttp client middleware's next step) the loop sends that request and returns
+        # the final response itself, unread and unreleased, instead of its payload: an error response whose
+        # retries ran out is returned too, as aiohttp would return it.
         if max_body_size is _UNSET:
             max_body_size = self._max_body_size
         policy = self._retry_policy
@@ -961,7 +978,7 @@ class RequestHandler(Generic[A, P]):
         # out and resent, and a host pause is not waited for either (there is no budget to wait with).
         chain = Chain(self._retry_timer, policy is None or policy.retries_method(method))
         pauses = self._pauses
-        if self._robots is not None and self._session is not None:
+        if self._robots is not None and self._session is not None and transport is None:
             # Judged once per call, before any gate or attempt: a disallowed URL is never sent.
             await self._robots.check(self._session, self._absolute_url(url, kwargs.get("params")))
         host = self._host_key(url) if self._flow_gate.active else None
@@ -970,6 +987,7 @@ class RequestHandler(Generic[A, P]):
         # With flow control on, the cache is asked before the gate (a hit costs the host nothing); only on the
         # first attempt: a retry follows a failure, and failures are not cached.
         cache_first = host is not None and self._session_cache is not None
+        status_session = None if transport is None else transport.session
 
         while True:
             response: ClientResponse | BaseException | None = None
@@ -978,13 +996,14 @@ class RequestHandler(Generic[A, P]):
             if response is None and host is not None:
                 response = await self._wait_at_gate(host, method, url, kwargs, chain)
             if response is None:
-                send = self._send(method, url, log_message, kwargs, max_body_size, lookup=not cache_first)
+                send = self._send(method, url, log_message, kwargs, max_body_size, not cache_first, transport)
                 response = await (self._flow_gate.track(chain, send) if tracking else send)
             cache_first = False
             done = False
             payload: Any = None
             retry_after: Timer | None = None
             cause: ClientResponse | BaseException | None = None
+            kept: ClientResponse | None = None  # the response a middleware returns: not released here
             try:
                 failure: ClientResponse | BaseException | None = None
                 pause_until: float | None = None
@@ -995,12 +1014,14 @@ class RequestHandler(Generic[A, P]):
                         pause_until = self._record_pause(response)
                     # Only a status that has a handler needs the call's timer (and the handler's dispatch).
                     if self._dispatch.lookup(response.status) is not None and await self._handle_response(
-                        response, chain.handler_timer(), chain, max_body_size
+                        response, chain.handler_timer(), chain, max_body_size, status_session
                     ):
                         # handled: send again without a retry-timer step; the handler judged and waited out
                         # this response's own Retry-After, so the gate need not judge that pause again.
                         if pause_until is not None:
                             chain.pause_accepted = max(chain.pause_accepted, pause_until)
+                    elif response.ok and transport is not None:
+                        payload, done, kept = response, True, response
                     elif response.ok:
                         handler = self.payload_handler
                         # A cache hit whose row the cache already decoded with this very handler (to validate it)
@@ -1032,6 +1053,9 @@ class RequestHandler(Generic[A, P]):
                 if failure is not None:
                     timer = chain.retry_timer() if self._retryable(failure, method) else None
                     if timer is None or not timer.can_increase:
+                        if transport is not None and isinstance(failure, ClientResponse) and failure is response:
+                            kept = failure  # under a middleware the final error response is the caller's to judge
+                            return failure  # type: ignore[return-value]
                         await self._retry_step(failure, method, url, timer, chain)  # raises
                     assert timer is not None
                     if pause_until is not None and isinstance(failure, ClientResponse):
@@ -1043,7 +1067,7 @@ class RequestHandler(Generic[A, P]):
                         chain.pause_accepted = max(chain.pause_accepted, pause_until)
                     retry_after, cause = timer, failure
             finally:
-                if not isinstance(response, BaseException):
+                if not isinstance(response, BaseException) and response is not kept:
                     self._release(response)
                 if tracking:
                     self._flow_gate.release(chain)  # the host's concurrency slot, with the connection
@@ -1056,6 +1080,34 @@ class RequestHandler(Generic[A, P]):
                 self._waited(WAIT_TIMER, waited, url)
             if done:
                 return payload
+
+    def middleware(self) -> Any:
+        """This handler as an aiohttp client middleware (aiohttp 3.12 or newer): give it to any
+        ``aiohttp.ClientSession(middlewares=[...])`` and that session's requests go through this handler's retries,
+        status handlers, flow control and counters, sharing them with the handler's own requests (see
+        :mod:`aiorequestful.middleware`)."""
+        from .middleware import RequestMiddleware
+
+        return RequestMiddleware(self)
+
+    async def _respond(self, transport: Transport) -> ClientResponse:
+        """Run the request loop for the request ``transport`` carries (an aiohttp client middleware's call) and
+        return its final response."""
+        request = transport.request
+        method = http_method(request.method)
+        url = request.url
+        self._stats.calls += 1
+        log_context = begin_call(method, url, transport.session)
+        try:
+            return cast("ClientResponse", await self._request_loop(method, url, None, {}, _UNSET, transport))
+        except asyncio.CancelledError:
+            self._stats.cancelled += 1
+            raise
+        except Exception:
+            self._stats.failures += 1
+            raise
+        finally:
+            end_call(log_context)
 
     async def get(self, url: URLInput, **kwargs: Any) -> P:
         """Sends a GET request."""

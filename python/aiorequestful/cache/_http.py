@@ -17,11 +17,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from aiohttp import ClientResponse, ClientSession, RequestInfo
+from aiohttp import ClientResponse, RequestInfo
 from multidict import CIMultiDict
 
 from .._utils import format_url_log
@@ -49,6 +49,9 @@ from .response import CachedResponse
 if TYPE_CHECKING:
     from .backend.base import ResponseRepository
     from .session import CachedSession
+
+#: Sends the request once more, with these extra request headers (validators), and returns the response.
+Send = Callable[[Mapping[str, str]], Awaitable[ClientResponse]]
 
 __all__ = ("CACHE_HIT", "CACHE_REVALIDATED", "CACHE_STALE", "CACHE_STALE_IF_ERROR", "HttpCaching", "StorePlan")
 
@@ -104,7 +107,7 @@ class Flight:
         self._event.set()
 
 
-def _with_headers(kwargs: dict[str, Any], extra: Mapping[str, str]) -> dict[str, Any]:
+def with_headers(kwargs: dict[str, Any], extra: Mapping[str, str]) -> dict[str, Any]:
     """``kwargs`` with ``extra`` request headers added (the caller's own headers kept)."""
     if not extra:
         return kwargs
@@ -117,10 +120,15 @@ def _with_headers(kwargs: dict[str, Any], extra: Mapping[str, str]) -> dict[str,
 class HttpCaching:
     """The HTTP caching policy's per-session state and request flow (see the module docs)."""
 
-    __slots__ = ("_background", "_flights", "_landings", "session")
+    __slots__ = ("_background", "_flights", "_landings", "background", "session")
 
-    def __init__(self, session: CachedSession) -> None:
+    def __init__(self, session: CachedSession | Any, *, background: bool = True) -> None:
+        #: What answers for the cache: its ``cache``, ``_lookup_entry`` and ``_persist`` (a ``CachedSession``, or
+        #: the cache middleware).
         self.session = session
+        #: Whether stale-while-revalidate may revalidate in a background task. A middleware cannot send its
+        #: request again once its call has returned, so it revalidates in the foreground instead.
+        self.background = background
         self._flights: dict[Any, Flight] = {}
         #: How many flights have landed (ever): a read that began before a landing may have missed its store.
         self._landings = [0]
@@ -226,8 +234,7 @@ class HttpCaching:
         repository: ResponseRepository[Any, Any],
         policy: CachePolicy,
         info: RequestInfo,
-        url: Any,
-        kwargs: dict[str, Any],
+        send: Send,
     ) -> CachedResponse | None:
         """A response the cache may give without asking the origin first (fresh, or stale within its
         stale-while-revalidate window, which starts one background revalidation); None otherwise.
@@ -242,7 +249,7 @@ class HttpCaching:
         flight = self._flights.get(key) if policy.coalesce else None
         if flight is not None:
             await flight.wait()
-        found = await self._usable(repository, policy, info, url, kwargs)
+        found = await self._usable(repository, policy, info, send)
         return found[0]
 
     async def _usable(
@@ -250,8 +257,7 @@ class HttpCaching:
         repository: ResponseRepository[Any, Any],
         policy: CachePolicy,
         info: RequestInfo,
-        url: Any,
-        kwargs: dict[str, Any],
+        send: Send,
     ) -> tuple[CachedResponse | None, CacheEntry | None, Assessment | None]:
         """``(response to give now or None, the stored entry, its assessment)``."""
         entry = await self._read(repository, info)
@@ -262,8 +268,8 @@ class HttpCaching:
             return None, None, None
         if assessment.serve:
             return self._response(repository, info, entry, CACHE_HIT, assessment), entry, assessment
-        if assessment.serve_stale:
-            self._revalidate_later(repository, policy, info, entry, assessment, url, kwargs)
+        if assessment.serve_stale and self.background:
+            self._revalidate_later(repository, policy, info, entry, assessment, send)
             return self._response(repository, info, entry, CACHE_STALE, assessment), entry, assessment
         return None, entry, assessment
 
@@ -290,24 +296,21 @@ class HttpCaching:
         repository: ResponseRepository[Any, Any],
         policy: CachePolicy,
         info: RequestInfo,
-        method: str,
-        url: Any,
-        kwargs: dict[str, Any],
+        send: Send,
     ) -> tuple[ClientResponse, StorePlan | None, Flight | None]:
         """Answer one request under ``policy``: ``(response, how to store it or None, the flight to land once
         it is stored or released)``."""
-        session = self.session
         if info.method not in SAFE_METHODS:
-            response = await ClientSession.request(session, method, url, **kwargs)
+            response = await send({})
             if response.status < 400:
                 await self._invalidate(repository, info, response)
             return response, None, None
         if info.method not in CACHEABLE_METHODS or any(name in info.headers for name in CONDITIONAL_HEADERS):
             # The caller validates on its own (or the method is not cached): the origin answers, nothing is stored.
-            return await ClientSession.request(session, method, url, **kwargs), None, None
+            return await send({}), None, None
         key = self.flight_key(repository, info)
         if key is None:
-            return await ClientSession.request(session, method, url, **kwargs), None, None
+            return await send({}), None, None
 
         waited = False
         for _ in range(3):  # bounded: under constant churn, the third pass asks the origin anyway
@@ -316,7 +319,7 @@ class HttpCaching:
                 waited = True
                 await flight.wait()
             landings = self._landings[0]
-            hit, entry, assessment = await self._usable(repository, policy, info, url, kwargs)
+            hit, entry, assessment = await self._usable(repository, policy, info, send)
             if hit is not None:
                 return hit, None, None
             if not policy.coalesce:
@@ -329,7 +332,7 @@ class HttpCaching:
 
         own = Flight(self._flights, key, self._landings) if policy.coalesce and key not in self._flights else None
         try:
-            response, plan = await self._fetch(repository, policy, info, entry, assessment, method, url, kwargs)
+            response, plan = await self._fetch(repository, policy, info, entry, assessment, send)
         except BaseException:
             if own is not None:
                 own.land()
@@ -346,17 +349,14 @@ class HttpCaching:
         info: RequestInfo,
         entry: CacheEntry | None,
         assessment: Assessment | None,
-        method: str,
-        url: Any,
-        kwargs: dict[str, Any],
+        send: Send,
     ) -> tuple[ClientResponse, StorePlan | None]:
         """Ask the origin (conditionally when ``entry`` can be validated); serve ``entry`` instead when the origin
         confirms it (304) or fails within its stale-if-error window."""
-        session = self.session
         validators = assessment.validators if entry is not None and assessment is not None else {}
         request_time = policy.clock()
         try:
-            response = await ClientSession.request(session, method, url, **_with_headers(kwargs, validators))
+            response = await send(validators)
         except _TRANSPORT_ERRORS as exc:
             if entry is not None and assessment is not None and assessment.stale_if_error:
                 self._log_stale(info, f"{type(exc).__name__}: {exc}")
@@ -374,7 +374,7 @@ class HttpCaching:
                 # A 304 for another representation than the stored one (RFC 9111 4.3.4): it confirms nothing
                 # stored, so ask again without validators for the full response.
                 response.release()
-                return await self._fetch(repository, policy, info, None, None, method, url, kwargs)
+                return await self._fetch(repository, policy, info, None, None, send)
             if response.status in ERROR_STATUSES and assessment.stale_if_error:
                 response.release()
                 self._log_stale(info, f"status {response.status}")
@@ -482,15 +482,14 @@ class HttpCaching:
         info: RequestInfo,
         entry: CacheEntry,
         assessment: Assessment,
-        url: Any,
-        kwargs: dict[str, Any],
+        send: Send,
     ) -> None:
         key = self.flight_key(repository, info)
         if key is None or key in self._flights:
             return  # one revalidation per key at a time
         flight = Flight(self._flights, key, self._landings)
         task = asyncio.get_running_loop().create_task(
-            self._revalidate(flight, repository, policy, info, entry, assessment, url, dict(kwargs))
+            self._revalidate(flight, repository, policy, info, entry, assessment, send)
         )
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -503,8 +502,7 @@ class HttpCaching:
         info: RequestInfo,
         entry: CacheEntry,
         assessment: Assessment,
-        url: Any,
-        kwargs: dict[str, Any],
+        send: Send,
     ) -> None:
         try:
             if not await repository.claim_revalidation(info, _CLAIM_SECONDS):
@@ -513,7 +511,7 @@ class HttpCaching:
             quiet = Assessment(
                 matches=True, age=assessment.age, lifetime=assessment.lifetime, validators=assessment.validators
             )
-            response, plan = await self._fetch(repository, policy, info, entry, quiet, info.method, url, kwargs)
+            response, plan = await self._fetch(repository, policy, info, entry, quiet, send)
             try:
                 if plan is not None and not isinstance(response, CachedResponse):
                     await self.session._persist(

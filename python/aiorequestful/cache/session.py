@@ -22,10 +22,8 @@ Corrections to aiorequestful 1.0.20 (see the migration guide, docs/migrating.md)
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
-import sqlite3
 from collections.abc import Coroutine, Generator, Mapping
 from http.client import InvalidURL
 from http.cookies import Morsel
@@ -38,23 +36,17 @@ from yarl import URL
 
 from .._utils import format_url_log
 from ..limits import DEFAULT_MAX_BODY_SIZE
-from ..response._body import read_body
-from ..response.exception import ResponseTooLargeError
 from ..security import redact_url
 from ..telemetry.logfields import log_fields
-from ._entry import CacheEntry, default_headers
-from ._http import HttpCaching, StorePlan
+from ._access import CacheAccess
+from ._http import HttpCaching, Send, StorePlan, with_headers
 from .backend.base import ResponseCache, ResponseRepository
-from .exception import CacheError
-from .policy import StoredTimes
 from .response import CachedResponse
 
 __all__ = ("CachedSession",)
 
 logger = logging.getLogger(__name__)
 
-#: Errors of the cache's storage: they turn a lookup into a miss and a save into a warning.
-_STORAGE_ERRORS: tuple[type[BaseException], ...] = (CacheError, sqlite3.Error)
 
 
 class _QuietSubclass:
@@ -75,7 +67,7 @@ def _basic_header(login: str, password: str, encoding: str = "latin1") -> str:
     return "Basic " + base64.b64encode(f"{login}:{password}".encode(encoding)).decode(encoding)
 
 
-class CachedSession(_QuietSubclass, ClientSession):
+class CachedSession(_QuietSubclass, CacheAccess, ClientSession):
     """A client session that serves cacheable requests from ``cache`` and stores new responses in it.
 
     :param cache: the response cache; its ``repository_getter`` decides which URLs are cached.
@@ -219,8 +211,16 @@ class CachedSession(_QuietSubclass, ClientSession):
         await self._ensure_cache_open()
         policy = self.cache.policy_for(repository)
         if policy is not None:
-            return await self._http.lookup(repository, policy, info, url, kwargs)
+            return await self._http.lookup(repository, policy, info, self._sender(method, url, kwargs))
         return await self._lookup(repository, info)
+
+    def _sender(self, method: str, url: Any, kwargs: dict[str, Any]) -> Send:
+        """Sends this request to the network (past the cache), with extra headers (a policy's validators)."""
+
+        def send(extra: Any) -> Any:
+            return ClientSession.request(self, method, url, **with_headers(kwargs, extra))
+
+        return send
 
     async def wait_for_revalidations(self) -> None:
         """Wait until the background revalidations started so far (stale-while-revalidate) have finished."""
@@ -350,54 +350,6 @@ class CachedSession(_QuietSubclass, ClientSession):
     # ------------------------------------------------------------------------------------------------------------
     # cache access that never fails the request
     # ------------------------------------------------------------------------------------------------------------
-    async def _lookup_entry(self, repository: ResponseRepository, info: RequestInfo) -> CacheEntry | None:
-        """The live stored entry for ``info``; None for a miss or a cache that failed (logged)."""
-        try:
-            return await repository.get_entry(info)
-        except _STORAGE_ERRORS as exc:
-            self.logger.warning(
-                "Cache lookup failed, sending the request instead: %s",
-                format_url_log(info.method, info.url, f"{type(exc).__name__}: {exc}"),
-                extra=log_fields(info.method, info.url),
-            )
-            return None
-
-    async def _lookup(self, repository: ResponseRepository, info: RequestInfo) -> CachedResponse | None:
-        entry = await self._lookup_entry(repository, info)
-        if entry is None:
-            return None
-        headers = entry.headers
-        if headers is None:
-            headers = default_headers(repository.settings.payload_handler)
-        # The payload the repository decoded while validating the row, for the request loop (decoded once).
-        return CachedResponse(
-            info, entry.payload, status=entry.status, reason=entry.reason, headers=headers, decoded=entry.decoded
-        )
-
-    async def _persist(
-        self,
-        repository: ResponseRepository,
-        info: RequestInfo,
-        response: ClientResponse,
-        max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
-        *,
-        times: StoredTimes | None = None,
-        keep: float | None = None,
-    ) -> None:
-        try:
-            # The repository reads the whole body to store it: read it within the limit first (later reads
-            # return these bytes). A larger body is never stored and fails the request.
-            await read_body(response, max_body_size)
-            await repository.save_for_request(info, response, times=times, keep=keep)
-        except (asyncio.CancelledError, ResponseTooLargeError):
-            raise
-        except Exception as exc:  # the caller has its response; a failed save is a warning, not an error
-            self.logger.warning(
-                "Could not cache the response: %s",
-                format_url_log(info.method, info.url, type(exc).__name__),
-                extra=log_fields(info.method, info.url),
-            )
-            self.logger.debug("Cache save failure detail", exc_info=True, extra=log_fields(info.method, info.url))
 
 
 class _CachedRequest(Coroutine[Any, Any, ClientResponse]):
@@ -484,7 +436,9 @@ class _CachedRequest(Coroutine[Any, Any, ClientResponse]):
         persist: bool,
         kwargs: dict[str, Any],
     ) -> ClientResponse:
-        response, plan, flight = await session._http.open(repository, policy, info, method, url, kwargs)
+        response, plan, flight = await session._http.open(
+            repository, policy, info, session._sender(method, url, kwargs)
+        )
         self._response, self._flight = response, flight
         if session.logger.isEnabledFor(logging.DEBUG):
             shown = getattr(response, "cache_status", "HTTP REQUEST").upper()
