@@ -261,7 +261,7 @@ async def test_detach_gives_the_handler_back(serve, telemetry) -> None:
         await handler.get(base / "items" / "y")
     assert type(handler) is RequestHandler
     hooks = handler.hooks
-    assert hooks.on_request == hooks.on_response == hooks.on_retry == hooks.on_wait == []
+    assert hooks.around_call == hooks.on_request == hooks.on_response == hooks.on_retry == hooks.on_wait == []
     assert len(telemetry.finished()) == 1  # the call made after detach() has no span
     assert "aiorequestful.calls" not in telemetry.points()  # and the counters report nothing
     instrumentation.detach()  # twice is fine
@@ -370,3 +370,18 @@ except ImportError as exc:
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "The OpenTelemetry instrumentation needs opentelemetry-api: pip install 'aiorequestful[otel]'"
+
+
+async def test_calls_through_the_handlers_middleware_are_traced(serve, telemetry) -> None:
+    aiohttp = pytest.importorskip("aiohttp")
+    if not hasattr(aiohttp, "ClientMiddlewareType"):
+        pytest.skip("aiohttp client middlewares need aiohttp 3.12")
+    base = await serve(make_app())
+    handler = RequestHandler.create(payload_handler=JSONPayloadHandler())
+    telemetry.instrument(handler)
+    async with handler, aiohttp.ClientSession(middlewares=[handler.middleware()]) as session:
+        async with session.get(base / "items" / "m") as response:
+            assert response.status == 200
+    (span,) = telemetry.finished()
+    assert span.name == "GET" and span.attributes["http.response.status_code"] == 200
+    assert span.attributes["url.full"] == str(base / "items" / "m")

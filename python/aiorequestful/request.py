@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import inspect
 import json
 import logging
@@ -936,6 +937,21 @@ class RequestHandler(Generic[A, P]):
         log_message = kwargs.pop("log_message", None)
         max_body_size = kwargs.pop("max_body_size", _UNSET)
         max_body_size = self._max_body_size if max_body_size is _UNSET else check_max_body_size(max_body_size)
+        wrappers = self.hooks.around_call
+        if wrappers:
+            proceed = functools.partial(self._call, method, url, log_message, kwargs, max_body_size)
+            return await _wrapped(wrappers, proceed, method.name, url, kwargs.get("params"))
+        return await self._call(method, url, log_message, kwargs, max_body_size)
+
+    async def _call(
+        self,
+        method: HTTPMethod,
+        url: URLInput,
+        log_message: str | list[str] | None,
+        kwargs: dict[str, Any],
+        max_body_size: int | None,
+    ) -> P:
+        """One ``request()`` call: counted, coalesced when asked, and run through the request loop."""
         self._stats.calls += 1
         log_context = begin_call(method, url, self._session)  # what every log record of this call says about it
         try:
@@ -1093,6 +1109,14 @@ class RequestHandler(Generic[A, P]):
     async def _respond(self, transport: Transport) -> ClientResponse:
         """Run the request loop for the request ``transport`` carries (an aiohttp client middleware's call) and
         return its final response."""
+        wrappers = self.hooks.around_call
+        if wrappers:
+            request = transport.request
+            proceed = functools.partial(self._respond_call, transport)
+            return await _wrapped(wrappers, proceed, request.method, request.url, None)
+        return await self._respond_call(transport)
+
+    async def _respond_call(self, transport: Transport) -> ClientResponse:
         request = transport.request
         method = http_method(request.method)
         url = request.url
@@ -1147,6 +1171,13 @@ class RequestHandler(Generic[A, P]):
 
 
 _CACHED_TYPES: tuple[type, ...] | None = None
+
+
+async def _wrapped(wrappers: list[Any], proceed: Any, method: str, url: Any, params: Any) -> Any:
+    """Run ``proceed`` inside the ``around_call`` hooks, the first one outermost."""
+    for wrapper in reversed(wrappers):
+        proceed = functools.partial(wrapper, proceed, method, url, params)
+    return await proceed()
 
 
 def _is_cached(response: ClientResponse) -> TypeIs[CachedResponse]:

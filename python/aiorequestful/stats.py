@@ -107,11 +107,17 @@ class RequestHooks:
     * ``on_retry(method: str, url: URL, delay: float, cause: BaseException | int)`` before a retry sleep
       (``cause`` is the transport exception or the failed status code);
     * ``on_wait(reason: str, seconds: float, url: URL | None)`` after any wait (see the ``WAIT_*`` reasons).
+
+    And one kind that is not a plain callback: ``around_call(proceed, method: str, url, params)``, a coroutine
+    function that wraps each whole call (``request()``/``get()``..., or a request through the handler's
+    middleware) and must return ``await proceed()``: tracing opens its span there. The first in the list is the
+    outermost.
     """
 
-    __slots__ = ("on_request", "on_response", "on_retry", "on_wait")
+    __slots__ = ("around_call", "on_request", "on_response", "on_retry", "on_wait")
 
     def __init__(self) -> None:
+        self.around_call: list[Hook] = []
         self.on_request: list[Hook] = []
         self.on_response: list[Hook] = []
         self.on_retry: list[Hook] = []

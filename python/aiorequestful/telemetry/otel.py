@@ -63,9 +63,9 @@ handler's own counters (nothing is counted twice), as the Prometheus collector's
 one meter provider share its instruments, told apart by ``aiorequestful.handler``: give each its own ``name``.
 ``handler.reset_stats()`` starts them again from zero.
 
-How it attaches: the span and the duration come from wrapping the handler's ``request`` (the handler's class
-is swapped for a subclass of it whose ``request`` opens the span around the original one; ``detach()`` swaps
-it back), the per-call numbers from the handler's hooks (``handler.hooks``).
+How it attaches: through the handler's hooks (``handler.hooks``): ``around_call`` opens the span around each
+call (a call through the handler's middleware too), the callbacks count what the call did; ``detach()`` removes
+them.
 """
 
 from __future__ import annotations
@@ -75,7 +75,6 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
-from http import HTTPMethod
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -268,7 +267,10 @@ class OpenTelemetryInstrumentation:
 
         if not isinstance(handler, RequestHandler):
             raise TypeError(f"handler must be a RequestHandler, not {type(handler).__name__}")
-        if getattr(type(handler), "_aiorequestful_otel", None) is not None:
+        if any(
+            isinstance(getattr(hook, "__self__", None), OpenTelemetryInstrumentation)
+            for hook in handler.hooks.around_call
+        ):
             raise ValueError("This handler is already instrumented; detach() that instrumentation first")
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, not {name!r}")
@@ -291,46 +293,24 @@ class OpenTelemetryInstrumentation:
         self._waits = self._instruments.waits
 
         hooks = handler.hooks
+        hooks.around_call.insert(0, self._traced)  # outermost: the span covers every other wrapper too
         hooks.on_request.append(self._on_request)
         hooks.on_response.append(self._on_response)
         hooks.on_retry.append(self._on_retry)
         hooks.on_wait.append(self._on_wait)
-        self._original_class = type(handler)
-        handler.__class__ = self._traced_class(self._original_class)
 
     # ------------------------------------------------------------------------------------------------------------
     # attaching
     # ------------------------------------------------------------------------------------------------------------
-    def _traced_class(self, cls: type[RequestHandler[Any, Any]]) -> type:
-        """A subclass of ``cls`` (same layout, so the handler can be switched to it) whose ``request`` is traced."""
-        original = cls.request
-        instrumentation = self
-
-        async def request(handler: Any, **kwargs: Any) -> Any:
-            return await instrumentation._traced(original, handler, kwargs)
-
-        request.__doc__ = original.__doc__
-        # The same name, so the handler's repr and error messages read as before.
-        namespace = {
-            "__slots__": (),
-            "__module__": cls.__module__,
-            "__qualname__": cls.__qualname__,
-            "request": request,
-            "_aiorequestful_otel": self,
-        }
-        return type(cls.__name__, (cls,), namespace)
-
     def detach(self) -> None:
-        """Stop tracing the handler and give it back its own class; the counters then report nothing."""
+        """Stop tracing the handler; the counters then report nothing."""
         if not self._attached:
             return
         self._attached = False
         self._instruments.remove(self)
-        handler = self.handler
-        if getattr(type(handler), "_aiorequestful_otel", None) is self:
-            handler.__class__ = self._original_class
-        hooks = handler.hooks
+        hooks = self.handler.hooks
         for hook_list, hook in (
+            (hooks.around_call, self._traced),
             (hooks.on_request, self._on_request),
             (hooks.on_response, self._on_response),
             (hooks.on_retry, self._on_retry),
@@ -361,15 +341,9 @@ class OpenTelemetryInstrumentation:
                 attributes["server.port"] = target.port
         return attributes
 
-    async def _traced(
-        self, original: Callable[..., Any], handler: RequestHandler[Any, Any], kwargs: dict[str, Any]
-    ) -> Any:
-        raw_method = kwargs.get("method")
-        try:
-            method = HTTPMethod(str(raw_method).upper()).name
-        except ValueError:
-            return await original(handler, **kwargs)  # refused by the handler, with its own message
-        attributes = self._request_attributes(method, kwargs.get("url"), kwargs.get("params"))
+    async def _traced(self, proceed: Callable[[], Any], method: str, url: Any, params: Any) -> Any:
+        """The handler's ``around_call`` hook: the call runs inside its span."""
+        attributes = self._request_attributes(method, url, params)
         span = self._tracer.start_span(method, kind=SpanKind.CLIENT, attributes=attributes)
         call = _Call()
         own = _current.set((self, call))
@@ -377,7 +351,7 @@ class OpenTelemetryInstrumentation:
         started = time.perf_counter()
         error: BaseException | None = None
         try:
-            return await original(handler, **kwargs)
+            return await proceed()
         except BaseException as exc:
             error = exc
             raise
