@@ -455,10 +455,12 @@ def test_generated_documents_match_stdlib(kernels: ModuleType, value: Any, ensur
 
 
 @_HYPOTHESIS
-@given(body=st.binary(max_size=40), large=st.booleans())
-def test_generated_bytes_in_strings_match_stdlib(kernels: ModuleType, body: bytes, large: bool) -> None:
+@given(body=st.binary(max_size=40), large=st.booleans(), pad=st.sampled_from([0, 7, 60]))
+def test_generated_bytes_in_strings_match_stdlib(kernels: ModuleType, body: bytes, large: bool, pad: int) -> None:
     # Arbitrary bytes inside a string: valid UTF-8 of every width, and every kind of invalid sequence (stray
-    # continuation bytes, overlong forms, surrogates, beyond U+10FFFF, cut short), next to non-ASCII text.
+    # continuation bytes, overlong forms, surrogates, beyond U+10FFFF, cut short), next to non-ASCII text, in
+    # strings short and long.
+    body = b"x" * pad + body + "é東".encode() * (pad // 7) + b"y" * pad
     for text in (
         b'["' + body + b'"]',
         b'{"' + body + b'": "\\u00e9\\u6771' + body + b'"}',

@@ -44,9 +44,6 @@ const MAX_DEPTH: u32 = 200;
 const KEY_SLOTS: usize = 1024;
 const KEY_MAX_LEN: usize = 64;
 
-/// Non-ASCII strings up to this many bytes are converted here; longer ones by CPython's UTF-8 decoder.
-const LONG_TEXT: usize = 48;
-
 extern "C" {
     /// A dict with room for `minused` items. Not in the documented API, but exported by every CPython this
     /// package supports (3.11-3.13) and used by orjson for the same purpose: objects are read in full before
@@ -803,18 +800,12 @@ unsafe fn ascii_str(text: &[u8]) -> Parsed {
 /// A new str from UTF-8 bytes (not all ASCII); invalid UTF-8 (possible in bytes input) gives up.
 ///
 /// `valid` says the bytes are known to be UTF-8 already (they came out of a `str`), so only bytes input pays for
-/// the check. The str is allocated at its final length and width and filled in one pass, where
-/// `PyUnicode_DecodeUTF8` validates and widens its buffer as it meets wider characters. The width comes from the
-/// widest lead byte: `C2`/`C3` start U+0080..U+00FF (one byte per character), up to `EF` U+0100..U+FFFF (two),
-/// `F0`.. the rest. Runs of ASCII (most of the text in API documents, even non-English ones) are copied eight bytes
-/// at a time.
+/// the check. A counting pass gives the str's final length and width, so it is allocated once and filled in one
+/// more pass, where `PyUnicode_DecodeUTF8` validates separately and widens its buffer as it meets wider
+/// characters. The width comes from the widest lead byte: `C2`/`C3` start U+0080..U+00FF (one byte per
+/// character), up to `EF` U+0100..U+FFFF (two), `F0`.. the rest. Both passes go a word at a time over ASCII runs,
+/// which are most of the text in API documents, even non-English ones.
 unsafe fn utf8_str(text: &[u8], valid: bool) -> Parsed {
-    if text.len() > LONG_TEXT {
-        // CPython's decoder copies the ASCII runs of long text a machine word at a time, which beats the
-        // character loop below once a string is this long (measured on API documents' descriptions).
-        let len = ffi::Py_ssize_t::try_from(text.len()).map_err(|_| Bail)?;
-        return Owned::new(unsafe { ffi::PyUnicode_DecodeUTF8(text.as_ptr().cast(), len, ptr::null()) });
-    }
     // Characters = bytes - continuation bytes (10xxxxxx); the width comes from the widest byte. Words of ASCII
     // have neither, so only the others are looked at byte by byte.
     let mut continuation = 0usize;
@@ -909,7 +900,7 @@ impl Unit for u32 {
 /// Decode UTF-8 `text` into `out`, which has room for `count` units of `U`; true when `text` held exactly `count`
 /// characters, all of which fit `U`. With `CHECK` every sequence is validated as `str(b, "utf-8")` would (no
 /// overlong forms, no surrogates, nothing past U+10FFFF) and a bad one returns false; without it `text` must be
-/// UTF-8 already (the bytes of a str).
+/// UTF-8 already (the bytes of a str). Runs of ASCII are found a word at a time and widened in one tight loop.
 ///
 /// SAFETY: `out` must be writable for `count` units. Writes never pass `count` and reads stay inside `text`
 /// (checked indexing), whatever the bytes are.
@@ -917,24 +908,20 @@ impl Unit for u32 {
 unsafe fn widen<U: Unit, const CHECK: bool>(text: &[u8], out: *mut U, count: usize) -> bool {
     let mut i = 0;
     let mut o = 0;
-    while o < count {
-        if o + 8 <= count {
-            if let Some(chunk) = text.get(i..i + 8) {
-                let mut word = [0u8; 8];
-                word.copy_from_slice(chunk);
-                if u64::from_le_bytes(word) & HIGH_BITS == 0 {
-                    for (k, &byte) in word.iter().enumerate() {
-                        unsafe { out.add(o + k).write(U::from_code(u32::from(byte))) };
-                    }
-                    i += 8;
-                    o += 8;
-                    continue;
-                }
-            }
+    loop {
+        let run = &text[i..ascii_end(text, i)];
+        if run.len() > count - o {
+            return false;
         }
-        let Some(&lead) = text.get(i) else { return false };
+        for (k, &byte) in run.iter().enumerate() {
+            unsafe { out.add(o + k).write(U::from_code(u32::from(byte))) };
+        }
+        i += run.len();
+        o += run.len();
+        let Some(&lead) = text.get(i) else {
+            return o == count;
+        };
         let (code, size) = match lead {
-            0x00..=0x7F => (u32::from(lead), 1),
             0xC2..=0xDF => (u32::from(lead & 0x1F), 2),
             0xE0..=0xEF => (u32::from(lead & 0x0F), 3),
             0xF0..=0xF4 => (u32::from(lead & 0x07), 4),
@@ -957,14 +944,31 @@ unsafe fn widen<U: Unit, const CHECK: bool>(text: &[u8], out: *mut U, count: usi
                 return false;
             }
         }
-        if !U::fits(code) {
+        if !U::fits(code) || o == count {
             return false;
         }
         unsafe { out.add(o).write(U::from_code(code)) };
         i += size;
         o += 1;
     }
-    i == text.len()
+}
+
+/// The first index at or after `i` holding a byte >= 0x80 (or `text.len()`), a word at a time.
+#[inline]
+fn ascii_end(text: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = text.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let high = u64::from_le_bytes(word) & HIGH_BITS;
+        if high != 0 {
+            return i + high.trailing_zeros() as usize / 8;
+        }
+        i += 8;
+    }
+    while text.get(i).is_some_and(|&byte| byte < 0x80) {
+        i += 1;
+    }
+    i
 }
 
 /// Object keys seen before, by content: one slot per hash, the newer key wins a collision. A hit returns the
