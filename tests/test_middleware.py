@@ -32,6 +32,7 @@ from aiorequestful.response.status import RateLimitStatusHandler, UnauthorisedSt
 from aiorequestful.timer import StepCountTimer
 
 from .cache_support import json_settings, pick_items
+from .redis_support import redis_namespace_fixture, redis_url_fixture  # noqa: F401 - fixtures
 from .servers import VALID_TOKENS, hits, json_item, make_app
 from .test_request import TokenAuthoriser
 
@@ -330,3 +331,38 @@ async def test_the_cache_middleware_follows_the_http_caching_policy(app_url: Any
                 assert (await response.json())["id"] == "3"
     assert statuses == ["network", "revalidated", "revalidated"]
     assert (hits(app, "validated", "3"), hits(app, "validated-304", "3")) == (1, 2)
+
+
+@needs_middlewares
+@pytest.mark.realtime
+async def test_sessions_with_redis_backed_flow_control_share_one_limit(
+    app_url: Any, redis_url: str, redis_namespace: str
+) -> None:
+    """Two sessions (as two processes would) with their own Redis connection: one 5-a-second limit holds for both.
+    Real time: Redis answers from another process, so the loop clock cannot be fast-forwarded; only a lower bound
+    on the time taken is asserted (a loaded machine can only make it longer)."""
+    from aiorequestful.flow.redis import RedisHostRateLimiter
+    from aiorequestful.shared import RedisConnection
+
+    app, url = app_url
+    connections = [RedisConnection(redis_url, namespace=redis_namespace) for _ in range(2)]
+    middlewares = [FlowControlMiddleware(rate_limit=RedisHostRateLimiter(c, RateLimit(5, 1))) for c in connections]
+    sessions = [aiohttp.ClientSession(middlewares=[middleware]) for middleware in middlewares]
+    try:
+        for middleware in middlewares:
+            await middleware.__aenter__()
+
+        async def get(session: aiohttp.ClientSession, i: int) -> None:
+            async with session.get(url / "timed" / str(i)) as response:
+                assert response.status == 200
+
+        await asyncio.gather(*(get(sessions[i % 2], i) for i in range(11)))
+    finally:
+        for session in sessions:
+            await session.close()
+        for middleware in middlewares:
+            await middleware.__aexit__(None, None, None)
+        for connection in connections:
+            await connection.aclose()
+    arrivals = sorted(app[ARRIVALS])
+    assert len(arrivals) == 11 and arrivals[-1] - arrivals[0] >= 2.0 - 0.05
