@@ -950,11 +950,16 @@ class RequestHandler(Generic[A, P]):
         log_message: str | list[str] | None,
         kwargs: dict[str, Any],
         max_body_size: int | None,
+        transport: Transport | None = None,
     ) -> P:
-        """One ``request()`` call: counted, coalesced when asked, and run through the request loop."""
+        """One call: counted, coalesced when asked, and run through the request loop (with ``transport``: the
+        request of an aiohttp client middleware's call, whose final response is returned)."""
         self._stats.calls += 1
-        log_context = begin_call(method, url, self._session)  # what every log record of this call says about it
+        # What every log record of this call says about it.
+        log_context = begin_call(method, url, self._session if transport is None else transport.session)
         try:
+            if transport is not None:
+                return await self._request_loop(method, url, log_message, kwargs, max_body_size, transport)
             coalescer = self._coalescer
             if coalescer is not None:
                 key = coalescer.key(method, url, kwargs)
@@ -1109,29 +1114,13 @@ class RequestHandler(Generic[A, P]):
     async def _respond(self, transport: Transport) -> ClientResponse:
         """Run the request loop for the request ``transport`` carries (an aiohttp client middleware's call) and
         return its final response."""
-        wrappers = self.hooks.around_call
-        if wrappers:
-            request = transport.request
-            proceed = functools.partial(self._respond_call, transport)
-            return await _wrapped(wrappers, proceed, request.method, request.url, None)
-        return await self._respond_call(transport)
-
-    async def _respond_call(self, transport: Transport) -> ClientResponse:
         request = transport.request
         method = http_method(request.method)
-        url = request.url
-        self._stats.calls += 1
-        log_context = begin_call(method, url, transport.session)
-        try:
-            return cast("ClientResponse", await self._request_loop(method, url, None, {}, _UNSET, transport))
-        except asyncio.CancelledError:
-            self._stats.cancelled += 1
-            raise
-        except Exception:
-            self._stats.failures += 1
-            raise
-        finally:
-            end_call(log_context)
+        wrappers = self.hooks.around_call
+        proceed = functools.partial(self._call, method, request.url, None, {}, self._max_body_size, transport)
+        if wrappers:
+            return cast("ClientResponse", await _wrapped(wrappers, proceed, method.name, request.url, None))
+        return cast("ClientResponse", await proceed())
 
     async def get(self, url: URLInput, **kwargs: Any) -> P:
         """Sends a GET request."""

@@ -199,6 +199,20 @@ class CachedSession(_QuietSubclass, CacheAccess, ClientSession):
         the host nothing, takes no rate-limit slot and waits on no host pause; a miss then goes through the gate
         and on to ``request(..., lookup=False)``.
         """
+        target = await self._cached_target(method, url, kwargs)
+        if target is None:
+            return None
+        info, repository = target
+        policy = self.cache.policy_for(repository)
+        if policy is not None:
+            return await self._http.lookup(repository, policy, info, self._sender(method, url, kwargs))
+        return await self._lookup(repository, info)
+
+    async def _cached_target(
+        self, method: str, url: Any, kwargs: dict[str, Any]
+    ) -> tuple[RequestInfo, ResponseRepository] | None:
+        """The request identity and repository of a request that may be answered from the cache (the cache
+        opened for it), or None when no repository takes it. Nothing is sent."""
         if self.closed:
             raise RuntimeError("Session is closed")
         resolved = self._resolve_url(url)
@@ -209,10 +223,7 @@ class CachedSession(_QuietSubclass, CacheAccess, ClientSession):
         if repository is None:
             return None
         await self._ensure_cache_open()
-        policy = self.cache.policy_for(repository)
-        if policy is not None:
-            return await self._http.lookup(repository, policy, info, self._sender(method, url, kwargs))
-        return await self._lookup(repository, info)
+        return info, repository
 
     def _sender(self, method: str, url: Any, kwargs: dict[str, Any]) -> Send:
         """Sends this request to the network (past the cache), with extra headers (a policy's validators)."""
@@ -230,19 +241,13 @@ class CachedSession(_QuietSubclass, CacheAccess, ClientSession):
         """The stored response to give instead of an error when the origin cannot be asked now (its host is
         paused for longer than the request may wait): only under an HTTP caching policy, and only within the
         response's stale-if-error window. None otherwise. Nothing is sent."""
-        if self.closed:
-            raise RuntimeError("Session is closed")
-        resolved = self._resolve_url(url)
-        if not resolved.absolute:
+        target = await self._cached_target(method, url, kwargs)
+        if target is None:
             return None
-        info = self._request_info(method, resolved, kwargs)
-        repository = self.cache.get_repository_from_requests(info)
-        if repository is None:
-            return None
+        info, repository = target
         policy = self.cache.policy_for(repository)
         if policy is None:
             return None
-        await self._ensure_cache_open()
         return await self._http.stale_if_error(repository, policy, info)
 
     def get(self, url: Any, *, allow_redirects: bool = True, **kwargs: Any) -> _CachedRequest:  # type: ignore[override]
