@@ -648,6 +648,8 @@ async def test_an_unasked_for_304_does_not_drop_the_stored_entry(
 async def test_prometheus_and_opentelemetry_count_revalidations_and_stale_hits(
     origin: tuple[URL, web.Application], make_cache: MakeCache
 ) -> None:
+    pytest.importorskip("opentelemetry.sdk", reason="the [otel] extra is not installed")
+    pytest.importorskip("prometheus_client", reason="the [prometheus] extra is not installed")
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from prometheus_client import CollectorRegistry
