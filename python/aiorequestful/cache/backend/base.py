@@ -667,6 +667,11 @@ class ResponseCache(MutableMapping[str, R], Generic[R], metaclass=ABCMeta):
 
         Raises ``CacheError`` when the requests map to different repositories (no repository counts as one).
         """
+        if isinstance(requests, RequestInfo):  # one request (every cache lookup): no collection to walk
+            single: Any = requests.url
+            if single is None:
+                raise CacheError(f"Cannot find a repository for {type(requests).__name__} object: it has no URL")
+            return self.get_repository_from_url(single)
         found: list[R | None] = []
         for request in get_iterator(requests):
             url = getattr(request, "url", None)

@@ -24,6 +24,12 @@ Behaviour beyond the original contract, each explained where it is made:
   gives its -wal and -shm files the same mode).
 * A lookup made for a waiting request (``get_entry``) or a save made for one (``save_for_request``) gives up on
   a database locked by another process after ``lock_wait`` seconds: the lookup is a miss, the save a warning.
+* A lookup in a cache that opened its own file (``connect_with_path``, ``connect_with_temp_db``) reads on a
+  read-only connection in the event loop's own thread, one per thread, when the file is in WAL mode: no hop to
+  the connection's worker thread for a small entry. It sees only committed rows (a save returns once committed,
+  so a lookup after a save still finds it). Anything else goes through the shared connection as before: entries
+  over ``SYNC_READ_MAX`` bytes, a file not in WAL mode, user URIs and in-memory databases, and any error of the
+  quick read (a busy database, a missing table), so the waiting, re-creating and degrading below still apply.
 * A table dropped while the cache is in use is created again (once per failing operation, with a WARNING), so
   later saves work. A file that is not a database, or is corrupt, does not stop a crawl: entering the cache logs
   one WARNING naming the file, and the cache then answers every lookup with a miss and skips every save.
@@ -36,6 +42,7 @@ import inspect
 import os
 import sqlite3
 import tempfile
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Generator
 from datetime import timedelta
@@ -62,7 +69,7 @@ from .._entry import (
 )
 from ..exception import CacheBusyError, CacheError, RepositoryNameError
 from ..policy import CachePolicy, StoredTimes
-from ._sqlite_writer import LOCK_WAIT, is_open, mark_closed, mark_open, retry_busy, writer_for
+from ._sqlite_writer import LOCK_WAIT, is_busy, is_open, mark_closed, mark_open, retry_busy, writer_for
 from .base import (
     DEFAULT_EXPIRE,
     UNSET,
@@ -87,6 +94,7 @@ except ImportError:  # pragma: no cover - exercised by monkeypatching the global
 __all__ = (
     "DEFAULT_LOCK_WAIT",
     "META_TABLE",
+    "SYNC_READ_MAX",
     "SQLiteCache",
     "SQLiteTable",
     "aiosqlite",
@@ -98,6 +106,9 @@ __all__ = (
 META_TABLE = "aiorequestful_meta"
 #: How long, in seconds, a lookup or save made for a waiting request waits for a database locked elsewhere.
 DEFAULT_LOCK_WAIT = 0.1
+#: The largest payload (and the largest stored header list), in bytes, a lookup turns into a Python object in
+#: the event loop's own thread; a larger entry is read through the connection's worker thread.
+SYNC_READ_MAX = 256 * 1024
 
 _KEY_NAME = "credential_key"
 _KNOWN_KEY_TYPES = {"method": "VARCHAR(7)", "id": "VARCHAR(255)", "offset": "INT", "size": "INT"}
@@ -128,9 +139,16 @@ def live_condition(expiry: str) -> str:
 
 
 def _bindable(part: Any) -> Any:
-    # SQLite binds None, int, float, str and bytes; anything else (an Enum, a URL...) is stored as its text.
-    if part is None or isinstance(part, (int, float, str, bytes)):
-        return part.value if isinstance(part, str) and hasattr(part, "value") else part
+    # SQLite binds None, int, float, str and bytes; anything else (a URL...) is stored as its text, and a str
+    # Enum (HTTPMethod, StrEnum) as its value. A plain str is by far the common case: no hasattr probe, which
+    # raises and catches an AttributeError inside.
+    kind = type(part)
+    if kind is str or kind is int or part is None:
+        return part
+    if isinstance(part, str):
+        return part.value if hasattr(part, "value") else part
+    if isinstance(part, (int, float, bytes)):
+        return part
     return str(part)
 
 
@@ -197,12 +215,94 @@ def _private_file(file: Path) -> None:
         os.close(descriptor)
 
 
-def _file_connector(file: Path) -> Callable[[], Any]:
-    def connect() -> Any:
-        _private_file(file)
-        return aiosqlite.connect(database=file, isolation_level=None)
+class _FileConnector:
+    """Connects to a database file the cache names itself (created private); the cache may also read it on
+    its own read-only connections (see ``_LoopReader``), which it never does for a connector given by a user."""
 
-    return connect
+    __slots__ = ("file",)
+
+    def __init__(self, file: Path) -> None:
+        self.file = file
+
+    def __call__(self) -> Any:
+        _private_file(self.file)
+        return aiosqlite.connect(database=self.file, isolation_level=None)
+
+
+def _file_connector(file: Path) -> Callable[[], Any]:
+    return _FileConnector(file)
+
+
+class _LoopReader:
+    """Read-only ``sqlite3`` connections to one cache file, one per thread, for lookups that read in the event
+    loop's thread instead of a round trip to the aiosqlite worker thread.
+
+    Used only while the file is in WAL mode (checked on the reader itself: the writer's switch may have failed),
+    where a reader never blocks a writer nor waits for one. Opened with ``mode=ro``: it never creates the file
+    or changes it. ``timeout=0``: a busy database is an error at once, and the caller falls back to the shared
+    connection, which knows how long to wait. Every read fetches all its rows, so no statement is left open to
+    pin an old snapshot (which would keep the WAL from being checkpointed). A thread whose connection cannot be
+    opened, or whose file is not in WAL mode, reads through the shared connection until the cache is reopened.
+    """
+
+    __slots__ = ("_closed", "_connections", "_uri")
+
+    def __init__(self, file: Path) -> None:
+        self._uri = file.absolute().as_uri() + "?mode=ro"
+        self._connections: dict[int, sqlite3.Connection | None] = {}
+        self._closed = False
+
+    def fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any] | None:
+        """The rows of a read, or None when this read must go through the shared connection."""
+        ident = threading.get_ident()
+        try:
+            connection = self._connections[ident]
+        except KeyError:
+            connection = self._open(ident)
+        if connection is None:
+            return None
+        try:
+            return connection.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:  # busy, a missing table, a damaged file: the shared path deals with it
+            logger.debug("Quick cache read fell back to the shared connection: %s", exc)
+            return None
+
+    def _open(self, ident: int) -> sqlite3.Connection | None:
+        if self._closed:
+            return None
+        try:
+            connection = sqlite3.connect(self._uri, uri=True, timeout=0, isolation_level=None, check_same_thread=True)
+        except sqlite3.Error as exc:
+            logger.debug("No quick cache reads: the file cannot be opened read-only: %s", exc)
+            self._connections[ident] = None
+            return None
+        try:
+            rows = connection.execute("PRAGMA journal_mode").fetchall()
+        except sqlite3.Error as exc:
+            connection.close()
+            if not is_busy(exc):  # busy: try again on the next lookup
+                self._connections[ident] = None
+            return None
+        if not rows or str(rows[0][0]).lower() != "wal":
+            connection.close()
+            self._connections[ident] = None
+            return None
+        self._connections[ident] = connection
+        return connection
+
+    def close(self) -> None:
+        """Close the connections; no new one is opened afterwards."""
+        self._closed = True
+        connections, self._connections = self._connections, {}
+        for connection in connections.values():
+            if connection is None:
+                continue
+            try:
+                connection.close()
+            except sqlite3.ProgrammingError:
+                # Made in another thread (check_same_thread): only that thread may close it. Dropping the last
+                # reference closes it all the same.
+                pass
 
 
 class SQLiteTable(ResponseRepository[K, V]):
@@ -216,7 +316,16 @@ class SQLiteTable(ResponseRepository[K, V]):
         another process before it gives up (a miss, or a warning).
     """
 
-    __slots__ = ("_credential_key", "_key_columns", "_locked_since", "_sql", "_table", "disabled", "lock_wait")
+    __slots__ = (
+        "_credential_key",
+        "_key_columns",
+        "_locked_since",
+        "_reader",
+        "_sql",
+        "_table",
+        "disabled",
+        "lock_wait",
+    )
 
     name_column = "name"
     payload_column = "payload"
@@ -258,6 +367,8 @@ class SQLiteTable(ResponseRepository[K, V]):
         self.disabled = False
         self._credential_key: bytes | None = None
         self._locked_since: float | None = None  # while lookups find the database locked elsewhere
+        #: Set by the cache for its own file: quick reads in the event loop's thread (see _LoopReader).
+        self._reader: _LoopReader | None = None
         self._table = _quote(name)
         self._key_columns = self._validate_fields(settings.fields)
         self._sql = self._build_statements()
@@ -506,6 +617,9 @@ class SQLiteTable(ResponseRepository[K, V]):
 
     async def close(self) -> None:
         """Commit, then close the connection (shared with the cache and its other tables)."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
         connection = self.connection
         if connection is None:
             return
@@ -652,7 +766,18 @@ class SQLiteTable(ResponseRepository[K, V]):
             return None
         cap = self._cap()
         scope = await self._scope(request)
-        rows = await self._fetch(self._sql["entry"], (cap, cap, *params, scope, now_stamp()), patience)
+        sql, stamp = self._sql["entry"], now_stamp()
+        rows = None
+        reader = self._reader
+        if reader is not None:
+            quick = cap if cap < SYNC_READ_MAX else SYNC_READ_MAX
+            rows = reader.fetch(sql, (quick, quick, *params, scope, stamp))
+            if rows:
+                payload, _, _, headers, size, headers_size, _ = rows[0]
+                if (payload is None and size <= cap) or (headers is None and headers_size and headers_size <= cap):
+                    rows = None  # too large to decode in the loop's thread: read it in the connection's thread
+        if rows is None:
+            rows = await self._fetch(sql, (cap, cap, *params, scope, stamp), patience)
         if not rows:
             return None
         payload, status, reason, headers, size, headers_size, times = rows[0]
@@ -857,7 +982,7 @@ class SQLiteCache(ResponseCache[SQLiteTable]):
         (default): entries are stored and served by expiry alone.
     """
 
-    __slots__ = ("_connector", "_lock", "connection", "lock_wait", "unusable")
+    __slots__ = ("_connector", "_lock", "_reader", "connection", "lock_wait", "unusable")
 
     _required_module_names = ("aiosqlite",)
 
@@ -897,6 +1022,9 @@ class SQLiteCache(ResponseCache[SQLiteTable]):
         self.unusable: str | None = None
         self._connector = connector
         self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        #: Quick lookups in the loop's thread, only for a file the cache opened itself (never a user's URI,
+        #: connector or in-memory database); made when the connection opens, closed with it.
+        self._reader: _LoopReader | None = None
 
     @property
     def closed(self) -> bool:
@@ -971,13 +1099,17 @@ class SQLiteCache(ResponseCache[SQLiteTable]):
             opened = False
             try:
                 if self.closed:
+                    self._close_reader()
                     connection = await _start(self._connector())
                     mark_open(connection)
                     self.connection = connection
                     opened = True
                 await writer_for(self.connection).flush()  # WAL, busy timeout
+                if self._reader is None and isinstance(self._connector, _FileConnector):
+                    self._reader = _LoopReader(self._connector.file)
                 for table in self._repositories.values():
                     table.connection = self.connection
+                    table._reader = self._reader
                     table.disabled = False
                     await table.create()
             except sqlite3.DatabaseError as exc:
@@ -994,6 +1126,7 @@ class SQLiteCache(ResponseCache[SQLiteTable]):
 
     async def _give_up(self, exc: BaseException) -> None:
         """The file cannot be used as a database: carry on without a cache (one WARNING), never fail the crawl."""
+        self._close_reader()
         connection, self.connection = self.connection, None
         if connection is not None:
             try:
@@ -1010,6 +1143,13 @@ class SQLiteCache(ResponseCache[SQLiteTable]):
             self.cache_name,
             self.unusable,
         )
+
+    def _close_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
+        for table in self._repositories.values():
+            table._reader = None
 
     def _opening(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
@@ -1033,6 +1173,7 @@ class SQLiteCache(ResponseCache[SQLiteTable]):
 
     async def close(self) -> None:
         """Commit everything written so far, then close the connection."""
+        self._close_reader()  # first: the last connection to close may then checkpoint the WAL
         connection = self.connection
         if connection is None:
             return
@@ -1065,4 +1206,5 @@ class SQLiteCache(ResponseCache[SQLiteTable]):
             lock_wait=self.lock_wait,
         )
         table.disabled = self.unusable is not None
+        table._reader = self._reader
         return self.register_repository(table)
