@@ -7,8 +7,10 @@ anything that is a secret, describes one connection, or no longer matches the re
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -94,10 +96,29 @@ def format_stamp(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
 
 
+# (second, "YYYY-MM-DDTHH:MM:SS") of the latest now_stamp: one tuple, replaced whole, so threads never see a
+# second paired with another second's text.
+_last_second: tuple[int, str] = (-1, "")
+
+
 def now_stamp() -> str:
-    """``format_stamp(utc_now())``, made without ``strftime`` (read on every cache lookup). The current year has
-    four digits, and for an aware UTC time ``isoformat`` then writes exactly ``format_stamp``'s fixed-width form."""
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+    """``format_stamp(utc_now())``, read on every cache lookup, so made cheaply: the date and time of day are
+    formatted once per second and only the microseconds on each call.
+
+    Exact: ``datetime.now`` reads the same system clock as ``time.time_ns`` and rounds it down to the
+    microsecond, as the integer division here does; the date parts are those of ``time.gmtime``.
+    """
+    global _last_second
+    micros = time.time_ns() // 1000
+    second, fraction = divmod(micros, 1_000_000)
+    last = _last_second
+    if last[0] != second:
+        t = time.gmtime(second)
+        last = _last_second = (
+            second,
+            f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}",
+        )
+    return f"{last[1]}.{fraction:06d}+00:00"
 
 
 def safe_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]] | None) -> list[tuple[str, str]]:
@@ -106,6 +127,11 @@ def safe_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]] | None) 
         return []
     items = headers.items() if isinstance(headers, Mapping) else headers
     pairs = [(str(name), str(value)) for name, value in items]
+    # The shared list of secret names, as it stands now (users may add names at run time).
+    return _kept(pairs, secret_headers())
+
+
+def _kept(pairs: list[tuple[str, str]], secret: frozenset[str]) -> list[tuple[str, str]]:
     # Connection: lists further hop-by-hop header names for this one message (RFC 9110 §7.6.1).
     named = {
         token.strip().lower()
@@ -115,7 +141,6 @@ def safe_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]] | None) 
         if token.strip()
     }
     dropped = _DROPPED | named if named else _DROPPED
-    secret = secret_headers()  # the shared list, as it stands now (users may add names at run time)
     return [(name, value) for name, value in pairs if (low := name.lower()) not in dropped and low not in secret]
 
 
@@ -124,13 +149,34 @@ def encode_headers(pairs: Iterable[tuple[str, str]]) -> str:
     return json.dumps([[name, value] for name, value in pairs], ensure_ascii=False, separators=(",", ":"))
 
 
+#: How many decoded header lists are kept, and the longest stored text kept (longer ones are decoded each time):
+#: at most about 2048 x 4 KiB of text, plus its decoded pairs.
+_HEADER_MEMO_SIZE = 2048
+_HEADER_MEMO_TEXT = 4096
+
+
 def decode_headers(text: Any) -> list[tuple[str, str]]:
     """Parse a stored header list; ``ValueError`` for anything that is not one (a corrupt row).
 
     The secret filter is applied again: a row written by another tool must not smuggle credentials in.
+
+    Every hit of an entry decodes the same text, so the result is kept by the text and by the set of secret
+    names in force (a name made secret later is dropped from the next result on). Each caller gets a list of
+    its own (of immutable pairs): what one caller does with it never reaches another.
     """
     if not isinstance(text, str):
         raise ValueError(f"stored headers are {type(text).__name__}, not text")
+    if len(text) <= _HEADER_MEMO_TEXT:
+        return list(_decoded_kept(text, secret_headers()))
+    return list(_decoded(text, secret_headers()))
+
+
+@functools.lru_cache(maxsize=_HEADER_MEMO_SIZE)
+def _decoded_kept(text: str, secret: frozenset[str]) -> tuple[tuple[str, str], ...]:
+    return _decoded(text, secret)  # an error is raised again on every call: errors are never kept
+
+
+def _decoded(text: str, secret: frozenset[str]) -> tuple[tuple[str, str], ...]:
     data = kernels.json_loads(text)  # the JSON kernel: stdlib results and errors, faster on every cache hit
     if not isinstance(data, list):
         raise ValueError("stored headers are not a list")
@@ -142,7 +188,7 @@ def decode_headers(text: Any) -> list[tuple[str, str]]:
         if not _TOKEN.match(name) or _BAD_VALUE.search(value):
             raise ValueError("stored headers hold an invalid header name or value")
         pairs.append((name, value))
-    return safe_headers(pairs)
+    return tuple(_kept(pairs, secret))
 
 
 def with_utf8_charset(content_type: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import functools
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -54,6 +55,43 @@ def _parse_content_type(raw: str | None) -> tuple[str, dict[str, str]]:
     message["content-type"] = raw
     params = {str(key).lower(): str(value) for key, value in (message.get_params() or [])[1:]}
     return message.get_content_type(), params
+
+
+def _merged_headers(pairs: tuple[Any, ...], text: bool, length: int) -> CIMultiDictProxy[str]:
+    merged: CIMultiDict[str] = CIMultiDict()
+    for name, value in pairs:
+        if name.lower() == "content-length":
+            continue
+        if text and name.lower() == "content-type":
+            value = with_utf8_charset(value)
+        merged.add(name, value)
+    merged[hdrs.CONTENT_LENGTH] = str(length)
+    return CIMultiDictProxy(merged)
+
+
+#: Headers of at most this many characters in all are kept for the next response with the same ones.
+_KEPT_HEADERS_TEXT = 8192
+_kept_headers = functools.lru_cache(maxsize=1024)(_merged_headers)
+
+
+def _response_headers(pairs: tuple[Any, ...], text: bool, length: int) -> CIMultiDictProxy[str]:
+    """The headers of a cached response: the stored ones without Content-Length, a text payload's charset
+    rewritten to utf-8, then the payload's own Content-Length.
+
+    Every hit of an entry gives the same stored headers, so the finished (read-only) proxy is kept, keyed by
+    those headers, whether the payload is text and its length, and shared by the responses that have them:
+    nothing can change it, and a copy is a new mapping.
+    """
+    try:
+        size = sum(len(name) + len(value) for name, value in pairs)
+    except (TypeError, ValueError):  # not (str, str) pairs: built (and refused) the usual way
+        return _merged_headers(pairs, text, length)
+    if size > _KEPT_HEADERS_TEXT:
+        return _merged_headers(pairs, text, length)
+    try:
+        return _kept_headers(pairs, text, length)
+    except TypeError:  # an unhashable header value: built (or refused) the usual way
+        return _merged_headers(pairs, text, length)
 
 
 def _request_parts(request: Any) -> tuple[RequestInfo, aiohttp.HttpVersion]:
@@ -99,14 +137,7 @@ class CachedResponse(ClientResponse):
         else:
             raise TypeError(f"A cached payload must be str or bytes, not {type(payload).__name__}")
 
-        merged: CIMultiDict[str] = CIMultiDict()
-        for name, value in headers or ():
-            if name.lower() == "content-length":
-                continue
-            if isinstance(payload, str) and name.lower() == "content-type":
-                value = with_utf8_charset(value)
-            merged.add(name, value)
-        merged[hdrs.CONTENT_LENGTH] = str(len(body))
+        pairs = headers if isinstance(headers, tuple) else tuple(headers or ())
 
         self.method = str(info.method).upper()
         self.version = version
@@ -116,7 +147,7 @@ class CachedResponse(ClientResponse):
         self._cached_info = info
         self._cached_url = info.url.with_fragment(None) if info.url.raw_fragment else info.url
         self._cached_real_url = info.real_url
-        self._cached_headers = CIMultiDictProxy(merged)
+        self._cached_headers = _response_headers(pairs, isinstance(payload, str), len(body))
         self._cached_released = False
         #: What the cache did: "hit" (stored and fresh, or no policy), "stale" (within stale-while-revalidate; a
         #: background request revalidates it), "revalidated" (a 304 confirmed it) or "stale-if-error".
