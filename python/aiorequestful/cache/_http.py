@@ -120,7 +120,7 @@ def with_headers(kwargs: dict[str, Any], extra: Mapping[str, str]) -> dict[str, 
 class HttpCaching:
     """The HTTP caching policy's per-session state and request flow (see the module docs)."""
 
-    __slots__ = ("_background", "_flights", "_landings", "background", "session")
+    __slots__ = ("_background", "_flights", "_landings", "_revalidating", "background", "session")
 
     def __init__(self, session: CachedSession | Any, *, background: bool = True) -> None:
         #: What answers for the cache: its ``cache``, ``_lookup_entry`` and ``_persist`` (a ``CachedSession``, or
@@ -130,6 +130,9 @@ class HttpCaching:
         #: request again once its call has returned, so it revalidates in the foreground instead.
         self.background = background
         self._flights: dict[Any, Flight] = {}
+        # Background revalidations by key: one at a time per key. Apart from the flights, because nobody waits
+        # for them: a caller that may have the stale response gets it at once.
+        self._revalidating: dict[Any, Flight] = {}
         #: How many flights have landed (ever): a read that began before a landing may have missed its store.
         self._landings = [0]
         self._background: set[asyncio.Task[None]] = set()
@@ -485,9 +488,9 @@ class HttpCaching:
         send: Send,
     ) -> None:
         key = self.flight_key(repository, info)
-        if key is None or key in self._flights:
-            return  # one revalidation per key at a time
-        flight = Flight(self._flights, key, self._landings)
+        if key is None or key in self._revalidating or key in self._flights:
+            return  # one revalidation per key at a time (a foreground one counts)
+        flight = Flight(self._revalidating, key, self._landings)
         task = asyncio.get_running_loop().create_task(
             self._revalidate(flight, repository, policy, info, entry, assessment, send)
         )
@@ -546,5 +549,5 @@ class HttpCaching:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        for flight in list(self._flights.values()):
+        for flight in (*self._flights.values(), *self._revalidating.values()):
             flight.land()
