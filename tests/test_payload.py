@@ -26,6 +26,20 @@ from aiorequestful.response.payload import (
 
 BINARY = bytes(range(256))
 DOCUMENT = {"id": 42, "name": "Zoë", "tags": ["a", "b"], "price": 1.5, "nested": {"ok": True, "none": None}}
+# A page of a few hundred records (~60 KB) with what a fast decoder could get wrong: ints wider than 64 bits, NaN,
+# short decimals, long non-ASCII text and keys of every length.
+LARGE_DOCUMENT = {
+    "items": [
+        {
+            "id": 10**19 + i,
+            "k" * (i % 20): i * 0.01,
+            "name": f"Zoë 東京 {i} " * (i % 7),
+            "score": float("nan") if i % 50 == 0 else i / 3,
+        }
+        for i in range(600)
+    ],
+    "total": 2**64,
+}
 
 
 def _raw(body: bytes, content_type: str | None) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -61,6 +75,7 @@ ROUTES: dict[str, tuple[bytes, str | None]] = {
     "/invalid-utf8-text": (b"abc\xff\xfe", "text/plain; charset=utf-8"),
     "/binary": (BINARY, "application/octet-stream"),
     "/deep": (b"[" * 100_000 + b"]" * 100_000, "application/json"),
+    "/large-json": (json.dumps(LARGE_DOCUMENT, ensure_ascii=False).encode(), "application/json"),
 }
 
 
@@ -388,6 +403,16 @@ async def test_json_from_responses(
     session: aiohttp.ClientSession, base_url: URL, path: str, expected: Any, json_kernels: None
 ) -> None:
     assert await fetch(session, base_url, path, JSONPayloadHandler()) == expected
+
+
+async def test_json_from_a_large_response_is_the_stdlib_result(
+    session: aiohttp.ClientSession, base_url: URL, json_kernels: None
+) -> None:
+    body, _ = ROUTES["/large-json"]
+    result = await fetch(session, base_url, "/large-json", JSONPayloadHandler())
+    # NaN is not equal to itself, so compare the re-encoded forms; wide ints must stay ints.
+    assert json.dumps(result) == json.dumps(json.loads(body))
+    assert type(result["total"]) is int and all(type(item["id"]) is int for item in result["items"])
 
 
 @pytest.mark.parametrize("path", ["/invalid-json", "/html", "/invalid-utf8-json", "/deep"])
