@@ -187,9 +187,8 @@ fn decode<'py>(py: Python<'py>, bytes: &[u8], valid_utf8: bool) -> Option<Bound<
         keys,
         valid_utf8,
     };
-    // SAFETY: the GIL is held (`py`) for the whole parse; every pointer the decoder makes is an owned reference
-    // that ends up in the result or is released.
-    // SAFETY: the GIL is held until the pause is dropped, right after the parse.
+    // SAFETY: the GIL is held (`py`) for the whole parse, so also until the pause is dropped right after it;
+    // every pointer the decoder makes is an owned reference that ends up in the result or is released.
     let paused = unsafe { GcPause::new() };
     let result = unsafe { decoder.document() };
     drop(paused);
