@@ -84,8 +84,11 @@ pub fn json_loads<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bo
 ///
 /// A parse runs no Python code and makes no reference cycles, so a collection has nothing to find in it; yet every
 /// container it makes counts towards the next one, and a large document would trigger dozens, each traversing
-/// all young objects made so far (and a full collection as the young ones pile up). Paused, the count carries on
-/// and the first allocation after the parse collects once, as the interpreter would have anyway.
+/// all young objects made so far (and a full collection as the young ones pile up). Paused, the count carries on:
+/// when the caller keeps the result, the first allocation after the call collects once (the same traversal the
+/// small collections would have made, though of memory no longer hot in cache); when it drops an earlier result
+/// of similar size, as a client handling one response after another does, freeing that brings the count back
+/// down and no collection is due at all.
 struct GcPause {
     was_enabled: bool,
 }
