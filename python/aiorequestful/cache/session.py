@@ -48,7 +48,6 @@ __all__ = ("CachedSession",)
 logger = logging.getLogger(__name__)
 
 
-
 class _QuietSubclass:
     """aiohttp's ``ClientSession.__init_subclass__`` warns on every subclass. Python calls the
     ``__init_subclass__`` found *after* the new class in its MRO, so placing this mixin before ``ClientSession``
