@@ -691,3 +691,39 @@ async def test_prometheus_and_opentelemetry_count_revalidations_and_stale_hits(
         if metric.name.startswith("aiorequestful.cache.")
     }
     assert points["aiorequestful.cache.revalidations"] == 1 and points["aiorequestful.cache.stale"] == 1
+
+
+async def test_a_304_refreshes_a_sqlite_row_without_writing_its_payload_again(
+    origin: tuple[URL, web.Application], tmp_path: Path
+) -> None:
+    from aiorequestful.cache.backend.base import ResponseRepositorySettings
+
+    from .cache_support import ItemSettings
+
+    named: list[Any] = []
+
+    class Counting(ItemSettings):
+        @staticmethod
+        def get_name(payload: Any) -> str | None:
+            named.append(payload)  # called when a payload is (re)written with its display name
+            return "item"
+
+    assert issubclass(Counting, ResponseRepositorySettings)
+    base, app = origin
+    clock = app[CLOCK]
+    url = base / "items" / "1"
+    app[SPECS]["1"] = {"headers": {"Cache-Control": "max-age=10"}, "etag": '"v1"'}
+    cache = SQLiteCache.connect_with_path(
+        tmp_path / "refresh", repository_getter=pick_items, policy=CachePolicy(clock=clock)
+    )
+    cache.create_repository(Counting(name="items", payload_handler=JSONPayloadHandler()))
+    async with CachedSession(cache) as session:
+        await session.get(url)
+        for _ in range(3):
+            clock.advance(20)
+            response = await session.get(url)
+            assert response.cache_status == "revalidated"
+        clock.advance(5)
+        assert (await session.get(url)).cache_status == "hit"  # the refreshed freshness was stored
+    assert len(named) == 1
+    assert app[CONDITIONAL]["1"] == 3

@@ -434,6 +434,11 @@ class SQLiteTable(ResponseRepository[K, V]):
             "contains": f"SELECT 1 FROM {table} WHERE {scoped} AND {live}",  # noqa: S608
             "delete": f"DELETE FROM {table} WHERE {scoped}",  # noqa: S608
             "delete_all_scopes": f"DELETE FROM {table} WHERE {where}",  # noqa: S608
+            # A 304 refreshes the metadata and the expiry of a stored response; the payload stays as it is.
+            "refresh": (
+                f"UPDATE {table} SET {_quote(self.cached_column)} = ?, {expiry} = ?, {status} = ?, "  # noqa: S608
+                f"{reason} = ?, {headers} = ?, {times} = ? WHERE {scoped}"
+            ),
             "count": f"SELECT COUNT(*) FROM {table}",  # noqa: S608
             "count_live": f"SELECT COUNT(*) FROM {table} WHERE {live}",  # noqa: S608
             "clear": f"DELETE FROM {table}",  # noqa: S608
@@ -929,6 +934,37 @@ class SQLiteTable(ResponseRepository[K, V]):
         sql, bound = self._sql["delete"], (*params, await self._scope(request))
         deleted = await writer_for(self._live_connection()).call(lambda connection: _rowcount(connection, sql, bound))
         return deleted > 0
+
+    async def store_refreshed(
+        self, request: Any, entry: CacheEntry, meta: ResponseMeta, *, prompt: bool = True
+    ) -> None:
+        """Update the stored response's metadata and expiry after a ``304 Not Modified``, leaving its payload
+        untouched (nothing is serialised again); a row gone meanwhile is stored again in full."""
+        if self.disabled and prompt:
+            return
+        params = self._key_params(self.get_key_from_request(request))
+        if params is None:
+            return
+        now = utc_now()
+        expires = now + self._expire
+        if meta.keep is not None:
+            expires = now + timedelta(seconds=meta.keep_seconds((expires - now).total_seconds()))
+        bound = (
+            format_stamp(now),
+            format_stamp(expires),
+            meta.status,
+            meta.reason,
+            encode_headers(meta.headers),
+            meta.encoded_times(),
+            *params,
+            await self._scope(request),
+        )
+        sql = self._sql["refresh"]
+        writer = writer_for(self._live_connection())
+        patience = self.lock_wait if prompt else None
+        updated = await writer.call(lambda connection: _rowcount(connection, sql, bound), patience=patience)
+        if not updated:
+            await super().store_refreshed(request, entry, meta, prompt=prompt)
 
     async def invalidate(self, request: Any) -> int:
         """Delete every user's entry for the key of ``request`` (what a change to the resource makes stale);
