@@ -17,7 +17,7 @@ $(VENV)/.deps: pyproject.toml
 	$(PY) -m pip install --quiet "maturin>=1.9.4,<2" "aiohttp>=3.11,<4" "orjson>=3.9" "python-dateutil>=2.9" \
 		"aiosqlite>=0.20" "pytest>=8" "pytest-asyncio>=0.24" "pytest-timeout>=2.3" "hypothesis>=6.100" \
 		"pytest-benchmark>=4" "ruff>=0.6" "mypy>=1.11" "matplotlib>=3.8" "psutil>=5.9" "redis>=5.0" "tqdm>=4.66" "protego>=0.3" \
-		"prometheus-client>=0.17" "opentelemetry-sdk>=1.27" \
+		"prometheus-client>=0.17" "opentelemetry-sdk>=1.30" \
 		"looptime>=0.9"
 	touch $@
 

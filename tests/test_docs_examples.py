@@ -10,6 +10,9 @@ each with its stdout captured. Markers are HTML comments, invisible in the rende
   secret ``app-secret`` and the public ``public-app``; consent already given, so it redirects straight back),
   ``REDIS_URL`` a throw-away redis-server (the page is skipped when none can be had). Every page gets fresh
   servers.
+* ``<!-- docs-test: needs NAME ... -->`` anywhere on a page: dotted names (a module, or a module's attribute) the
+  page's examples need; the page is skipped when one cannot be imported or found (``aiohttp.ClientMiddlewareType``:
+  aiohttp 3.12 or newer).
 * ``<!-- docs-test: skip REASON -->`` on the line before a block: the block is shown, not run. The reason is
   required, and few blocks may carry one (see ``MAX_SKIPPED``).
 * ``<!-- docs-test: output -->`` on the line before a ``text`` block that follows a Python block: that text is
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import io
 import re
 import threading
@@ -68,6 +72,7 @@ class Block:
 class Page:
     path: Path
     envs: frozenset[str] = frozenset()
+    needs: tuple[str, ...] = ()
     blocks: list[Block] = field(default_factory=list)
 
     @property
@@ -90,6 +95,8 @@ def parse_page(path: Path) -> Page:
             unknown = names - _ENVS
             assert not unknown, f"{path.name}:{i + 1}: unknown docs-test env {sorted(unknown)}"
             envs |= names
+        if mark and mark.group(1) == "needs":
+            page.needs += tuple(mark.group(2).split())
         fence = _FENCE.match(line)
         if fence:
             ticks, language = fence.group(1), fence.group(2)
@@ -182,8 +189,25 @@ def _redis_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
+def _available(dotted: str) -> bool:
+    """Whether ``dotted`` names an importable module, or an attribute of one."""
+    module, _, attribute = dotted.rpartition(".")
+    for name, attr in ((dotted, ""), (module, attribute)):
+        if not name:
+            continue
+        try:
+            imported = importlib.import_module(name)
+        except ImportError:
+            continue
+        return not attr or hasattr(imported, attr)
+    return False
+
+
 @contextlib.contextmanager
 def environment(page: Page, request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    for need in page.needs:
+        if not _available(need):
+            pytest.skip(f"{page.path.name} needs {need}, which this environment lacks")
     names: dict[str, Any] = {}
     if "redis" in page.envs:
         names["REDIS_URL"] = _redis_url(request)
@@ -235,7 +259,7 @@ def test_markers_are_valid() -> None:
                 continue
             kind, argument = block.marker
             where = f"{page.path.name}:{block.line}"
-            assert kind in ("skip", "env"), f"{where}: unknown docs-test marker {kind!r}"
+            assert kind in ("skip", "env", "needs"), f"{where}: unknown docs-test marker {kind!r}"
             if kind == "skip":
                 assert block.language == "python", f"{where}: only Python blocks are run, so only they can be skipped"
                 assert argument, f"{where}: a skipped example must say why"

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from yarl import URL
 
+from .._aiohttp import session_base_url
 from ..exception import RequestError
 from ..limits import DEFAULT_AUTH_TIMEOUT
 from ..security import redact_url
@@ -231,6 +232,10 @@ class RobotsTxt:
 
     async def _fetch(self, session: aiohttp.ClientSession, origin: URL) -> _Rules:
         robots = origin / "robots.txt"
+        base = session_base_url(session)
+        if base is not None and base.origin() == origin:
+            # aiohttp before 3.12 refuses absolute URLs on a session with a base URL; this path joins to the same URL.
+            robots = URL("/robots.txt")
         loop = asyncio.get_running_loop()
         headers = None if aiohttp.hdrs.USER_AGENT in session.headers else {aiohttp.hdrs.USER_AGENT: self.user_agent}
         try:
