@@ -20,8 +20,8 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from ._hosts import HostKey, format_host
-from .limiter import DEFAULT_HOST, _parse_host
+from ._hosts import HostKey
+from .limiter import HostTable
 
 __all__ = ("ConcurrencyInput", "HostConcurrency", "InFlightSlot")
 
@@ -109,13 +109,10 @@ class HostConcurrency:
     them finish and hands out nothing until the count is below it; a raised one wakes as many waiters as it frees.
     """
 
-    __slots__ = ("_by_host", "_by_host_port", "_by_origin", "_default", "_hosts", "_overrides", "_prune_at")
+    __slots__ = ("_caps", "_hosts", "_overrides", "_prune_at")
 
     def __init__(self, caps: ConcurrencyInput = None) -> None:
-        self._default: int | None = None
-        self._by_origin: dict[HostKey, int | None] = {}
-        self._by_host_port: dict[tuple[str, int | None], int | None] = {}
-        self._by_host: dict[str, int | None] = {}
+        self._caps: HostTable[int] = HostTable()
         #: Caps set for one host at run time (the adaptive throttle), over the configured ones.
         self._overrides: dict[HostKey, float] = {}
         self._hosts: dict[HostKey, _Host] = {}
@@ -124,35 +121,18 @@ class HostConcurrency:
             for name, cap in caps.items():
                 self.set_cap(name, cap)
         else:
-            self._default = _cap(caps)
+            self._caps.default = _cap(caps)
 
     def set_cap(self, host: str, cap: int | None) -> None:
         """Set (or, with None, lift) the cap of ``host`` (a mapping key as above)."""
-        value = _cap(cap)
-        if isinstance(host, str) and host.strip() == DEFAULT_HOST:
-            self._default = value
-        else:
-            kind, key = _parse_host(host)
-            if kind == "origin":
-                self._by_origin[key] = value  # type: ignore[index]
-            elif kind == "host_port":
-                self._by_host_port[key] = value  # type: ignore[index]
-            else:
-                self._by_host[key] = value  # type: ignore[index]
+        self._caps.set(host, _cap(cap))
         for key, state in self._hosts.items():
             state.cap = self._effective(key)
             state.hand_out()
 
     def cap_for(self, key: HostKey) -> int | None:
         """The configured cap of the host ``(scheme, host, port)``, or None when it has none."""
-        if key in self._by_origin:
-            return self._by_origin[key]
-        _scheme, host, port = key
-        if (host, port) in self._by_host_port:
-            return self._by_host_port[(host, port)]  # type: ignore[index]
-        if host in self._by_host:
-            return self._by_host[host]
-        return self._default
+        return self._caps.get(key)
 
     def _effective(self, key: HostKey) -> float:
         configured = self.cap_for(key)
@@ -216,8 +196,5 @@ class HostConcurrency:
         return InFlightSlot(self, key, state)
 
     def __repr__(self) -> str:
-        parts = [f"{DEFAULT_HOST!r}: {self._default!r}"] if self._default is not None else []
-        parts += [f"{format_host(k)!r}: {v!r}" for k, v in self._by_origin.items()]
-        parts += [f"'{h}:{p}': {v!r}" for (h, p), v in self._by_host_port.items()]
-        parts += [f"{h!r}: {v!r}" for h, v in self._by_host.items()]
+        parts = self._caps.describe()
         return f"{type(self).__name__}({{{', '.join(parts)}}})"

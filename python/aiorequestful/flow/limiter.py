@@ -34,7 +34,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from yarl import URL
 
@@ -52,6 +52,8 @@ __all__ = (
     "RateLimits",
     "RateWindow",
 )
+
+V = TypeVar("V")
 
 #: The mapping key of the limit for every host not named otherwise.
 DEFAULT_HOST = "*"
@@ -491,6 +493,59 @@ def _parse_host(name: str) -> tuple[str, HostKey | tuple[str, int | None] | str]
     return ("host_port", (host, port)) if port is not None else ("host", host)
 
 
+class HostTable(Generic[V]):
+    """Values by host, as a mapping of flow-control settings names them: ``"scheme://host[:port]"``,
+    ``"host:port"``, ``"host"`` and ``"*"`` (every other host); the most specific name that matches wins. None is
+    a value too ("nothing for this host"). Shared by the rate limits and the concurrency caps."""
+
+    __slots__ = ("_by_host", "_by_host_port", "_by_origin", "default")
+
+    def __init__(self) -> None:
+        #: The value of every host no other name matches.
+        self.default: V | None = None
+        self._by_origin: dict[HostKey, V | None] = {}
+        self._by_host_port: dict[tuple[str, int | None], V | None] = {}
+        self._by_host: dict[str, V | None] = {}
+
+    def set(self, host: str, value: V | None) -> None:
+        """Set the value of ``host`` (a name as above; a malformed one raises ``ValueError``/``TypeError``)."""
+        if isinstance(host, str) and host.strip() == DEFAULT_HOST:
+            self.default = value
+            return
+        kind, key = _parse_host(host)
+        if kind == "origin":
+            self._by_origin[key] = value  # type: ignore[index]
+        elif kind == "host_port":
+            self._by_host_port[key] = value  # type: ignore[index]
+        else:
+            self._by_host[key] = value  # type: ignore[index]
+
+    def get(self, key: HostKey) -> V | None:
+        """The value for the host ``(scheme, host, port)``: the most specific name's, else the default."""
+        if key in self._by_origin:
+            return self._by_origin[key]
+        _scheme, host, port = key
+        if (host, port) in self._by_host_port:
+            return self._by_host_port[(host, port)]  # type: ignore[index]
+        if host in self._by_host:
+            return self._by_host[host]
+        return self.default
+
+    def any_set(self) -> bool:
+        """Whether any host (the default included) has a value other than None."""
+        return self.default is not None or any(
+            v is not None for d in (self._by_origin, self._by_host_port, self._by_host) for v in d.values()
+        )
+
+    def describe(self) -> list[str]:
+        """``'name': value`` for every name set, the default first (for a ``repr``)."""
+        parts = [f"{DEFAULT_HOST!r}: {self.default!r}"] if self.default is not None else []
+        parts += [f"{format_host(k)!r}: {v!r}" for k, v in self._by_origin.items()]
+        parts += [f"'{h}:{p}': {v!r}" for (h, p), v in self._by_host_port.items()]
+        parts += [f"{h!r}: {v!r}" for h, v in self._by_host.items()]
+        return parts
+
+
 class HostRateLimiter:
     """Token buckets by host, for one :class:`~aiorequestful.request.RequestHandler`.
 
@@ -505,13 +560,10 @@ class HostRateLimiter:
     time, e.g. until a rate-limit header's reset). The slowest of them all decides.
     """
 
-    __slots__ = ("_buckets", "_by_host", "_by_host_port", "_by_origin", "_default", "_paces", "_prune_at")
+    __slots__ = ("_buckets", "_limits", "_paces", "_prune_at")
 
     def __init__(self, limits: RateLimitInput = None) -> None:
-        self._default: HostLimit | None = None
-        self._by_origin: dict[HostKey, HostLimit | None] = {}
-        self._by_host_port: dict[tuple[str, int | None], HostLimit | None] = {}
-        self._by_host: dict[str, HostLimit | None] = {}
+        self._limits: HostTable[HostLimit] = HostTable()
         self._buckets: dict[HostKey, _Bucket | None] = {}
         #: Host -> reason -> the most requests per second that reason allows (see set_pace).
         self._paces: dict[HostKey, dict[str, float]] = {}
@@ -520,7 +572,7 @@ class HostRateLimiter:
             for name, limit in limits.items():
                 self.set_limit(name, limit)
         else:
-            self._default = coerce_limit(limits)
+            self._limits.default = coerce_limit(limits)
 
     # ----------------------------------------------------------------------------------------------
     # configuration
@@ -530,17 +582,7 @@ class HostRateLimiter:
 
         Takes effect for the next reservation; waiters already queued keep their slots.
         """
-        value = coerce_limit(limit)
-        if isinstance(host, str) and host.strip() == DEFAULT_HOST:
-            self._default = value
-        else:
-            kind, key = _parse_host(host)
-            if kind == "origin":
-                self._by_origin[key] = value  # type: ignore[index]
-            elif kind == "host_port":
-                self._by_host_port[key] = value  # type: ignore[index]
-            else:
-                self._by_host[key] = value  # type: ignore[index]
+        self._limits.set(host, coerce_limit(limit))
         # Re-resolve the hosts seen so far; a bucket keeps its state but takes the new rate and burst.
         now = _now()
         for key, bucket in list(self._buckets.items()):
@@ -555,21 +597,12 @@ class HostRateLimiter:
 
     def limit_for(self, key: HostKey) -> HostLimit | None:
         """The limit that applies to the host ``(scheme, host, port)``, or None when it is not limited."""
-        if key in self._by_origin:
-            return self._by_origin[key]
-        _scheme, host, port = key
-        if (host, port) in self._by_host_port:
-            return self._by_host_port[(host, port)]  # type: ignore[index]
-        if host in self._by_host:
-            return self._by_host[host]
-        return self._default
+        return self._limits.get(key)
 
     @property
     def limited(self) -> bool:
         """False when no host has a limit (the limiter is then a no-op)."""
-        return self._default is not None or any(
-            v is not None for d in (self._by_origin, self._by_host_port, self._by_host) for v in d.values()
-        )
+        return self._limits.any_set()
 
     def set_pace(self, key: HostKey, reason: str, rate: float | None) -> None:
         """Send to ``key`` at most ``rate`` requests per second (evenly spaced) for ``reason``; None lifts it.
@@ -790,8 +823,4 @@ class HostRateLimiter:
         return max(0.0, loop.time() - start - prepared)
 
     def __repr__(self) -> str:
-        parts = [f"{DEFAULT_HOST!r}: {self._default!r}"] if self._default is not None else []
-        parts += [f"{format_host(k)!r}: {v!r}" for k, v in self._by_origin.items()]
-        parts += [f"'{h}:{p}': {v!r}" for (h, p), v in self._by_host_port.items()]
-        parts += [f"{h!r}: {v!r}" for h, v in self._by_host.items()]
-        return f"{type(self).__name__}({{{', '.join(parts)}}})"
+        return f"{type(self).__name__}({{{', '.join(self._limits.describe())}}})"
