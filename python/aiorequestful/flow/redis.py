@@ -55,7 +55,7 @@ import math
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Self
 
 from ..response.status import DEFAULT_MAX_RETRY_AFTER
 from ..shared.connection import _REDIS_ERRORS, _UNAVAILABLE, RedisConnection, RedisScript
@@ -345,7 +345,29 @@ class _Mirror:
         return 0.0 if available >= 1.0 else (1.0 - available) / self.rate
 
 
-class RedisHostRateLimiter(HostRateLimiter):
+class _Shared:
+    """What the Redis-backed flow-control parts have in common: the shared connection they hold as
+    ``_connection``, entered with them (``RequestHandler`` enters them when it is entered)."""
+
+    __slots__ = ()
+
+    _connection: RedisConnection
+
+    @property
+    def connection(self) -> RedisConnection:
+        """The shared Redis."""
+        return self._connection
+
+    async def __aenter__(self) -> Self:
+        """Enter the shared connection."""
+        await self._connection.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self._connection.__aexit__(*exc_info)
+
+
+class RedisHostRateLimiter(_Shared, HostRateLimiter):
     """Token buckets by host, shared by every process using the same Redis namespace.
 
     :param connection: the shared Redis.
@@ -378,19 +400,6 @@ class RedisHostRateLimiter(HostRateLimiter):
         self._mirrors: dict[HostKey, _Mirror] = {}
         self.shared_reservations = 0
         self.local_reservations = 0
-
-    @property
-    def connection(self) -> RedisConnection:
-        """The shared Redis."""
-        return self._connection
-
-    async def __aenter__(self) -> RedisHostRateLimiter:
-        """Enter the shared connection (``RequestHandler`` does this when it is entered)."""
-        await self._connection.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        await self._connection.__aexit__(*exc_info)
 
     def bucket_key(self, key: HostKey) -> str:
         """The Redis key of the bucket of host ``key``."""
@@ -649,7 +658,7 @@ class RedisHostRateLimiter(HostRateLimiter):
         return f"{super().__repr__()[:-1]}, connection={self._connection!r})"
 
 
-class RedisHostPauses(HostPauses):
+class RedisHostPauses(_Shared, HostPauses):
     """Host-wide ``Retry-After`` pauses shared by every process using the same Redis namespace.
 
     :param connection: the shared Redis.
@@ -676,20 +685,12 @@ class RedisHostPauses(HostPauses):
         self._service = f"pauses-{next(self._ids)}"
         connection.register_service(self._service, self._listen)
 
-    @property
-    def connection(self) -> RedisConnection:
-        """The shared Redis."""
-        return self._connection
-
-    async def __aenter__(self) -> RedisHostPauses:
+    async def __aenter__(self) -> Self:
         """Enter the shared connection, which starts the listener (``RequestHandler`` does this when it is entered,
         so the pauses in force are mirrored before its first request)."""
-        await self._connection.__aenter__()
+        await super().__aenter__()
         await self._connection.call(self._sync, None)
         return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        await self._connection.__aexit__(*exc_info)
 
     async def ready(self) -> None:
         """Wait until this process listens to the other workers' pauses: the listener is subscribed to the pause
@@ -925,7 +926,7 @@ class _SharedSlot(InFlightSlot):
         self._connection.spawn(self._connection.call(unlease, 0))
 
 
-class RedisHostConcurrency(HostConcurrency):
+class RedisHostConcurrency(_Shared, HostConcurrency):
     """Caps on the requests in flight per host, shared by every process using the same Redis namespace.
 
     :param connection: the shared Redis.
@@ -967,19 +968,6 @@ class RedisHostConcurrency(HostConcurrency):
         self._counter = itertools.count(1)
         self.shared_leases = 0
         self.local_slots = 0
-
-    @property
-    def connection(self) -> RedisConnection:
-        """The shared Redis."""
-        return self._connection
-
-    async def __aenter__(self) -> RedisHostConcurrency:
-        """Enter the shared connection (``RequestHandler`` does this when it is entered)."""
-        await self._connection.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        await self._connection.__aexit__(*exc_info)
 
     def slots_key(self, key: HostKey) -> str:
         """The Redis key of the leases on host ``key``'s slots."""
