@@ -217,7 +217,9 @@ class Quota:
 class PoliteHost:
     """One host that counts what a client does to it: arrivals, requests in flight (and the most ever), the
     answers it refused; ``latency`` is how long each answer takes (change it to make the host slow down), and
-    ``headers`` are sent with every 200 (a callable gets the arrival's number and returns them)."""
+    ``headers`` are sent with every 200 (a callable gets the arrival's number and returns them). ``robots``, when
+    given, is served as ``/robots.txt`` (its fetches are counted apart, in ``robots_fetches``); every other
+    path is ``/<section>/<key>``, answered alike and recorded in ``paths``."""
 
     quota: Quota = field(default_factory=Quota)
     latency: float = 0.0
@@ -229,15 +231,26 @@ class PoliteHost:
     refused: list[float] = field(default_factory=list)
     #: (arrival time, requests in flight counting this one) for every accepted request.
     concurrency: list[tuple[float, int]] = field(default_factory=list)
+    robots: str | None = None
+    robots_fetches: int = 0
+    #: The path of every arrival (robots.txt apart).
+    paths: list[str] = field(default_factory=list)
 
     def app(self) -> web.Application:
         app = web.Application()
-        app.router.add_route("*", "/p/{key}", self.handle)
+        if self.robots is not None:
+            app.router.add_get("/robots.txt", self.robots_txt)
+        app.router.add_route("*", "/{section}/{key}", self.handle)
         return app
+
+    async def robots_txt(self, request: web.Request) -> web.StreamResponse:
+        self.robots_fetches += 1
+        return web.Response(text=self.robots, content_type="text/plain")
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         at = now()
         self.arrivals.append(at)
+        self.paths.append(request.path)
         quota = self.quota
         # The rate is judged over the requests this host accepted (a sliding window of ``per`` seconds).
         recent = 0

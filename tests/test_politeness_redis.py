@@ -175,3 +175,214 @@ async def test_a_cancelled_reservation_under_several_limits_is_given_back(worker
     assert loop.time() - start < 0.95  # the slot at 1 s was free again, not the one after it at 2 s
     with pytest.raises(RateLimitWaitError):
         await second.acquire(host, max_wait=0.1)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the adaptive throttle, paces and holds, shared by the fleet
+# ----------------------------------------------------------------------------------------------------------------
+async def test_a_shared_adaptive_throttle_backs_off_and_recovers_for_the_whole_fleet(workers) -> None:
+    from aiorequestful.flow.redis import RedisAdaptiveThrottle
+
+    key = ("http", "adaptive.test", 80)
+    first, second, third = (
+        RedisAdaptiveThrottle(connection, initial_rate=10, increase=50, min_rate=1, headroom=0.9)
+        for connection in workers
+    )
+    loop = asyncio.get_running_loop()
+
+    def answer(throttle: RedisAdaptiveThrottle, status: int | None, sent_ago: float = 0.0) -> float:
+        now = loop.time()
+        return throttle.observe(key, status=status, latency=0.01, sent_at=now - sent_ago, now=now)
+
+    for _ in range(4):  # slow start, fleet-wide: every good answer of any worker adds one
+        answer(first, 200)
+        answer(second, 200)
+    await asyncio.gather(first.synced(), second.synced())
+    assert third.rate_for(key) == 10.0  # a worker learns the fleet's state from its first answer
+    answer(third, 200)
+    await third.synced()
+    assert third.rate_for(key) == 19.0 and third.shared_observations == 1
+    # A 429 to one worker: the fleet answered 9 requests well in the last second, so the ceiling is 90 % of 9
+    # requests per second and the rate half of that, for every worker.
+    answer(second, 429)
+    await second.synced()
+    assert second.rate_for(key) == pytest.approx(0.9 * 9 * 0.5)
+    assert second.ceiling_for(key) == pytest.approx(0.9 * 9)
+    # The other workers' 429s to requests sent before that back-off say nothing new: the fleet backs off once.
+    answer(first, 429, sent_ago=0.5)
+    answer(third, 503, sent_ago=0.5)
+    await asyncio.gather(first.synced(), third.synced())
+    for throttle in (first, second, third):
+        assert throttle.rate_for(key) == pytest.approx(0.9 * 9 * 0.5) or throttle is second
+    assert first.rate_for(key) == third.rate_for(key) == pytest.approx(0.9 * 9 * 0.5)
+    # Recovery after the back-off, up to the ceiling and no further, whoever gets the answers.
+    for throttle in (first, second, third, first, second, third):
+        answer(throttle, 200)
+        await throttle.synced()
+    await asyncio.gather(first.synced(), second.synced(), third.synced())
+    answer(first, 200)
+    await first.synced()
+    assert 0.9 * 9 * 0.5 < first.rate_for(key) <= 0.9 * 9
+    assert sum(t.local_observations for t in (first, second, third)) == 0
+    first.forget(key)
+    await first.synced()
+    answer(second, 200)
+    await second.synced()
+    assert second.rate_for(key) != 10.0  # its own mirror seeded the state Redis forgot: nothing is lost
+
+
+async def test_without_redis_the_adaptive_throttle_runs_locally_and_resumes_shared(
+    dedicated_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from aiorequestful.flow.redis import RedisAdaptiveThrottle
+
+    key = ("http", "outage.test", 80)
+    connection = RedisConnection(dedicated_redis.url, namespace="adaptive", retry_min=0.05, retry_max=0.05)
+    throttle = RedisAdaptiveThrottle(connection, initial_rate=10)
+    loop = asyncio.get_running_loop()
+
+    def answer(status: int | None) -> float:
+        now = loop.time()
+        return throttle.observe(key, status=status, latency=0.01, sent_at=now, now=now)
+
+    try:
+        answer(200)
+        await throttle.synced()
+        assert throttle.shared_observations == 1 and throttle.rate_for(key) == 11.0
+        dedicated_redis.kill()
+        with caplog.at_level(logging.WARNING, logger="aiorequestful.shared.connection"):
+            for _ in range(5):
+                answer(200)
+                await throttle.synced()
+        # the first answer found Redis gone and was accounted here, like the ones after it
+        assert throttle.local_observations == 5 and throttle.rate_for(key) == 16.0
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1 and "unavailable" in warnings[0].getMessage()
+        dedicated_redis.start()  # empty: the shared state is gone
+        deadline = loop.time() + 10
+        while throttle.shared_observations == 1 and loop.time() < deadline:
+            answer(200)
+            await throttle.synced()
+            if throttle.shared_observations == 1:
+                await connection.wait_for_retry()
+        assert throttle.shared_observations == 2
+        # the state it wrote to the empty Redis started from what this worker had learnt meanwhile
+        assert throttle.rate_for(key) == 10.0 + throttle.shared_observations + throttle.local_observations
+        client = sync_client(dedicated_redis.url)
+        try:
+            assert float(client.hget(throttle.state_keys(key)[0], "rate")) == throttle.rate_for(key)
+        finally:
+            client.close()
+    finally:
+        await connection.aclose()
+
+
+async def test_a_hold_seen_by_one_worker_holds_the_others(workers) -> None:
+    from aiorequestful.flow.redis import RedisHostRateLimiter
+
+    limited, unlimited = ("http", "held.test", 80), ("http", "free.test", 80)
+    first, second = (RedisHostRateLimiter(connection, {"held.test": 1000}) for connection in workers[:2])
+    loop = asyncio.get_running_loop()
+    first.hold(limited, loop.time() + 0.5, "rate-limit headers of a 200 response: quota spent for 0.50 seconds")
+    first.hold(unlimited, loop.time() + 0.5, "quota spent")
+    await first.synced()
+    start = loop.time()
+    await asyncio.gather(second.acquire(limited), second.acquire(unlimited))
+    assert loop.time() - start >= 0.4  # the hold was in Redis: the other worker waited for it
+    assert second.holds_seen == 2 and second.held_until(limited) is None
+    first.hold(limited, loop.time() + 5, "rate-limit headers of a 200 response: quota spent for 5.00 seconds")
+    await first.synced()
+    with pytest.raises(RateLimitWaitError, match=r"quota spent for 5\.00"):
+        await second.acquire(limited, max_wait=1)  # the reason travelled with the hold
+
+
+async def test_a_pace_is_kept_by_the_fleet_together(workers) -> None:
+    from aiorequestful.flow.redis import RedisHostRateLimiter
+
+    host = ("http", "crawl-delay.test", 80)
+    limiters = [RedisHostRateLimiter(connection) for connection in workers]  # no limits: only the pace
+    for limiter in limiters:
+        limiter.set_pace(host, "robots.txt Crawl-delay", 10.0)  # one request every 0.1 s, for the fleet
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+
+    async def take(limiter: RedisHostRateLimiter) -> None:
+        for _ in range(4):
+            await limiter.acquire(host)
+            times.append(loop.time())
+
+    await asyncio.gather(*(take(limiter) for limiter in limiters))
+    times.sort()
+    assert sum(limiter.shared_reservations for limiter in limiters) == 12
+    # 12 requests a tenth of a second apart (the first at once): about 1.1 s, not the 0.3 s of three paces
+    assert times[-1] - times[0] >= 1.1 - 0.05
+    assert max_in_window(times, 0.1 - 0.02) <= 1
+
+
+async def test_handlers_share_crawl_delay_header_holds_and_robots_rules(serve, workers) -> None:
+    from aiorequestful.flow.redis import RedisHostRateLimiter
+    from aiorequestful.flow.robots import RobotsDisallowedError, RobotsTxt
+
+    # every 10th answer says the quota is spent for half a second
+    host = PoliteHost(
+        robots="User-agent: *\nDisallow: /private/\nCrawl-delay: 0.05\n",
+        headers=lambda n: {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "0.5"} if n % 10 == 0 else None,
+    )
+    url = await serve(host.app())
+    handlers = [
+        RequestHandler.create(
+            payload_handler=JSONPayloadHandler(),
+            rate_limit=RedisHostRateLimiter(connection),
+            robots=RobotsTxt("fleetbot", use_crawl_delay=True),
+            rate_limit_headers=True,
+        )
+        for connection in workers
+    ]
+    for handler in handlers:
+        await handler.__aenter__()
+    refused = 0
+
+    async def crawl(n: int, handler: RequestHandler) -> None:
+        nonlocal refused
+        for i in range(8):
+            try:
+                await handler.get(url / ("private" if i == 3 else "p") / f"{n}-{i}")
+            except RobotsDisallowedError:
+                refused += 1
+
+    try:
+        await asyncio.gather(*(crawl(n, handler) for n, handler in enumerate(handlers) for _ in range(2)))
+    finally:
+        for handler in handlers:
+            await handler.__aexit__(None, None, None)
+    assert refused == 6 and not [p for p in host.paths if p.startswith("/private/")]
+    times = host.accepted
+    assert len(times) == 42
+    # the Crawl-delay held for the fleet (less what a late wake-up may shift) ...
+    assert max_in_window(times, 0.05 - 0.02) <= 1
+    # ... and after each answer saying the quota was spent, the fleet sent nothing for most of half a second (the
+    # requests whose slots were reserved before the hold, at most one per worker, go at their slots)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert sum(1 for gap in gaps if gap >= 0.5 - 3 * 0.05 - 0.05) >= 3
+    assert sum(handler.rate_limiter.holds_seen for handler in handlers) >= 3  # type: ignore[union-attr]
+
+
+def test_a_shared_throttle_gets_a_shared_limiter_to_pace_with(redis_url: str) -> None:
+    from aiorequestful.flow import AdaptiveThrottle
+    from aiorequestful.flow.redis import RedisAdaptiveThrottle, RedisHostRateLimiter
+    from aiorequestful.shared import RedisAdaptiveThrottle as Exported
+    from aiorequestful.shared import RedisHostConcurrency as ExportedCaps
+
+    assert Exported is RedisAdaptiveThrottle and ExportedCaps is RedisHostConcurrency
+    connection = RedisConnection(redis_url)
+    throttle = RedisAdaptiveThrottle(connection, initial_rate=5, decrease=0.7)
+    assert isinstance(throttle, AdaptiveThrottle) and throttle.connection is connection
+    handler = RequestHandler(connector=lambda: None, adaptive=throttle)
+    # no rate_limit given: the paces the throttle sets are the fleet's, in the same Redis
+    assert isinstance(handler.rate_limiter, RedisHostRateLimiter) and handler.rate_limiter.connection is connection
+    with pytest.raises(TypeError, match="RedisConnection"):
+        RedisAdaptiveThrottle("redis://")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="decrease"):
+        RedisAdaptiveThrottle(connection, decrease=1)

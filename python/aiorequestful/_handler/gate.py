@@ -193,7 +193,14 @@ class FlowGate:
             raise TypeError(f"adaptive must be a bool or an AdaptiveThrottle, not {type(adaptive).__name__}")
         crawl_delay = isinstance(robots, RobotsTxt) and robots.use_crawl_delay
         if limiter is None and (max_wait is not None or rate_limit_headers or throttle is not None or crawl_delay):
-            limiter = HostRateLimiter()  # no limits of its own: hosts are only paced and held
+            # No limits of its own: hosts are only paced and held (in Redis when the throttle is shared there).
+            shared = getattr(throttle, "connection", None)
+            if shared is None:
+                limiter = HostRateLimiter()
+            else:
+                from ..flow.redis import RedisHostRateLimiter
+
+                limiter = RedisHostRateLimiter(shared)
         return cls(
             limiter,
             pauses,
@@ -398,11 +405,11 @@ class FlowGate:
                         )
         adaptive = self.adaptive
         if adaptive is not None and limiter is not None:
-            before = adaptive.rate_for(attempt.host)
             rate = adaptive.observe(
                 attempt.host, status=status, latency=loop_now - attempt.sent_at, sent_at=attempt.sent_at, now=loop_now
             )
-            if rate != before:
+            # Against the pace in force: a throttle shared through Redis learns the fleet's rate between answers.
+            if rate != limiter.pace_for(attempt.host, PACE_REASON):
                 limiter.set_pace(attempt.host, PACE_REASON, rate)
             if adaptive._forgotten:
                 for host in adaptive.take_forgotten():

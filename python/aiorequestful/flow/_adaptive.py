@@ -46,6 +46,7 @@ class _HostState:
         "latency",
         "rate",
         "slow_start",
+        "version",
     )
 
     def __init__(self, rate: float) -> None:
@@ -60,6 +61,8 @@ class _HostState:
         self.last_decrease = -math.inf
         self.last_seen = -math.inf
         self.slow_start = True
+        #: When (server time) the shared state last mirrored here was written (a throttle shared through Redis).
+        self.version = -math.inf
 
 
 class AdaptiveThrottle:

@@ -9,10 +9,12 @@
   pauses that host for every worker.
 * :class:`RedisHostConcurrency` - the per-host concurrency caps (``max_in_flight=``): at most N requests in flight
   to a host across the fleet, as leases in Redis.
+* :class:`RedisAdaptiveThrottle` - the adaptive throttle (``adaptive=``) with each host's AIMD state in Redis,
+  moved by a Lua script for every answer of every worker: one allowed rate per host for the fleet.
 
-Both are drop-in subclasses of the local classes: pass them to ``RequestHandler(rate_limit=...,
-pause_on_retry_after=...)`` as you would a ``HostRateLimiter``/``HostPauses``. When Redis is unreachable they
-fall back to the local behaviour of their base class (limits and pauses per process) and go back to the shared
+All are drop-in subclasses of the local classes: pass them to ``RequestHandler(rate_limit=...,
+pause_on_retry_after=..., max_in_flight=..., adaptive=...)`` as you would the local ones. When Redis is
+unreachable they fall back to the local behaviour of their base class (per process) and go back to the shared
 state as soon as Redis answers again (see :class:`~aiorequestful.shared.RedisConnection`).
 
 Rate limiting
@@ -32,8 +34,14 @@ Rate limiting
     sorted set of send times per window. A reservation finds the first time every part allows and records the
     request in each at that time; with ``max_wait`` a longer wait records nothing. A cancelled reservation is
     forgotten by the windows (a window with one send fewer keeps its limit) and returned to a bucket while it is
-    the newest one there. A host's pace and hold (``Crawl-delay``, rate-limit headers, the adaptive throttle) are
-    this process's and are waited for before the shared reservation.
+    the newest one there.
+
+    A host's pace (``Crawl-delay``, the adaptive throttle's rate) is shared as one more part: a bucket of burst one
+    under its own key, whatever the rate, reserved with the limits (a paced host always takes the several-parts
+    path). Its hold (rate-limit headers) is a key whose TTL is the hold and whose value is its reason; both scripts
+    read it and reserve nothing while it is in force, and a host with neither limit nor pace reads it once per
+    request. A hold is written in the background by the worker that saw the header, so requests other workers
+    had already been given slots for still go.
 
 Pauses
     A pause is a Redis key per host whose TTL is the pause (again no clock is compared across machines) and a
@@ -54,23 +62,26 @@ import json
 import math
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Self
 
 from ..response.status import DEFAULT_MAX_RETRY_AFTER
 from ..shared.connection import _REDIS_ERRORS, _UNAVAILABLE, RedisConnection, RedisScript
+from ._adaptive import _IDLE_FOR, ADAPTIVE_STATUSES, AdaptiveThrottle
 from ._concurrency import ConcurrencyInput, HostConcurrency, InFlightSlot
 from ._hosts import HostKey
 from .limiter import HostLimit, HostRateLimiter, RateLimit, RateLimitInput, RateLimits, RateWindow, sleep_until
 from .pause import HostPauses
 
-__all__ = ("RedisHostConcurrency", "RedisHostPauses", "RedisHostRateLimiter")
+__all__ = ("RedisAdaptiveThrottle", "RedisHostConcurrency", "RedisHostPauses", "RedisHostRateLimiter")
 
 # -------------------------------------------------------------------------------------------------------------
 # Lua: the bucket_take kernel (api of _native_py.bucket_take) on a hash {tokens, updated, seq}, in server time.
 # Numbers are returned as strings: Redis turns Lua numbers into integers in replies. "%.17g" keeps every bit of
 # a double (epoch seconds with microseconds need 16 digits; Lua's tostring keeps 14). ARGV[3], when given,
-# replaces the server time (the parity test against the kernel uses it; the limiter never passes it).
+# replaces the server time (the parity test against the kernel uses it; the limiter never passes it). KEYS[2],
+# when given, is the host's hold (a key whose TTL is the hold, its value the reason): while it is in force nothing
+# is taken and the reply is {seconds held, -1, server time, 0, reason}.
 # -------------------------------------------------------------------------------------------------------------
 _TAKE = RedisScript(
     """
@@ -80,6 +91,12 @@ local now = tonumber(ARGV[3])
 if now == nil then
   local t = redis.call('TIME')
   now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+if KEYS[2] then
+  local held = redis.call('PTTL', KEYS[2])
+  if held > 0 then
+    return {string.format('%.17g', held / 1000), -1, string.format('%.17g', now), '0', redis.call('GET', KEYS[2])}
+  end
 end
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'updated', 'seq')
 local tokens = tonumber(state[1])
@@ -142,11 +159,13 @@ return ms
 """
 )
 
-# Several limits on one host at once (RateLimits): token buckets (kind 'b': rate, burst; a hash per bucket) and
-# sliding windows (kind 'w': requests, seconds; a sorted set of send times per window), in server time. The slot
-# is the first time every part allows; the request is recorded in each part *at that slot* (a part whose own turn
-# came earlier must not count it as sent sooner). With ARGV[3] (max_wait) and a longer wait nothing is recorded.
-# Returns {wait, recorded (1/0), index of the part that decided (0: none), server time}.
+# Several limits on one host at once (RateLimits): token buckets (kind 'b': rate, burst; a hash per bucket; the
+# host's pace is one of burst 1), sliding windows (kind 'w': requests, seconds; a sorted set of send times per
+# window) and the host's hold (kind 'h': a key whose TTL is the hold and whose value is its reason), in server time.
+# The slot is the first time every part allows; the request is recorded in each part *at that slot* (a part whose
+# own turn came earlier must not count it as sent sooner). With ARGV[3] (max_wait) and a longer wait nothing is
+# recorded. Returns {wait, recorded (1/0), index of the part that decided (0: none), server time, the hold's
+# reason when a hold decided, else ''}.
 _TAKE_SEVERAL = RedisScript(
     """
 local n = tonumber(ARGV[1])
@@ -173,6 +192,11 @@ for i = 1, n do
         slot, decided = at, i
       end
     end
+  elseif kind == 'h' then
+    local held = redis.call('PTTL', KEYS[i])
+    if held > 0 and now + held / 1000 > slot then
+      slot, decided = now + held / 1000, i
+    end
   else
     redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. string.format('%.17g', now - b))
     local count = redis.call('ZCARD', KEYS[i])
@@ -186,8 +210,12 @@ for i = 1, n do
   end
 end
 local wait = slot - now
+local reason = ''
+if decided > 0 and ARGV[1 + 3 * decided] == 'h' then
+  reason = redis.call('GET', KEYS[decided]) or ''
+end
 if max_wait ~= nil and wait > max_wait then
-  return {string.format('%.17g', wait), 0, decided, string.format('%.17g', now)}
+  return {string.format('%.17g', wait), 0, decided, string.format('%.17g', now), reason}
 end
 for i = 1, n do
   local kind, a, b = ARGV[1 + 3 * i], tonumber(ARGV[2 + 3 * i]), tonumber(ARGV[3 + 3 * i])
@@ -201,12 +229,12 @@ for i = 1, n do
     redis.call('HSET', KEYS[i], 'tokens', string.format('%.17g', tokens), 'updated', string.format('%.17g', updated),
       'last', member)
     redis.call('PEXPIRE', KEYS[i], math.ceil(((b - tokens) / a + (updated - now)) * 1000) + 1000)
-  else
+  elseif kind == 'w' then
     redis.call('ZADD', KEYS[i], string.format('%.17g', slot), member)
     redis.call('PEXPIRE', KEYS[i], math.ceil((slot - now + b) * 1000) + 1000)
   end
 end
-return {string.format('%.17g', wait), 1, decided, string.format('%.17g', now)}
+return {string.format('%.17g', wait), 1, decided, string.format('%.17g', now), reason}
 """
 )
 
@@ -225,7 +253,7 @@ for i = 1, tonumber(ARGV[3]) do
     if v[1] and v[2] == ARGV[1] then
       redis.call('HSET', KEYS[i], 'tokens', string.format('%.17g', tonumber(v[1]) + 1), 'last', '')
     end
-  else
+  elseif ARGV[3 + i] == 'w' then
     redis.call('ZREM', KEYS[i], ARGV[1])
   end
 end
@@ -246,6 +274,145 @@ end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + 1000)
 return 1
+"""
+)
+
+# Hold a host for ARGV[1] ms (reason ARGV[2]) unless a longer hold is in force.
+_HOLD = RedisScript(
+    """
+local ms = tonumber(ARGV[1])
+if redis.call('PTTL', KEYS[1]) >= ms then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ms)
+return 1
+"""
+)
+
+# The hold in force on a host: {ms left (<= 0: none), reason}.
+_HELD = RedisScript(
+    """
+local held = redis.call('PTTL', KEYS[1])
+if held <= 0 then
+  return {0, ''}
+end
+return {held, redis.call('GET', KEYS[1]) or ''}
+"""
+)
+
+# One answer for the adaptive throttle (the AIMD step of AdaptiveThrottle.observe, on state shared by the fleet, in
+# server time). KEYS: the host's state hash, the sorted set of its good answers of the last `measure_over` seconds.
+# ARGV: 1 kind ('o' overloaded: 429/503/time-out, 'g' a good answer, 'e' another error), 2 latency, 3 seconds since
+# the request was sent, 4 a unique member, 5-13 initial_rate, min_rate, max_rate, increase, decrease,
+# target_latency ('' none), headroom, probe_after, measure_over, 14 seconds of idleness after which the state
+# expires, 15-17 the caller's own state to start from when none is shared (rate, ceiling or '', slow start 1/0).
+# Missing fields stand for infinities: last_good (+inf), ceiling_at and last_decrease (-inf); ceiling for none.
+# Returns {rate, ceiling or '', slow start, seconds since the last back-off or '', seconds since the ceiling was
+# learnt or '', server time (which orders the replies), whether the state moved}.
+_ADAPT = RedisScript(
+    """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local kind = ARGV[1]
+local latency = tonumber(ARGV[2])
+local sent_at = now - tonumber(ARGV[3])
+local min_rate, max_rate = tonumber(ARGV[6]), tonumber(ARGV[7])
+local increase, decrease = tonumber(ARGV[8]), tonumber(ARGV[9])
+local target = tonumber(ARGV[10])
+local headroom, probe_after, span = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+local idle_ms = math.ceil(tonumber(ARGV[14]) * 1000)
+local f = redis.call('HMGET', KEYS[1], 'rate', 'latency', 'last_good', 'ceiling', 'ceiling_at', 'last_decrease',
+  'slow_start')
+local rate = tonumber(f[1])
+local avg, last_good, ceiling = tonumber(f[2]), tonumber(f[3]) or math.huge, tonumber(f[4])
+local ceiling_at, last_decrease = tonumber(f[5]) or -math.huge, tonumber(f[6]) or -math.huge
+local slow_start = f[7] ~= '0'
+if rate == nil then
+  rate = tonumber(ARGV[15])
+  ceiling = tonumber(ARGV[16])
+  if ceiling ~= nil then
+    ceiling_at = now
+  end
+  slow_start = ARGV[17] == '1'
+end
+-- Good answers are kept by the time their request was sent: the fleet's answers reach Redis after varying delays,
+-- the times they were sent at do not move (the server counts requests as they arrive, not as they are answered).
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. string.format('%.17g', now - 2 * span))
+if kind == 'g' then
+  redis.call('ZADD', KEYS[2], string.format('%.17g', sent_at), ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], math.ceil(2 * span * 1000) + 1000)
+  if avg == nil then avg = latency else avg = 0.8 * avg + 0.2 * latency end
+end
+local slow = target ~= nil and latency > target
+local changed = true
+if kind == 'o' or slow then
+  if sent_at < last_decrease + span then
+    changed = false
+  else
+    local busy = target ~= nil and avg ~= nil and avg > target
+    if kind == 'o' and not busy then
+      -- the requests sent in the last stretch before the refused one that were answered well
+      local lo, hi = string.format('%.17g', sent_at - span), string.format('%.17g', sent_at)
+      local measured = redis.call('ZCOUNT', KEYS[2], '(' .. lo, hi) / span
+      local top = rate
+      if measured > 0 then top = measured end
+      top = top * headroom
+      if ceiling ~= nil then top = math.max(top, ceiling * headroom) end
+      ceiling = math.max(min_rate, math.min(max_rate, top))
+      ceiling_at = now
+      rate = math.min(rate, ceiling)
+    end
+    rate = math.max(min_rate, rate * decrease)
+    slow_start = false
+    last_decrease = now
+    last_good = math.huge
+  end
+elseif kind == 'e' then
+  changed = false
+else
+  if ceiling ~= nil and now - ceiling_at > probe_after then
+    ceiling = nil
+  end
+  local previous = last_good
+  last_good = now
+  if slow_start then
+    rate = rate + 1
+  else
+    rate = rate + increase * math.min(1, math.max(0, now - previous))
+  end
+  local top = max_rate
+  if ceiling ~= nil then top = math.min(max_rate, ceiling) end
+  if rate > top then
+    rate = top
+    slow_start = false
+  end
+end
+local function g(x) return string.format('%.17g', x) end
+local fields = {'rate', g(rate), 'slow_start', slow_start and '1' or '0'}
+if avg ~= nil then table.insert(fields, 'latency'); table.insert(fields, g(avg)) end
+local gone = {}
+if last_good ~= math.huge then
+  table.insert(fields, 'last_good'); table.insert(fields, g(last_good))
+else
+  table.insert(gone, 'last_good')
+end
+if ceiling ~= nil then
+  table.insert(fields, 'ceiling'); table.insert(fields, g(ceiling))
+  table.insert(fields, 'ceiling_at'); table.insert(fields, g(ceiling_at))
+else
+  table.insert(gone, 'ceiling'); table.insert(gone, 'ceiling_at')
+end
+if last_decrease ~= -math.huge then
+  table.insert(fields, 'last_decrease'); table.insert(fields, g(last_decrease))
+end
+redis.call('HSET', KEYS[1], unpack(fields))
+if #gone > 0 then redis.call('HDEL', KEYS[1], unpack(gone)) end
+redis.call('PEXPIRE', KEYS[1], idle_ms)
+local since_decrease, since_ceiling = '', ''
+if last_decrease ~= -math.huge then since_decrease = g(now - last_decrease) end
+if ceiling ~= nil then since_ceiling = g(now - ceiling_at) end
+return {g(rate), ceiling and g(ceiling) or '', slow_start and 1 or 0, since_decrease, since_ceiling, g(now),
+  changed and 1 or 0}
 """
 )
 
@@ -367,24 +534,56 @@ class _Shared:
         await self._connection.__aexit__(*exc_info)
 
 
-class RedisHostRateLimiter(_Shared, HostRateLimiter):
-    """Token buckets by host, shared by every process using the same Redis namespace.
+class _Background:
+    """Writes to Redis made in the background (the request path never waits for them), and a way to wait for
+    them: :meth:`synced`. A subclass has a ``_pending`` slot (a set)."""
+
+    __slots__ = ()
+
+    _connection: RedisConnection
+    _pending: set[asyncio.Task[Any]]
+
+    def _background(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        task = self._connection.spawn(coroutine)
+        if task is not None:
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def synced(self) -> None:
+        """Wait until what this object sent to Redis in the background so far is done (accounted in Redis, or
+        given up on while Redis is unavailable)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+
+class RedisHostRateLimiter(_Background, _Shared, HostRateLimiter):
+    """Token buckets by host, shared by every process using the same Redis namespace, and so are each host's
+    pace and hold.
 
     :param connection: the shared Redis.
     :param limits: as for :class:`~aiorequestful.flow.HostRateLimiter`: one limit for every host, or limits by
         host, each a :class:`~aiorequestful.flow.RateLimit` or several limits and windows
         (:class:`~aiorequestful.flow.RateLimits`). Every worker should give the same limits.
 
+    A host's *pace* (:meth:`set_pace`: a robots.txt ``Crawl-delay``, the adaptive throttle) is a bucket of burst
+    one in Redis too, refilled at the pace of the worker reserving (the slowest of its reasons), so the fleet
+    together keeps to it. A *hold* (:meth:`hold`: a rate-limit header's reset) is written to Redis as a key whose
+    TTL is the hold, and every worker's next reservation on the host waits for it. A host with neither a limit nor a
+    pace on this worker costs one read of its hold per request (nothing is queued or reserved).
+
     ``shared_reservations``/``local_reservations`` count the reservations made in Redis and, while it was
-    unavailable, in this process's local buckets.
+    unavailable, in this process's local buckets; ``holds_seen`` counts the holds learnt from Redis (another
+    worker's, or this one's own still in force).
     """
 
     __slots__ = (
         "_connection",
         "_id",
         "_mirrors",
+        "_pending",
         "_queues",
         "_tickets",
+        "holds_seen",
         "local_reservations",
         "shared_reservations",
     )
@@ -398,12 +597,22 @@ class RedisHostRateLimiter(_Shared, HostRateLimiter):
         self._tickets = itertools.count(1)
         self._queues: dict[HostKey, _Queue] = {}
         self._mirrors: dict[HostKey, _Mirror] = {}
+        self._pending: set[asyncio.Task[Any]] = set()
         self.shared_reservations = 0
         self.local_reservations = 0
+        self.holds_seen = 0
 
     def bucket_key(self, key: HostKey) -> str:
         """The Redis key of the bucket of host ``key``."""
         return self._connection.key("rate", _host_json(key))
+
+    def pace_key(self, key: HostKey) -> str:
+        """The Redis key of the pace of host ``key`` (a bucket of burst one)."""
+        return self._connection.key("pace", _host_json(key))
+
+    def hold_key(self, key: HostKey) -> str:
+        """The Redis key of the hold of host ``key`` (its TTL is the hold, its value the reason)."""
+        return self._connection.key("hold", _host_json(key))
 
     def delay(self, key: HostKey) -> float:
         """Seconds until a token of ``key``'s bucket is available, as far as this process knows (nothing reserved)."""
@@ -420,27 +629,76 @@ class RedisHostRateLimiter(_Shared, HostRateLimiter):
         local = getattr(super(), "queued", None)
         return (len(queue.waiters) if queue is not None else 0) + (local(key) if local is not None else 0)
 
-    def _part_keys(self, key: HostKey, limits: RateLimits) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """The Redis keys and the arguments of the parts of ``limits`` on host ``key`` (a part's key names its
-        parameters: workers with the same limits share it)."""
+    # ----------------------------------------------------------------------------------------------
+    # holds
+    # ----------------------------------------------------------------------------------------------
+    def hold(self, key: HostKey, until: float, reason: str) -> None:
+        """Send nothing to ``key`` before ``until`` (loop clock), here at once and for every worker as soon as Redis
+        has it; never shortens a hold in force."""
+        super().hold(key, until, reason)
+        ms = math.ceil((until - _loop_time()) * 1000.0)
+        if ms > 0 and self._connection.usable():
+            name = self.hold_key(key)
+
+            async def announce(client: Any) -> Any:
+                return await _HOLD(client, keys=(name,), args=(str(ms), reason))
+
+            self._background(self._connection.call(announce, None))
+
+    def _learn_hold(self, key: HostKey, seconds: float, reason: Any) -> None:
+        """Mirror a hold found in Redis here (so the local path and :meth:`held_until` see it too)."""
+        if seconds > 0.0:
+            self.holds_seen += 1
+            HostRateLimiter.hold(self, key, _loop_time() + seconds, _text(reason) or "a hold from another worker")
+
+    def _hold_wait(self, key: HostKey, now: float) -> tuple[float, str]:
+        """Seconds until ``key``'s local hold ends, and its reason."""
+        bucket = self._buckets.get(key)
+        if bucket is None or bucket.hold <= now:
+            return 0.0, ""
+        return bucket.hold - now, bucket.hold_reason
+
+    # ----------------------------------------------------------------------------------------------
+    # several parts: limits, windows, the pace and the hold
+    # ----------------------------------------------------------------------------------------------
+    def _part_keys(
+        self, key: HostKey, limit: HostLimit | None, pace: float | None, pace_label: str
+    ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+        """The Redis keys, the script arguments and the labels of ``key``'s parts: its limits (a part's key names
+        its parameters: workers with the same limits share it), its pace (one key whatever the rate) and its hold."""
         host = _host_json(key)
         keys: list[str] = []
         args: list[str] = []
-        for part in limits.parts:
+        labels: list[str] = []
+        parts: tuple[RateLimit | RateWindow, ...] = ()
+        if isinstance(limit, RateLimits):
+            parts = limit.parts
+        elif limit is not None:
+            parts = (limit,)
+        for part in parts:
             if isinstance(part, RateWindow):
                 keys.append(self._connection.key("window", host, str(part.requests), repr(part.seconds)))
                 args += ["w", str(part.requests), repr(part.seconds)]
             else:
                 keys.append(self._connection.key("rates", host, repr(part.rate), repr(part.burst)))
                 args += ["b", repr(part.rate), repr(part.burst)]
-        return tuple(keys), tuple(args)
+            labels.append(part.describe())
+        if pace is not None:
+            keys.append(self.pace_key(key))
+            args += ["b", repr(pace), "1.0"]
+            labels.append(pace_label)
+        keys.append(self.hold_key(key))
+        args += ["h", "0", "0"]
+        labels.append("")
+        return tuple(keys), tuple(args), tuple(labels)
 
     async def _reserve_several(
-        self, key: HostKey, limits: RateLimits, max_wait: float | None
+        self, key: HostKey, limit: HostLimit | None, max_wait: float | None
     ) -> tuple[float, _Ticket | None, str] | None:
-        """Reserve a slot under every part of ``limits``: ``(wait, ticket, the deciding limit)``, the ticket None
-        when the wait is over ``max_wait`` (nothing was recorded); None if Redis failed."""
-        keys, args = self._part_keys(key, limits)
+        """Reserve a slot under every part of ``key``: ``(wait, ticket, the deciding part)``, the ticket None when
+        the wait is over ``max_wait`` (nothing was recorded); None if Redis failed."""
+        pace, pace_label = self._pace_for(key)
+        keys, args, labels = self._part_keys(key, limit, pace, pace_label)
         member = f"{self._id}:{next(self._tickets)}"
         bound = "" if max_wait is None else repr(max_wait)
 
@@ -450,8 +708,13 @@ class RedisHostRateLimiter(_Shared, HostRateLimiter):
         reply = await self._connection.call(take, None)
         if reply is None:
             return None
-        wait, recorded, decided, now = float(reply[0]), int(reply[1]), int(reply[2]), float(reply[3])
-        label = limits.parts[decided - 1].describe() if decided else limits.describe()
+        wait, recorded, decided = float(reply[0]), int(reply[1]), int(reply[2])
+        now = float(reply[3])
+        if decided and args[3 * (decided - 1)] == "h":
+            self._learn_hold(key, wait, reply[4])
+            label = self._hold_wait(key, _loop_time())[1]
+        else:
+            label = labels[decided - 1] if decided else ""
         if not recorded:
             return wait, None, label
         self.shared_reservations += 1
@@ -470,11 +733,11 @@ class RedisHostRateLimiter(_Shared, HostRateLimiter):
     async def _acquire_several(
         self,
         key: HostKey,
-        limits: RateLimits,
+        limit: HostLimit | None,
         prepare: Callable[[], Awaitable[float]] | None,
         max_wait: float | None,
     ) -> float:
-        """:meth:`acquire` for several limits on one host, shared through Redis (see :meth:`acquire`)."""
+        """:meth:`acquire` for several limits, or any limit with a pace, on one host, shared through Redis."""
         loop = asyncio.get_running_loop()
         start = loop.time()
         queue = self._queues.get(key)
@@ -489,7 +752,8 @@ class RedisHostRateLimiter(_Shared, HostRateLimiter):
                 if prepare is not None:
                     prepared += await prepare()
                 spent = max(0.0, loop.time() - start - prepared)
-                extra, label = self._extras_wait(key, loop.time())
+                # A hold known here is waited for without asking Redis (the pace is Redis's to judge).
+                extra, label = self._hold_wait(key, loop.time())
                 if extra > 0.0:
                     if max_wait is not None and spent + extra > max_wait:
                         raise self._too_long(key, spent + extra, label, max_wait)
@@ -497,7 +761,7 @@ class RedisHostRateLimiter(_Shared, HostRateLimiter):
                     await sleep_until(loop, loop.time() + extra)
                     continue  # a pause may have begun meanwhile: prepare again
                 reservation = await self._reserve_several(
-                    key, limits, None if max_wait is None else max(0.0, max_wait - spent)
+                    key, limit, None if max_wait is None else max(0.0, max_wait - spent)
                 )
                 if reservation is None:
                     fallback = True
@@ -535,17 +799,24 @@ class RedisHostRateLimiter(_Shared, HostRateLimiter):
             return waited + await self._local_acquire(key, prepare, left)
         return waited
 
+    # ----------------------------------------------------------------------------------------------
+    # one token bucket
+    # ----------------------------------------------------------------------------------------------
     async def _reserve(self, key: HostKey, limit: RateLimit) -> tuple[float, int, float] | None:
-        """Take a token from the shared bucket: ``(wait, ticket, slot in server time)``; None if Redis failed."""
-        bucket = self.bucket_key(key)
+        """Take a token from the shared bucket: ``(wait, ticket, slot in server time)``, the ticket -1 when the host
+        is held (nothing was taken; the wait is the hold's); None if Redis failed."""
+        bucket, held = self.bucket_key(key), self.hold_key(key)
 
         async def take(client: Any) -> Any:
-            return await _TAKE(client, keys=(bucket,), args=(repr(limit.rate), repr(limit.burst)))
+            return await _TAKE(client, keys=(bucket, held), args=(repr(limit.rate), repr(limit.burst)))
 
         reply = await self._connection.call(take, None)
         if reply is None:
             return None
         wait, ticket, now, tokens = float(reply[0]), int(reply[1]), float(reply[2]), float(reply[3])
+        if ticket < 0:
+            self._learn_hold(key, wait, reply[4])
+            return wait, ticket, now + wait
         self.shared_reservations += 1
         if len(self._mirrors) >= 1024:
             self._mirrors.clear()  # only a hint for delay(): cheaper to forget than to prune
@@ -560,6 +831,20 @@ class RedisHostRateLimiter(_Shared, HostRateLimiter):
 
         await self._connection.call(give_back, 0)
 
+    async def _unlimited(
+        self, key: HostKey, prepare: Callable[[], Awaitable[float]] | None, max_wait: float | None
+    ) -> float:
+        """A host with neither a limit nor a pace here: only a hold in Redis may keep it waiting."""
+        name = self.hold_key(key)
+
+        async def held(client: Any) -> Any:
+            return await _HELD(client, keys=(name,))
+
+        reply = await self._connection.call(held, None)
+        if reply is not None and int(reply[0]) > 0:
+            self._learn_hold(key, int(reply[0]) / 1000.0, reply[1])
+        return await self._local_acquire(key, prepare, max_wait)
+
     async def acquire(
         self,
         key: HostKey,
@@ -571,16 +856,20 @@ class RedisHostRateLimiter(_Shared, HostRateLimiter):
 
         ``prepare`` and ``max_wait`` are as for :meth:`HostRateLimiter.acquire` (``prepare`` is awaited at the head
         of the queue before a token is taken, and again when the slot comes). While Redis is unavailable the local
-        bucket is used instead. A host's pace and hold (:meth:`set_pace`, :meth:`hold`) are kept by this process
-        and waited for at the head before the shared token is taken.
+        bucket, pace and hold are used instead. A host's pace (:meth:`set_pace`) is reserved in Redis with its
+        limits, and its hold (:meth:`hold`, from any worker) is waited for before anything is reserved.
         """
-        limit: HostLimit | None = self.limit_for(key)
-        if limit is None or not self._connection.usable():
-            if limit is not None:
+        if not self._connection.usable():
+            if self.limit_for(key) is not None or key in self._paces:
                 self.local_reservations += 1
             return await self._local_acquire(key, prepare, max_wait)
-        if isinstance(limit, RateLimits):
+        limit: HostLimit | None = self.limit_for(key)
+        paced = key in self._paces
+        if limit is None and not paced:
+            return await self._unlimited(key, prepare, max_wait)
+        if isinstance(limit, RateLimits) or paced:
             return await self._acquire_several(key, limit, prepare, max_wait)
+        assert isinstance(limit, RateLimit)
         loop = asyncio.get_running_loop()
         start = loop.time()
         queue = self._queues.get(key)
@@ -594,7 +883,7 @@ class RedisHostRateLimiter(_Shared, HostRateLimiter):
             while True:
                 if prepare is not None:
                     prepared += await prepare()
-                extra, label = self._extras_wait(key, loop.time())
+                extra, label = self._hold_wait(key, loop.time())
                 if extra > 0.0:
                     if max_wait is not None and max(0.0, loop.time() - start - prepared) + extra > max_wait:
                         raise self._too_long(key, loop.time() - start - prepared + extra, label, max_wait)
@@ -606,6 +895,8 @@ class RedisHostRateLimiter(_Shared, HostRateLimiter):
                     fallback = True
                     break
                 wait, ticket, slot_time = reservation
+                if ticket < 0:
+                    continue  # held (now known here): waited for above
                 if max_wait is not None:
                     spent = max(0.0, loop.time() - start - prepared)
                     if spent + wait > max_wait:
@@ -1002,6 +1293,177 @@ class RedisHostConcurrency(_Shared, HostConcurrency):
             raise
         self.local_slots += 1
         return local
+
+    def __repr__(self) -> str:
+        return f"{super().__repr__()[:-1]}, connection={self._connection!r})"
+
+
+class RedisAdaptiveThrottle(_Background, _Shared, AdaptiveThrottle):
+    """The adaptive throttle (:class:`~aiorequestful.flow.AdaptiveThrottle`) with each host's state shared by
+    every process using the same Redis namespace: the fleet finds one allowed rate per host, backs off together
+    when any worker is told to slow down, and recovers together.
+
+    :param connection: the shared Redis.
+
+    The other parameters are :class:`~aiorequestful.flow.AdaptiveThrottle`'s, and mean the same for the fleet: the
+    allowed rate is what the *fleet* sends to the host, the ceiling is learnt from what the server answered well
+    for the whole fleet over ``measure_over`` seconds, and one burst of 429s to several workers backs off once.
+    Every worker should give the same parameters.
+
+    Each answer is sent to Redis in the background, where a Lua script moves the host's state (in server time)
+    and returns it; :meth:`rate_for` and :meth:`observe` answer from what this process last learnt, so the request
+    path never waits for Redis. The rate is a fleet-wide pace only when the handler's rate limiter is a
+    :class:`RedisHostRateLimiter` on the same Redis (its paces are shared): ``RequestHandler.create(adaptive=...)``
+    makes one when no ``rate_limit`` is given. While Redis is unavailable each process throttles on its own, from
+    the state it last learnt, and the first answer after Redis is back writes that state for a host Redis lost.
+    A host's state expires after ``max(600, probe_after)`` seconds without an answer.
+
+    ``shared_observations``/``local_observations`` count the answers accounted in Redis and, while it was
+    unavailable, here.
+    """
+
+    __slots__ = ("_connection", "_id", "_members", "_pending", "local_observations", "shared_observations")
+
+    def __init__(
+        self,
+        connection: RedisConnection,
+        *,
+        initial_rate: float = 10.0,
+        min_rate: float = 0.1,
+        max_rate: float = 1000.0,
+        increase: float = 1.0,
+        decrease: float = 0.5,
+        target_latency: float | None = None,
+        headroom: float = 0.95,
+        probe_after: float = 60.0,
+        measure_over: float = 1.0,
+        statuses: frozenset[int] | set[int] | tuple[int, ...] = ADAPTIVE_STATUSES,
+    ) -> None:
+        super().__init__(
+            initial_rate=initial_rate,
+            min_rate=min_rate,
+            max_rate=max_rate,
+            increase=increase,
+            decrease=decrease,
+            target_latency=target_latency,
+            headroom=headroom,
+            probe_after=probe_after,
+            measure_over=measure_over,
+            statuses=statuses,
+        )
+        if not isinstance(connection, RedisConnection):
+            raise TypeError(f"connection must be a RedisConnection, not {type(connection).__name__}")
+        self._connection = connection
+        self._id = uuid.uuid4().hex
+        self._members = itertools.count(1)
+        self._pending: set[asyncio.Task[Any]] = set()
+        self.shared_observations = 0
+        self.local_observations = 0
+
+    def state_keys(self, key: HostKey) -> tuple[str, str]:
+        """The Redis keys of host ``key``'s shared state: a hash, and the sorted set of its recent good answers."""
+        host = _host_json(key)
+        return self._connection.key("adaptive", host), self._connection.key("adaptive-answers", host)
+
+    def observe(self, key: HostKey, *, status: int | None, latency: float, sent_at: float, now: float) -> float:
+        """Account one answer (see :meth:`AdaptiveThrottle.observe`): in Redis for the fleet, in the background;
+        returns the host's rate as this process knows it (an answer from Redis updates it for the next call). While
+        Redis is unavailable the answer is accounted here."""
+        if not self._connection.usable():
+            self.local_observations += 1
+            return super().observe(key, status=status, latency=latency, sent_at=sent_at, now=now)
+        state = self._state(key, now)
+        if status is None or status in self.statuses:
+            kind = "o"
+        elif status < 400:
+            kind = "g"
+        else:
+            kind = "e"
+        seed = (state.rate, state.ceiling, state.slow_start)
+        self._background(self._share(key, kind, status, latency, sent_at, now, seed))
+        return state.rate
+
+    async def _share(
+        self,
+        key: HostKey,
+        kind: str,
+        status: int | None,
+        latency: float,
+        sent_at: float,
+        now: float,
+        seed: tuple[float, float | None, bool],
+    ) -> None:
+        keys = self.state_keys(key)
+        rate, ceiling, slow_start = seed
+        args = (
+            kind,
+            repr(float(latency)),
+            repr(max(0.0, now - sent_at)),
+            f"{self._id}:{next(self._members)}",
+            repr(self.initial_rate),
+            repr(self.min_rate),
+            repr(self.max_rate),
+            repr(self.increase),
+            repr(self.decrease),
+            "" if self.target_latency is None else repr(self.target_latency),
+            repr(self.headroom),
+            repr(self.probe_after),
+            repr(self.measure_over),
+            repr(max(_IDLE_FOR, self.probe_after)),
+            repr(rate),
+            "" if ceiling is None else repr(ceiling),
+            "1" if slow_start else "0",
+        )
+
+        async def step(client: Any) -> Any:
+            return await _ADAPT(client, keys=keys, args=args)
+
+        reply = await self._connection.call(step, None)
+        if reply is None:  # Redis failed: account it here
+            self.local_observations += 1
+            AdaptiveThrottle.observe(self, key, status=status, latency=latency, sent_at=sent_at, now=now)
+            return
+        self.shared_observations += 1
+        self._mirror(key, reply)
+
+    def _mirror(self, key: HostKey, reply: Any) -> None:
+        """Take the shared state of ``key`` that Redis returned (unless a newer one was taken already)."""
+        version = float(reply[5])  # server time: a later step has a later one, even across a Redis restart
+        state = self._hosts.get(key)
+        loop_now = _loop_time()
+        if state is None:
+            state = self._state(key, loop_now)
+        if version <= state.version:
+            return  # replies may come back out of order: keep the newest
+        state.version = version
+        state.rate = float(reply[0])
+        ceiling = _text(reply[1])
+        state.ceiling = float(ceiling) if ceiling else None
+        state.slow_start = int(reply[2]) == 1
+        since_decrease, since_ceiling = _text(reply[3]), _text(reply[4])
+        state.last_decrease = loop_now - float(since_decrease) if since_decrease else -math.inf
+        state.ceiling_at = loop_now - float(since_ceiling) if since_ceiling else -math.inf
+
+    def forget(self, key: HostKey | None = None) -> None:
+        """Forget what was learnt of ``key`` (of every host when None), here and in Redis."""
+        super().forget(key)
+        if key is not None:
+            names = self.state_keys(key)
+
+            async def delete(client: Any) -> Any:
+                return await client.delete(*names)
+
+            self._background(self._connection.call(delete, 0))
+            return
+        patterns = [_glob_escape(self._connection.key(name, "")) + "*" for name in ("adaptive", "adaptive-answers")]
+
+        async def delete_all(client: Any) -> Any:
+            for pattern in patterns:
+                names = [name async for name in client.scan_iter(match=pattern, count=200)]
+                for start in range(0, len(names), 200):
+                    await client.delete(*names[start : start + 200])
+
+        self._background(self._connection.call(delete_all, None))
 
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]}, connection={self._connection!r})"

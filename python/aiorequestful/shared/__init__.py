@@ -4,16 +4,22 @@
 One :class:`RedisConnection` per process, and the shared components built on it::
 
     from aiorequestful.shared import (
-        RedisCache, RedisConnection, RedisHostPauses, RedisHostRateLimiter, RedisTokenStore,
+        RedisAdaptiveThrottle, RedisCache, RedisConnection, RedisHostConcurrency, RedisHostPauses,
+        RedisHostRateLimiter, RedisTokenStore,
     )
     from aiorequestful.flow import RateLimit
 
     redis = RedisConnection("redis://127.0.0.1:6379/0", namespace="my-crawler")
     limiter = RedisHostRateLimiter(redis, RateLimit(20))   # 20 requests/s per host for the whole fleet
     pauses = RedisHostPauses(redis)                        # a Retry-After seen by one worker pauses all
+    caps = RedisHostConcurrency(redis, 4)                  # at most 4 in flight per host, fleet-wide
+    adaptive = RedisAdaptiveThrottle(redis)                # one AIMD rate per host for the whole fleet
     cache = RedisCache.connect(redis, cache_name="api", repository_getter=...)
     oauth.token_store = RedisTokenStore(redis, name="example-api")   # one worker refreshes, the others reuse
-    handler = RequestHandler.create(authoriser=oauth, cache=cache, rate_limit=limiter, pause_on_retry_after=pauses)
+    handler = RequestHandler.create(
+        authoriser=oauth, cache=cache, rate_limit=limiter, pause_on_retry_after=pauses, max_in_flight=caps,
+        adaptive=adaptive, rate_limit_headers=True,   # header holds and paces are the limiter's: shared too
+    )
     async with redis, handler:
         ...
 
@@ -30,13 +36,15 @@ from .connection import DEFAULT_NAMESPACE, DEFAULT_URL, RedisConnection
 if TYPE_CHECKING:
     from ..auth._redis_store import RedisTokenStore
     from ..cache.backend.redis import RedisCache, RedisTable
-    from ..flow.redis import RedisHostPauses, RedisHostRateLimiter
+    from ..flow.redis import RedisAdaptiveThrottle, RedisHostConcurrency, RedisHostPauses, RedisHostRateLimiter
 
 __all__ = (
     "DEFAULT_NAMESPACE",
     "DEFAULT_URL",
+    "RedisAdaptiveThrottle",
     "RedisCache",
     "RedisConnection",
+    "RedisHostConcurrency",
     "RedisHostPauses",
     "RedisHostRateLimiter",
     "RedisTable",
@@ -47,6 +55,8 @@ __all__ = (
 _LAZY = {
     "RedisCache": "..cache.backend.redis",
     "RedisTable": "..cache.backend.redis",
+    "RedisAdaptiveThrottle": "..flow.redis",
+    "RedisHostConcurrency": "..flow.redis",
     "RedisHostPauses": "..flow.redis",
     "RedisHostRateLimiter": "..flow.redis",
     "RedisTokenStore": "..auth._redis_store",
