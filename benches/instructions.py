@@ -14,7 +14,19 @@ Paths:
   native kernels;
 * ``pure``: the same with ``AIOREQUESTFUL_NO_EXTENSIONS=1``.
 
-``python -m benches.instructions client --base URL --path raw|handler --n N`` is the traced client.
+Per-kernel variants (``KERNEL_VARIANTS``, one repeat each: the counts do not vary between runs) price one kernel
+at a time end to end: the same client with every kernel native, and with only that kernel taken from the twin
+(``AIOREQUESTFUL_TWIN_KERNELS``), on a workload that calls it:
+
+* ``handler``: the path above (``json_loads`` on each body, ``DispatchTable.lookup`` on each status, the retry
+  timer that ``timer_plan`` plans);
+* ``handler50k``: the same on ``/json50k`` (a ~50 KB page of records);
+* ``flow``: the handler with every flow-control feature on, never binding (``bucket_take`` per request,
+  ``cache_key`` for coalescing), as ``benches.e2e``'s ``handler_flow``;
+* ``cache_hit``: a ``RequestHandler`` over a SQLite cache file filled before counting starts; every counted
+  request is a hit (``json_loads`` of the stored payload; no network).
+
+``python -m benches.instructions client --base URL --path PATH --n N`` is the traced client.
 ``python -m benches.instructions measure --base URL`` runs the whole measure and prints one JSON object.
 """
 
@@ -40,6 +52,30 @@ SMALL_N = 200
 LARGE_N = 1_200
 #: (path name, client path, backend environment)
 PATHS = (("raw", "raw", "native"), ("native", "handler", "native"), ("pure", "handler", "pure"))
+#: Client paths and the URL each one fetches.
+CLIENT_PATHS = ("raw", "handler", "handler50k", "flow", "cache_hit")
+#: Distinct ids of the cache-hit client (filled before counting; every counted request hits one of them).
+CACHE_ITEMS = 200
+#: The kernels each per-kernel workload calls (``AIOREQUESTFUL_TWIN_KERNELS`` names).
+KERNEL_WORKLOADS: dict[str, tuple[str, ...]] = {
+    "handler": ("json_loads", "DispatchTable", "timer_plan"),
+    "handler50k": ("json_loads",),
+    "flow": ("bucket_take", "cache_key"),
+    "cache_hit": ("json_loads",),
+}
+#: (variant name, client path, backend, twin kernels): every workload all native, with each of its kernels from the
+#: twin alone, and (for context) entirely pure.
+KERNEL_VARIANTS: tuple[tuple[str, str, str, str], ...] = tuple(
+    variant
+    for workload, names in KERNEL_WORKLOADS.items()
+    for variant in (
+        (f"{workload}:native", workload, "native", ""),
+        *((f"{workload}:twin:{name}", workload, "native", name) for name in names),
+        (f"{workload}:pure", workload, "pure", ""),
+    )
+)
+#: Requests of the two runs of a per-kernel variant (the difference is what one request costs).
+KERNEL_N = (200, 700)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -61,9 +97,10 @@ async def client(base: str, path: str, n: int, concurrency: int = CONCURRENCY, w
     import aiohttp
     import orjson
 
-    url = f"{base}/json"
+    url = f"{base}/json50k" if path == "handler50k" else f"{base}/json"
     remaining = iter(range(n))
     done = 0
+    workdir = None
 
     if path == "raw":
         session = aiohttp.ClientSession()
@@ -75,10 +112,25 @@ async def client(base: str, path: str, n: int, concurrency: int = CONCURRENCY, w
                 return orjson.loads(await response.read())
 
         closer: Any = session
-    else:
-        from benches.e2e import make_handler
+    elif path == "cache_hit":
+        from benches.cache_bench import open_cache
+        from benches.e2e import item_url, make_handler
 
-        handler = await make_handler().__aenter__()
+        workdir = tempfile.TemporaryDirectory(prefix="aiorequestful-callgrind-cache-")
+        handler = await make_handler(cache=open_cache(Path(workdir.name) / "hits")).__aenter__()
+        urls = [item_url(base, i) for i in range(CACHE_ITEMS)]
+        for item_url_ in urls:  # the fill: misses, over the network, before counting starts
+            await handler.get(item_url_)
+        counter = iter(range(10**9))
+
+        async def fetch() -> Any:
+            return await handler.get(urls[next(counter) % CACHE_ITEMS])
+
+        closer = None
+    else:
+        from benches.e2e import make_flow_handler, make_handler
+
+        handler = await (make_flow_handler() if path == "flow" else make_handler()).__aenter__()
 
         async def fetch() -> Any:
             return await handler.get(url)
@@ -101,6 +153,8 @@ async def client(base: str, path: str, n: int, concurrency: int = CONCURRENCY, w
             await closer.close()
         else:
             await handler.__aexit__(None, None, None)
+        if workdir is not None:
+            workdir.cleanup()
     if done != n:
         raise AssertionError(f"only {done} of {n} requests returned a JSON object")
     return done
@@ -113,11 +167,14 @@ def valgrind() -> str | None:
     return shutil.which("valgrind")
 
 
-def _env(backend: str) -> dict[str, str]:
+def _env(backend: str, twin: str = "") -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("AIOREQUESTFUL_NO_EXTENSIONS", None)
     env.pop("AIOREQUESTFUL_REQUIRE_EXTENSIONS", None)
+    env.pop("AIOREQUESTFUL_TWIN_KERNELS", None)
+    if twin:
+        env["AIOREQUESTFUL_TWIN_KERNELS"] = twin
     if backend == "pure":
         env["AIOREQUESTFUL_NO_EXTENSIONS"] = "1"
     else:
@@ -127,7 +184,7 @@ def _env(backend: str) -> dict[str, str]:
     return env
 
 
-def count(base: str, path: str, backend: str, n: int, out_file: Path) -> int:
+def count(base: str, path: str, backend: str, n: int, out_file: Path, twin: str = "") -> int:
     """Instructions of one traced client run from the end of its set-up (callgrind's ``Collected`` figure).
 
     The client starts uninstrumented (``--instr-atstart=no``); once it reports ready, ``callgrind_control -i on``
@@ -154,7 +211,7 @@ def count(base: str, path: str, backend: str, n: int, out_file: Path) -> int:
     with subprocess.Popen(
         cmd,
         cwd=ROOT,
-        env=_env(backend),
+        env=_env(backend, twin),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -275,12 +332,47 @@ def measure(
     return results
 
 
+def measure_kernels(
+    base: str,
+    small_n: int = KERNEL_N[0],
+    large_n: int = KERNEL_N[1],
+    variants: tuple[tuple[str, str, str, str], ...] = KERNEL_VARIANTS,
+) -> dict[str, Any]:
+    """Every per-kernel variant once at ``small_n`` and ``large_n`` requests; two traced clients at a time."""
+    if valgrind() is None:
+        return {"skipped": "valgrind is not installed (make bench installs it with scripts/valgrind.sh)"}
+    results: dict[str, Any] = {"n": [small_n, large_n], "concurrency": CONCURRENCY, "variants": {}}
+    with tempfile.TemporaryDirectory(prefix="aiorequestful-callgrind-kernels-") as tmp:
+        jobs = [(variant, n) for variant in variants for n in (small_n, large_n)]
+
+        def run(job: tuple[tuple[str, str, str, str], int]) -> tuple[str, int, int]:
+            (name, path, backend, twin), n = job
+            out = Path(tmp) / f"callgrind.{name.replace(':', '.')}.{n}"
+            total = count(base, path, backend, n, out, twin)
+            out.unlink(missing_ok=True)
+            return name, n, total
+
+        totals: dict[tuple[str, int], int] = {}
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for name, n, total in pool.map(run, jobs):
+                totals[(name, n)] = total
+    for name, path, backend, twin in variants:
+        results["variants"][name] = {
+            "workload": path,
+            "backend": backend,
+            "twin": twin,
+            "per_request": (totals[(name, large_n)] - totals[(name, small_n)]) / (large_n - small_n),
+            "totals": {str(n): totals[(name, n)] for n in (small_n, large_n)},
+        }
+    return results
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     one = sub.add_parser("client", help="the traced client")
     one.add_argument("--base", required=True)
-    one.add_argument("--path", choices=("raw", "handler"), required=True)
+    one.add_argument("--path", choices=CLIENT_PATHS, required=True)
     one.add_argument("--n", type=int, required=True)
     one.add_argument("--wait", action="store_true", help="print READY <pid> after set-up, start on a 'go' line")
     everything = sub.add_parser("measure", help="every path under callgrind; prints JSON")

@@ -7,6 +7,8 @@ stdout and serves until SIGTERM/SIGINT or until its parent process goes away.
 * ``GET /v2/items/{id}`` - one ~1 KB API record, ``benches._data.item_body(id % POOL)``, precomputed so the
   server spends its time in aiohttp, not in ``json.dumps``.
 * ``GET /json`` - the same ~2 KB API record every time, ``benches._data.json_body()`` (instruction counts).
+* ``GET /json50k`` - the same ~50 KB page of API records every time, ``benches._data.json_document("50KB")``
+  (the 50 KB network crawl and its instruction counts).
 * ``GET /stats`` - ``{"items": <number of item requests served>}``, so a bench can prove that cache hits never
   reached the network.
 
@@ -39,7 +41,7 @@ from typing import Any
 
 from aiohttp import web
 
-from benches._data import api_item, item_body, json_body
+from benches._data import api_item, item_body, json_body, json_document
 
 #: Distinct bodies kept in memory; id ``n`` is answered with ``item_body(n % POOL)``.
 POOL = 1_000
@@ -56,9 +58,13 @@ def make_app() -> web.Application:
         return web.Response(body=bodies[item % POOL], content_type="application/json")
 
     fixed = json_body()
+    page = json_document("50KB")
 
     async def get_json(request: web.Request) -> web.Response:
         return web.Response(body=fixed, content_type="application/json")
+
+    async def get_json_50kb(request: web.Request) -> web.Response:
+        return web.Response(body=page, content_type="application/json")
 
     async def stats(request: web.Request) -> web.Response:
         return web.json_response({"items": served[0]})
@@ -67,6 +73,7 @@ def make_app() -> web.Application:
     app[_SERVED] = served
     app.router.add_get("/v2/items/{id}", get_item)
     app.router.add_get("/json", get_json)
+    app.router.add_get("/json50k", get_json_50kb)
     app.router.add_get("/stats", stats)
     add_revalidating_routes(app)
     return app

@@ -82,7 +82,7 @@ async def test_cache_bench_smoke(bench_server: str, tmp_path: Path) -> None:
         bench_server, n=24, items=12, concurrencies=[1, 4], rounds=1, writes=300, workdir=tmp_path
     )
     modes = {s["mode"] for s in result["samples"]}
-    assert modes == {"cache_fill", "network", "cache_hit", "dict_orjson"}
+    assert modes == {"cache_fill", "network", "cache_hit", "dict_orjson", "sqlite_ceiling"}
     checks = result["checks"]
     assert checks["cache_hits"] == checks["hit_requests"] == 2 * 24 and checks["cache_misses"] == 0
     assert checks["leaked_to_network"] == 0  # every hit was served without touching the server
