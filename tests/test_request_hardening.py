@@ -308,8 +308,11 @@ async def test_no_secret_reaches_a_debug_log(serve, caplog, monkeypatch) -> None
 # time-outs
 # --------------------------------------------------------------------------------------------------
 async def test_handler_sessions_get_the_default_timeout(app_url) -> None:
+    """The default's read part is kept by the handler (tests/test_read_watch.py); the rest is the session's."""
+    default = limits.DEFAULT_TIMEOUT
     async with RequestHandler.create() as handler:
-        assert handler.session.timeout == limits.DEFAULT_TIMEOUT
+        timeout = handler.session.timeout
+        assert (timeout.total, timeout.connect, timeout.sock_read) == (default.total, default.connect, None)
     own = aiohttp.ClientTimeout(total=7)
     async with RequestHandler.create(timeout=own) as handler:
         assert handler.session.timeout == own

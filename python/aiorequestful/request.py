@@ -42,6 +42,7 @@ from ._handler.arguments import (
 )
 from ._handler.chain import Chain
 from ._handler.gate import FlowGate
+from ._handler.read_watch import ReadWatch, split_timeout, timeout_error
 from ._handler.redaction import format_request_line, redact_value, scrub_urls
 from ._handler.retry import TRANSIENT_ERRORS, RetryStep
 from ._handler.transport import Transport
@@ -206,8 +207,10 @@ class RequestHandler(Generic[A, P]):
         built-in 401 and 429 ones, which do not read it), payload handler or cache sees it.
 
     Time-outs: a session given no ``timeout`` (and a request given none) uses
-    :data:`aiorequestful.limits.DEFAULT_TIMEOUT`: 30 s to connect, 60 s between reads, 5 minutes in all.
-    ``create(timeout=...)`` (or a session built with one) and a request's own ``timeout=`` win.
+    :data:`aiorequestful.limits.DEFAULT_TIMEOUT`: 30 s to connect, 60 s between reads, 5 minutes in all (for a
+    request without a body the handler keeps the read part itself, with one timer for all its attempts; see the
+    security page of the docs). ``create(timeout=...)`` (or a session built with one) and a request's own
+    ``timeout=`` win.
     """
 
     __slots__ = (
@@ -222,6 +225,7 @@ class RequestHandler(Generic[A, P]):
         "_max_body_size",
         "_pauses",
         "_payload_handler",
+        "_read_watch",
         "_retry_policy",
         "_retry_step",
         "_retry_timer",
@@ -268,6 +272,11 @@ class RequestHandler(Generic[A, P]):
                 from .cache.session import CachedSession
 
                 return CachedSession(cache=cache, **session_kwargs)
+            if session_kwargs["timeout"] is limits.DEFAULT_TIMEOUT:
+                # The handler keeps the default's read part itself for the requests it can watch and sends the
+                # rest with the whole default (see _handler/read_watch.py): the session carries the read-less part,
+                # so the common request passes no time-out of its own.
+                return ClientSession(**{**session_kwargs, "timeout": split_timeout(limits.DEFAULT_TIMEOUT)[0]})
             return ClientSession(**session_kwargs)
 
         return cls(
@@ -334,6 +343,8 @@ class RequestHandler(Generic[A, P]):
         self.wait_timer: Timer | None = check_timer(wait_timer, "wait_timer")
         self._retry_timer: Timer | None = check_timer(retry_timer, "retry_timer")
         self._stats = StatsRecorder()
+        #: Keeps the default read time-out of the attempts that use it (see ``_handler/read_watch.py``).
+        self._read_watch = ReadWatch()
         #: Callbacks on request, response, retry and wait (see :class:`~aiorequestful.stats.RequestHooks`).
         self.hooks = RequestHooks()
 
@@ -526,6 +537,7 @@ class RequestHandler(Generic[A, P]):
 
     async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
         session, self._session = self._session, None
+        self._read_watch.close()
         try:
             if session is not None:
                 await session.__aexit__(exc_type, exc_val, exc_tb)
@@ -562,6 +574,7 @@ class RequestHandler(Generic[A, P]):
     async def close(self) -> None:
         """Close the current session; a no-op when none is open."""
         session, self._session = self._session, None
+        self._read_watch.close()
         try:
             if session is not None and not session.closed:
                 await session.__aexit__(None, None, None)
@@ -637,6 +650,7 @@ class RequestHandler(Generic[A, P]):
         """
         next_attempt()  # the attempt number and status the log records of this attempt carry
         session: ClientSession | None = None
+        read_limit: float | None = None
         if transport is not None:
             # Under an aiohttp client middleware: the session built the request; send it on down the chain.
             if self.logger.isEnabledFor(logging.DEBUG):
@@ -657,14 +671,49 @@ class RequestHandler(Generic[A, P]):
                 kwargs["max_body_size"] = self._max_body_size if max_body_size is _UNSET else max_body_size
             if not lookup and "lookup" in allowed:
                 kwargs["lookup"] = False  # this attempt's lookup was made before the gate, and missed
-            if "timeout" not in kwargs and session.timeout is _AIOHTTP_DEFAULT_TIMEOUT:
-                # Read from the module each time, so the documented default is the one in force.
-                kwargs["timeout"] = limits.DEFAULT_TIMEOUT
+            if "timeout" not in kwargs:
+                # The default time-out, read from the module each time so the documented one is in force. A plain
+                # session's request without a body keeps its read part under the handler's watch instead of
+                # aiohttp's (see _handler/read_watch.py); everything else is sent with the whole default.
+                default = limits.DEFAULT_TIMEOUT
+                watch = self._read_watch
+                if default is not watch.default:
+                    watch.use(default)
+                current = session.timeout
+                if current is watch.readless or current is default or current is _AIOHTTP_DEFAULT_TIMEOUT:
+                    if (
+                        watch.read is not None
+                        and self._session_cache is None
+                        and "data" not in kwargs
+                        and "json" not in kwargs
+                    ):
+                        read_limit = watch.read
+                        if current is not watch.readless:
+                            kwargs["timeout"] = watch.readless
+                    elif current is not default:
+                        kwargs["timeout"] = default
         hooks = self.hooks
         if hooks.on_request:
             call_hooks(hooks.on_request, method.name, URL(url))
         try:
-            if session is not None:
+            if read_limit is not None:
+                assert session is not None
+                # The wait for the headers, under the handler's read watch (see _handler/read_watch.py).
+                watch = self._read_watch
+                entry = watch.headers(read_limit + watch.connect)
+                try:
+                    response = await session.request(method=method.name, url=url, **kwargs)
+                except asyncio.CancelledError:
+                    if not watch.headers_done(entry):
+                        raise
+                    raise timeout_error() from None
+                except BaseException:
+                    watch.headers_done(entry)
+                    raise
+                if watch.headers_done(entry, response):
+                    response.close()
+                    raise timeout_error()
+            elif session is not None:
                 response = await session.request(method=method.name, url=url, **kwargs)
             else:
                 assert transport is not None
@@ -765,17 +814,23 @@ class RequestHandler(Generic[A, P]):
         reading the body itself.
         """
         limit = self._max_body_size if max_body_size is _UNSET else max_body_size
-        if limit is None or _is_cached(response):
+        watch = self._read_watch
+        watched = watch.body(response)
+        if not watched and (limit is None or _is_cached(response)):
             return
         try:
             await read_body(response, limit)
         except _TRANSIENT_ERRORS:
             pass
+        finally:
+            if watched:
+                watch.body_done(response)
 
     def _release(self, response: ClientResponse) -> None:
         """Count a network response's bytes and release it, so its connection returns to the pool at once."""
         if not _is_cached(response):
             self._stats.bytes_received += getattr(response.content, "total_bytes", 0)
+            self._read_watch.forget(response)
         response.release()
 
     async def _handle_response(
