@@ -17,7 +17,6 @@ import asyncio
 import hashlib
 import json
 import sys
-import traceback
 from typing import Any
 
 from aiohttp import ClientSession
@@ -26,6 +25,7 @@ from aiorequestful.auth._redis_store import RedisTokenStore
 from aiorequestful.auth.oauth2 import ClientCredentialsFlow
 from aiorequestful.auth.utils import AuthTester
 from aiorequestful.shared import RedisConnection
+from redis_worker_support import run
 
 
 def digest(headers: dict[str, str]) -> str:
@@ -56,8 +56,4 @@ async def main(config: dict[str, Any]) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(asyncio.run(main(json.loads(sys.argv[1]))))
-    except Exception:
-        traceback.print_exc()
-        sys.exit(3)
+    run(main)

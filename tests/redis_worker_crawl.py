@@ -20,7 +20,6 @@ import json
 import logging
 import sys
 import time
-import traceback
 from typing import Any
 
 from yarl import URL
@@ -33,17 +32,7 @@ from aiorequestful.request import RequestHandler
 from aiorequestful.response.payload import JSONPayloadHandler
 from aiorequestful.shared import RedisConnection
 from aiorequestful.timer import StepCountTimer
-
-
-class Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.records: list[tuple[str, str, str]] = []
-        self.times: list[float] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append((record.levelname, record.name, record.getMessage()))
-        self.times.append(record.created)
+from redis_worker_support import capture_logs, run
 
 
 class PageSettings(ResponseRepositorySettings):
@@ -60,13 +49,7 @@ class PageSettings(ResponseRepositorySettings):
 
 
 async def main(config: dict[str, Any]) -> int:
-    records = Records()
-    package_logger = logging.getLogger("aiorequestful")
-    package_logger.addHandler(records)
-    package_logger.setLevel(logging.INFO)
-    stderr = logging.StreamHandler(sys.stderr)
-    stderr.setFormatter(logging.Formatter(f"worker {config['worker']} %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(stderr)
+    records = capture_logs(config["worker"], logging.INFO)
 
     connection = RedisConnection(
         config["redis_url"],
@@ -139,8 +122,4 @@ async def main(config: dict[str, Any]) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(asyncio.run(main(json.loads(sys.argv[1]))))
-    except Exception:
-        traceback.print_exc()
-        sys.exit(3)
+    run(main)

@@ -23,7 +23,6 @@ import json
 import logging
 import sys
 import time
-import traceback
 from typing import Any
 
 from aiorequestful.flow.redis import RedisAdaptiveThrottle, RedisHostConcurrency, RedisHostRateLimiter
@@ -32,24 +31,11 @@ from aiorequestful.request import RequestHandler
 from aiorequestful.response.payload import JSONPayloadHandler
 from aiorequestful.shared import RedisConnection
 from aiorequestful.timer import StepCountTimer
-
-
-class Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.records: list[tuple[str, str, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append((record.levelname, record.name, record.getMessage()))
+from redis_worker_support import capture_logs, run
 
 
 async def main(config: dict[str, Any]) -> int:
-    records = Records()
-    logging.getLogger("aiorequestful").addHandler(records)
-    stderr = logging.StreamHandler(sys.stderr)
-    stderr.setFormatter(logging.Formatter(f"worker {config['worker']} %(levelname)s %(name)s: %(message)s"))
-    stderr.setLevel(logging.WARNING)
-    logging.getLogger().addHandler(stderr)
+    records = capture_logs(config["worker"], logging.WARNING, logging.WARNING)
 
     connection = RedisConnection(config["redis_url"], namespace=config["namespace"])
     throttle = RedisAdaptiveThrottle(connection, **config["adaptive"])
@@ -116,8 +102,4 @@ async def main(config: dict[str, Any]) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(asyncio.run(main(json.loads(sys.argv[1]))))
-    except Exception:
-        traceback.print_exc()
-        sys.exit(3)
+    run(main)

@@ -15,11 +15,11 @@ What it bounds, for each attempt it watches:
 * reading the body: no longer than the read time-out without a byte arriving.
 
 A stall is noticed at most half a time-out late (the watch looks four times per time-out). The attempt then
-fails with aiohttp's own
-socket time-out error (``SocketTimeoutError``, a ``TimeoutError``) and message, so retries, retry policies and
-callers treat it exactly as they treat aiohttp's. The attempt is stopped by cancelling the task awaiting it and
-turning that cancellation back into the time-out, as :func:`asyncio.timeout` does; a cancellation from anyone
-else stays a cancellation.
+fails with aiohttp's own socket time-out error (``SocketTimeoutError``, a ``TimeoutError``) and message, so
+retries, retry policies and callers treat it exactly as they treat aiohttp's. A wait for headers is stopped by
+cancelling the task awaiting it and turning that cancellation back into the time-out, as :func:`asyncio.timeout`
+does (a cancellation from anyone else stays a cancellation); a body read is stopped by leaving the error on the
+response's stream, which wakes the reader with it.
 
 Requests with a body, sessions that read bodies themselves (a caching session), a session or a request with its
 own ``timeout=``, and calls under an aiohttp client middleware keep aiohttp's read time-out unchanged.
