@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import aiohttp
 
-__all__ = ("DEFAULT_AUTH_TIMEOUT", "DEFAULT_MAX_BODY_SIZE", "DEFAULT_TIMEOUT")
+__all__ = (
+    "DEFAULT_AUTH_TIMEOUT",
+    "DEFAULT_MAX_BODY_SIZE",
+    "DEFAULT_MEMORY_TIER_BYTES",
+    "DEFAULT_MEMORY_TIER_ENTRIES",
+    "DEFAULT_TIMEOUT",
+)
 
 #: The largest body, in bytes after decompression, read from a response or from a cache entry (32 MiB).
 #: Settable per handler and per request; ``None`` lifts the limit.
@@ -21,3 +27,9 @@ DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=300, connect=30, sock_read=60)
 
 #: Token and other authorisation requests: a token endpoint that stalls fails within 30 s.
 DEFAULT_AUTH_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10, sock_read=20)
+
+#: The in-memory tier of a SQLite cache (hot entries kept in front of the file, per event-loop thread): at most
+#: this many entries and this many bytes of stored payload and header text. ``memory_tier_entries=0`` on the
+#: cache turns the tier off.
+DEFAULT_MEMORY_TIER_ENTRIES: int = 4096
+DEFAULT_MEMORY_TIER_BYTES: int = 64 * 1024 * 1024

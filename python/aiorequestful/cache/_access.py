@@ -30,6 +30,21 @@ __all__ = ("STORAGE_ERRORS", "CacheAccess")
 STORAGE_ERRORS: tuple[type[BaseException], ...] = (CacheError, sqlite3.Error)
 
 
+#: Repository class -> whether its lookups may take ``cached_response`` (see :func:`_has_quick_lookup`).
+_quick_lookups: dict[type, bool] = {}
+
+
+def _has_quick_lookup(kind: type) -> bool:
+    """True for a SQLite table class whose lookup is SQLite's own: a subclass that overrides ``get_entry`` (or
+    the older ``_get_entry``) is asked through it, as before."""
+    from .backend.sqlite import SQLiteTable
+
+    if not issubclass(kind, SQLiteTable):
+        return False
+    own = SQLiteTable.__dict__
+    return all(getattr(kind, name) is own[name] for name in ("get_entry", "_get_entry"))
+
+
 class CacheAccess:
     """Lookups and saves on ``self.cache`` that never fail the request: a broken store is a logged miss, a
     failed save a warning. Mixed into the classes that give the cache its requests (they set ``cache`` and
@@ -52,7 +67,24 @@ class CacheAccess:
             )
             return None
 
-    async def _lookup(self, repository: ResponseRepository, info: RequestInfo) -> CachedResponse | None:
+    async def _lookup(
+        self, repository: ResponseRepository, info: RequestInfo, scope: str | None = None
+    ) -> CachedResponse | None:
+        """The cached response for ``info``; None for a miss or a cache that failed (logged). ``scope``: the
+        credential digest when the caller already knows it (``NO_CREDENTIALS`` for a request without any)."""
+        quick = _quick_lookups.get(type(repository))
+        if quick is None:
+            quick = _quick_lookups[type(repository)] = _has_quick_lookup(type(repository))
+        if quick:
+            try:
+                return await repository.cached_response(info, scope)  # type: ignore[attr-defined]
+            except STORAGE_ERRORS as exc:
+                self.logger.warning(
+                    "Cache lookup failed, sending the request instead: %s",
+                    format_url_log(info.method, info.url, f"{type(exc).__name__}: {exc}"),
+                    extra=log_fields(info.method, info.url),
+                )
+                return None
         entry = await self._lookup_entry(repository, info)
         if entry is None:
             return None

@@ -30,7 +30,9 @@ from aiohttp.client_reqrep import ContentDisposition  # the type ClientResponse.
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 from yarl import URL
 
-from ._entry import DEFAULT_REASON, DEFAULT_STATUS, with_utf8_charset
+from .._backend import kernels
+from ..response.payload import JSONPayloadHandler
+from ._entry import DEFAULT_REASON, DEFAULT_STATUS, decode_headers, with_utf8_charset
 
 __all__ = ("CachedResponse",)
 
@@ -143,11 +145,15 @@ class CachedResponse(ClientResponse):
         self.version = version
         self.status = status
         self.reason = reason
-        self._cached_body = body
+        self._cached_text: str | None = None
+        self._cached_body_bytes: bytes | None = body
         self._cached_info = info
         self._cached_url = info.url.with_fragment(None) if info.url.raw_fragment else info.url
         self._cached_real_url = info.real_url
-        self._cached_headers = _response_headers(pairs, isinstance(payload, str), len(body))
+        self._cached_pairs: Any = None
+        self._cached_headers_proxy: CIMultiDictProxy[str] | None = _response_headers(
+            pairs, isinstance(payload, str), len(body)
+        )
         self._cached_released = False
         #: What the cache did: "hit" (stored and fresh, or no policy), "stale" (within stale-while-revalidate; a
         #: background request revalidates it), "revalidated" (a 304 confirmed it) or "stale-if-error".
@@ -155,20 +161,88 @@ class CachedResponse(ClientResponse):
         #: ``(payload handler, value)`` when the cache already decoded this payload (cache._entry.decoded_once);
         #: read it through :meth:`decoded_payload`. The attribute stays for code that reads it directly.
         self._cached_decoded: tuple[Any, Any] | None = decoded
+        self._cached_json = False
         self._cached_content: aiohttp.StreamReader | None = None
         try:
             self._cached_loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             self._cached_loop = None
 
+    @classmethod
+    def from_store(
+        cls, info: RequestInfo, payload: str | bytes, status: int, reason: str | None, headers: Any, json_text: bool
+    ) -> CachedResponse:
+        """A response for a stored row that was checked when it was read from the file (the cache's memory tier
+        hands those out), built without decoding anything: the body is encoded, and ``headers`` (stored header
+        text, or ``(name, value)`` pairs) decoded, the first time they are read. ``json_text``: the repository's
+        payload handler is a plain ``JSONPayloadHandler``, so a text payload is decoded by
+        :meth:`decoded_payload` for such a handler, a fresh value on every call."""
+        self = cls.__new__(cls)
+        self.method = info.method
+        self.version = _HTTP_11
+        self.status = status
+        self.reason = reason
+        if isinstance(payload, str):
+            self._cached_text, self._cached_body_bytes = payload, None
+        else:
+            self._cached_text, self._cached_body_bytes = None, payload
+        self._cached_info = info
+        url = info.url
+        self._cached_url = url.with_fragment(None) if url.raw_fragment else url
+        self._cached_real_url = info.real_url
+        self._cached_pairs = headers
+        self._cached_headers_proxy = None
+        self._cached_released = False
+        self.cache_status = "hit"
+        self._cached_decoded = None
+        self._cached_json = json_text and self._cached_text is not None
+        self._cached_content = None
+        self._cached_loop = asyncio.get_running_loop()
+        return self
+
+    @property
+    def _cached_body(self) -> bytes:
+        """The stored body as bytes (text encoded as UTF-8 on first use)."""
+        body = self._cached_body_bytes
+        if body is None:
+            body = self._cached_body_bytes = (self._cached_text or "").encode("utf-8")
+        return body
+
+    @_cached_body.setter
+    def _cached_body(self, value: bytes) -> None:
+        self._cached_body_bytes = value
+
+    @property
+    def _cached_headers(self) -> CIMultiDictProxy[str]:
+        """The response headers (built on first use for a response made by :meth:`from_store`)."""
+        proxy = self._cached_headers_proxy
+        if proxy is None:
+            pairs = self._cached_pairs
+            if isinstance(pairs, str):
+                pairs = tuple(decode_headers(pairs))  # checked when read from the file; secrets filtered now
+            elif not isinstance(pairs, tuple):
+                pairs = tuple(pairs or ())
+            body = self._cached_body
+            proxy = self._cached_headers_proxy = _response_headers(pairs, self._cached_text is not None, len(body))
+        return proxy
+
+    @_cached_headers.setter
+    def _cached_headers(self, value: CIMultiDictProxy[str]) -> None:
+        self._cached_headers_proxy = value
+
     def decoded_payload(self, handler: Any) -> tuple[bool, Any]:
-        """``(True, value)`` when the cache already decoded this response's payload with ``handler`` (that very
-        object) while it validated the stored entry, so the caller need not decode the same body again;
-        ``(False, None)`` otherwise (decode the response as usual). The value is the caller's to use: it is
-        handed over once per response, never shared with another hit."""
+        """``(True, value)`` when the cache can give this response's payload as ``handler`` decodes it without the
+        caller reading the body: it already decoded it with that handler (that very object) while it validated
+        the stored entry, or (a response made by :meth:`from_store`) the payload is JSON text that was validated
+        when it was read from the file and ``handler`` is a plain ``JSONPayloadHandler`` (decoded now, a fresh
+        value on every call); ``(False, None)`` otherwise (decode the response as usual). The value is the
+        caller's to use: it is never shared with another hit."""
         decoded = self._cached_decoded
         if decoded is not None and decoded[0] is handler:
             return True, decoded[1]
+        text = self._cached_text
+        if self._cached_json and text is not None and type(handler) is JSONPayloadHandler:
+            return True, kernels.json_loads(text)
         return False, None
 
     # ------------------------------------------------------------------------------------------------------------

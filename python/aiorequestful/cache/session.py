@@ -36,9 +36,10 @@ from yarl import URL
 
 from .._utils import format_url_log
 from ..limits import DEFAULT_MAX_BODY_SIZE
-from ..security import redact_url
+from ..security import redact_url, secret_headers
 from ..telemetry.logfields import log_fields
 from ._access import CacheAccess
+from ._credentials import NO_CREDENTIALS, credential_pairs
 from ._http import HttpCaching, Send, StorePlan, with_headers
 from .backend.base import ResponseCache, ResponseRepository
 from .response import CachedResponse
@@ -60,6 +61,14 @@ class _QuietSubclass:
         object.__init_subclass__()
 
 
+#: Request options that change what identifies a request to the cache (its URL, headers or credentials); a call
+#: without any of them, on a session without ``auth`` and with an empty cookie jar, has the identity of its
+#: method and URL alone, which is then computed once and kept (see ``CachedSession._identity``).
+_IDENTITY_OPTIONS = frozenset({"headers", "params", "auth", "cookies"})
+#: How many such identities a session keeps (all are dropped when it is full).
+_IDENTITY_MEMO_SIZE = 4096
+
+
 def _basic_header(login: str, password: str, encoding: str = "latin1") -> str:
     # The same encoding aiohttp applies to credentials in a URL (without constructing a BasicAuth, which
     # newer aiohttp releases deprecate).
@@ -75,7 +84,18 @@ class CachedSession(_QuietSubclass, CacheAccess, ClientSession):
 
     # aiohttp (in debug mode) warns when attributes it does not know are set on a session.
     ATTRS = ClientSession.ATTRS | frozenset(
-        {"cache", "logger", "_cache_base_url", "_cache_opened_here", "_cache_matched", "_cache_warned", "_http"}
+        {
+            "cache",
+            "logger",
+            "_cache_base_url",
+            "_cache_opened_here",
+            "_cache_matched",
+            "_cache_warned",
+            "_http",
+            "_cache_ids",
+            "_cache_ids_headers",
+            "_cache_ids_secret",
+        }
     )
 
     def __init__(self, cache: ResponseCache, **kwargs: Any) -> None:
@@ -88,6 +108,11 @@ class CachedSession(_QuietSubclass, CacheAccess, ClientSession):
         self._cache_matched = False  # some request had a repository
         self._cache_warned = False  # the "nothing is cached" warning was given
         self._http = HttpCaching(self)  # the HTTP caching policy's state (used only by repositories with one)
+        #: (method, url) -> request info of requests without credentials (see ``_identity``), valid while the
+        #: session's default headers and the set of secret header names are those they were computed with.
+        self._cache_ids: dict[tuple[Any, Any], RequestInfo] = {}
+        self._cache_ids_headers: CIMultiDict[str] | None = None
+        self._cache_ids_secret: frozenset[str] | None = None
 
     @property
     def base_url(self) -> URL | None:
@@ -198,14 +223,20 @@ class CachedSession(_QuietSubclass, CacheAccess, ClientSession):
         the host nothing, takes no rate-limit slot and waits on no host pause; a miss then goes through the gate
         and on to ``request(..., lookup=False)``.
         """
-        target = await self._cached_target(method, url, kwargs)
-        if target is None:
+        if self.closed:
+            raise RuntimeError("Session is closed")
+        identity = self._identity(method, url, kwargs)
+        if identity is None:
             return None
-        info, repository = target
+        info, scope = identity
+        repository = self._repository_for(info)
+        if repository is None:
+            return None
+        await self._ensure_cache_open()
         policy = self.cache.policy_for(repository)
         if policy is not None:
             return await self._http.lookup(repository, policy, info, self._sender(method, url, kwargs))
-        return await self._lookup(repository, info)
+        return await self._lookup(repository, info, scope)
 
     async def _cached_target(
         self, method: str, url: Any, kwargs: dict[str, Any]
@@ -214,15 +245,54 @@ class CachedSession(_QuietSubclass, CacheAccess, ClientSession):
         opened for it), or None when no repository takes it. Nothing is sent."""
         if self.closed:
             raise RuntimeError("Session is closed")
-        resolved = self._resolve_url(url)
-        if not resolved.absolute:
+        identity = self._identity(method, url, kwargs)
+        if identity is None:
             return None
-        info = self._request_info(method, resolved, kwargs)
+        info = identity[0]
         repository = self._repository_for(info)
         if repository is None:
             return None
         await self._ensure_cache_open()
         return info, repository
+
+    def _identity(self, method: str, url: Any, kwargs: dict[str, Any]) -> tuple[RequestInfo, str | None] | None:
+        """The request info of this call and its credential scope when known without a digest
+        (``NO_CREDENTIALS``: it carries no secret header; None: the repository computes it); None for a relative
+        URL without a base URL (aiohttp's error to report, on the network path).
+
+        A call whose identity is its method and URL alone (no identity option, no session ``auth``, an empty
+        cookie jar) and that carries no credentials is computed once and kept: the same call again costs a
+        dictionary look-up. Kept identities are dropped when the session's default headers or the set of secret
+        header names change.
+        """
+        if self.auth is None and (not kwargs or _IDENTITY_OPTIONS.isdisjoint(kwargs)) and not len(self.cookie_jar):
+            if self._cache_ids_secret is not secret_headers() or self._cache_ids_headers != self.headers:
+                self._cache_ids.clear()
+                self._cache_ids_headers = CIMultiDict(self.headers)
+                self._cache_ids_secret = secret_headers()
+            try:
+                memo_key = (method, url)
+                info = self._cache_ids.get(memo_key)
+            except TypeError:  # an unhashable URL argument: computed every time
+                memo_key, info = None, None
+            if info is not None:
+                return info, NO_CREDENTIALS
+            resolved = self._resolve_url(url)
+            if not resolved.absolute:
+                return None
+            info = self._request_info(method, resolved, kwargs)
+            if credential_pairs(info.headers):
+                return info, None
+            if memo_key is not None:
+                if len(self._cache_ids) >= _IDENTITY_MEMO_SIZE:
+                    self._cache_ids.clear()
+                self._cache_ids[memo_key] = info
+            return info, NO_CREDENTIALS
+        resolved = self._resolve_url(url)
+        if not resolved.absolute:
+            return None
+        info = self._request_info(method, resolved, kwargs)
+        return info, None
 
     def _sender(self, method: str, url: Any, kwargs: dict[str, Any]) -> Send:
         """Sends this request to the network (past the cache), with extra headers (a policy's validators)."""
@@ -400,12 +470,12 @@ class _CachedRequest(Coroutine[Any, Any, ClientResponse]):
     ) -> ClientResponse:
         if session.closed:
             raise RuntimeError("Session is closed")
-        resolved = session._resolve_url(url)
+        identity = session._identity(method, url, kwargs)
         response: ClientResponse | None = None
         repository: ResponseRepository | None = None
         info: RequestInfo | None = None
-        if resolved.absolute:  # a relative URL without a base URL is aiohttp's error to report
-            info = session._request_info(method, resolved, kwargs)
+        if identity is not None:  # a relative URL without a base URL is aiohttp's error to report
+            info, scope = identity
             repository = session._repository_for(info)
             if repository is not None:
                 await session._ensure_cache_open()
@@ -413,7 +483,7 @@ class _CachedRequest(Coroutine[Any, Any, ClientResponse]):
                 if policy is not None:
                     return await self._open_with_policy(session, repository, policy, info, method, url, persist, kwargs)
                 if lookup:
-                    response = await session._lookup(repository, info)
+                    response = await session._lookup(repository, info, scope)
             if session.logger.isEnabledFor(logging.DEBUG):
                 hit = "CACHE HIT" if response is not None else "HTTP REQUEST"
                 session.logger.debug(

@@ -43,9 +43,11 @@ import os
 import sqlite3
 import tempfile
 import threading
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Generator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +55,8 @@ from aiohttp import ClientRequest, ClientResponse, RequestInfo
 from dateutil.relativedelta import relativedelta
 
 from ..._utils import classproperty, required_modules_installed
-from ...limits import DEFAULT_MAX_BODY_SIZE
+from ...limits import DEFAULT_MAX_BODY_SIZE, DEFAULT_MEMORY_TIER_BYTES, DEFAULT_MEMORY_TIER_ENTRIES
+from ...response.payload import JSONPayloadHandler
 from .._credentials import NO_CREDENTIALS, credential_digest, credential_pairs, new_key
 from .._entry import (
     DEFAULT_REASON,
@@ -62,6 +65,7 @@ from .._entry import (
     ResponseMeta,
     decode_headers,
     decoded_once,
+    default_headers,
     encode_headers,
     format_stamp,
     now_stamp,
@@ -69,6 +73,7 @@ from .._entry import (
 )
 from ..exception import CacheBusyError, CacheError, RepositoryNameError
 from ..policy import CachePolicy, StoredTimes
+from ..response import CachedResponse
 from ._sqlite_writer import LOCK_WAIT, is_busy, is_open, mark_closed, mark_open, retry_busy, writer_for
 from .base import (
     DEFAULT_EXPIRE,
@@ -95,6 +100,7 @@ __all__ = (
     "DEFAULT_LOCK_WAIT",
     "META_TABLE",
     "SYNC_READ_MAX",
+    "MemoryTier",
     "SQLiteCache",
     "SQLiteTable",
     "aiosqlite",
@@ -233,9 +239,109 @@ def _file_connector(file: Path) -> Callable[[], Any]:
     return _FileConnector(file)
 
 
+class MemoryTier:
+    """Hot entries of one cache file kept in memory, in front of it, for one thread (the thread of its reader
+    connection): a hit costs no SQL statement beyond the coherence check.
+
+    What is kept is what the row holds, already validated: the stored payload (text or bytes), status, reason,
+    header text and times text, the expiry and the size. Nothing decoded is kept: every hit decodes its own
+    payload (and headers, when they are asked for), so no two callers ever share a mutable value.
+
+    Coherent with the file: before every lookup, the reader connection's ``PRAGMA data_version`` is read; it
+    changes when any other connection (this process's writer, or another process) has committed, and then the
+    whole tier is dropped. An entry read from the file after that check is newer than the version recorded, so
+    it may be kept. The expiry is checked on every hit (``clock``: wall-clock seconds, the clock the stored
+    stamps are in). Bounded by ``max_entries`` and ``max_bytes`` (least recently used first out).
+    """
+
+    __slots__ = ("_entries", "clock", "connection", "max_bytes", "max_entries", "size", "version")
+
+    def __init__(self, connection: sqlite3.Connection, max_entries: int, max_bytes: int) -> None:
+        self.connection = connection
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.version: Any = None
+        self.clock: Callable[[], float] = time.time
+        self._entries: OrderedDict[tuple[Any, ...], tuple[Any, ...]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def checked(self) -> bool:
+        """Drop everything when the file changed since the last look; False when the check cannot be made (the
+        tier is then emptied and not used for this lookup)."""
+        try:
+            version = self.connection.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error:
+            self.clear()
+            self.version = None
+            return False
+        if version != self.version:
+            self.clear()
+            self.version = version
+        return True
+
+    def get(self, key: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """The live slot for ``key`` (made most recently used), or None; an expired one is dropped."""
+        slot = self._entries.get(key)
+        if slot is None:
+            return None
+        if slot[5] <= self.clock():
+            self.discard(key)
+            return None
+        self._entries.move_to_end(key)
+        return slot
+
+    def put(self, key: tuple[Any, ...], slot: tuple[Any, ...]) -> None:
+        """Keep ``slot`` (``(payload, status, reason, header text, times text, expires, size)``) for ``key``."""
+        size = slot[6]
+        if size > self.max_bytes or slot[5] <= self.clock():
+            self.discard(key)
+            return
+        self.discard(key)
+        entries = self._entries
+        entries[key] = slot
+        self.size += size
+        while len(entries) > self.max_entries or self.size > self.max_bytes:
+            _, dropped = entries.popitem(last=False)
+            self.size -= dropped[6]
+
+    def discard(self, key: tuple[Any, ...]) -> None:
+        slot = self._entries.pop(key, None)
+        if slot is not None:
+            self.size -= slot[6]
+
+    def discard_table(self, table: str) -> None:
+        """Drop every entry of one table (keys start with the table name)."""
+        for key in [key for key in self._entries if key[0] == table]:
+            self.discard(key)
+
+    def discard_key(self, table: str, params: tuple[Any, ...]) -> None:
+        """Drop every user's entry for one key of one table."""
+        width = len(params) + 1
+        for key in [key for key in self._entries if key[0] == table and key[1:width] == params]:
+            self.discard(key)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.size = 0
+
+
+def _expiry_seconds(stamp: Any) -> float | None:
+    """The expiry stamp of a row as wall-clock seconds, when it is in the cache's own fixed-width UTC form
+    (whose text order, used by the SQL, is time order); None otherwise (such a row is not kept in the tier)."""
+    if not isinstance(stamp, str) or len(stamp) != 32 or not stamp.endswith("+00:00"):
+        return None
+    try:
+        return datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return None
+
+
 class _LoopReader:
     """Read-only ``sqlite3`` connections to one cache file, one per thread, for lookups that read in the event
-    loop's thread instead of a round trip to the aiosqlite worker thread.
+    loop's thread instead of a round trip to the aiosqlite worker thread; and the memory tier of each thread.
 
     Used only while the file is in WAL mode (checked on the reader itself: the writer's switch may have failed),
     where a reader never blocks a writer nor waits for one. Opened with ``mode=ro``: it never creates the file
@@ -245,12 +351,40 @@ class _LoopReader:
     opened, or whose file is not in WAL mode, reads through the shared connection until the cache is reopened.
     """
 
-    __slots__ = ("_closed", "_connections", "_uri")
+    __slots__ = ("_closed", "_connections", "_tier_bytes", "_tier_entries", "_tiers", "_uri")
 
-    def __init__(self, file: Path) -> None:
+    def __init__(
+        self,
+        file: Path,
+        tier_entries: int = DEFAULT_MEMORY_TIER_ENTRIES,
+        tier_bytes: int = DEFAULT_MEMORY_TIER_BYTES,
+    ) -> None:
         self._uri = file.absolute().as_uri() + "?mode=ro"
         self._connections: dict[int, sqlite3.Connection | None] = {}
+        self._tiers: dict[int, MemoryTier] = {}
+        self._tier_entries = tier_entries
+        self._tier_bytes = tier_bytes
         self._closed = False
+
+    def tier(self) -> MemoryTier | None:
+        """This thread's memory tier, checked against the file (see ``MemoryTier``); None when there is none."""
+        tier = self._tiers.get(threading.get_ident())
+        if tier is None:
+            if self._tier_entries <= 0 or self._tier_bytes <= 0:
+                return None
+            ident = threading.get_ident()
+            if ident in self._connections:
+                connection = self._connections[ident]
+            else:
+                connection = self._open(ident)
+            if connection is None:
+                return None
+            tier = self._tiers[ident] = MemoryTier(connection, self._tier_entries, self._tier_bytes)
+        return tier if tier.checked() else None
+
+    def tiers(self) -> list[MemoryTier]:
+        """Every thread's tier (for local writes, which drop what they change from all of them)."""
+        return list(self._tiers.values())
 
     def fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any] | None:
         """The rows of a read, or None when this read must go through the shared connection."""
@@ -291,8 +425,11 @@ class _LoopReader:
         return connection
 
     def close(self) -> None:
-        """Close the connections; no new one is opened afterwards."""
+        """Close the connections and drop the tiers; no new one is opened afterwards."""
         self._closed = True
+        tiers, self._tiers = self._tiers, {}
+        for tier in tiers.values():
+            tier.clear()
         connections, self._connections = self._connections, {}
         for connection in connections.values():
             if connection is None:
@@ -428,7 +565,7 @@ class SQLiteTable(ResponseRepository[K, V]):
             "upsert": f"INSERT OR REPLACE INTO {table} ({insert_columns}) VALUES ({placeholders})",  # noqa: S608
             "entry": (
                 f"SELECT CASE WHEN {size} <= ? THEN {payload} END, {status}, {reason}, "  # noqa: S608
-                f"CASE WHEN {headers_size} <= ? THEN {headers} END, {size}, {headers_size}, {times} "
+                f"CASE WHEN {headers_size} <= ? THEN {headers} END, {size}, {headers_size}, {times}, {expiry} "
                 f"FROM {table} WHERE {scoped} AND {live} AND {payload} IS NOT NULL"
             ),
             "contains": f"SELECT 1 FROM {table} WHERE {scoped} AND {live}",  # noqa: S608
@@ -742,8 +879,52 @@ class SQLiteTable(ResponseRepository[K, V]):
         """
         if self.disabled:
             return None
+        found = await self._guarded(request, None)
+        if found is None:
+            return None
+        slot, loaded = found
+        if loaded is None:
+            loaded = await self._from_slot(request, slot)
+        return None if loaded is None else loaded[0]
+
+    _get_entry = get_entry  # the older name
+
+    async def cached_response(self, info: RequestInfo, scope: str | None = None) -> CachedResponse | None:
+        """The ``CachedResponse`` for ``info``, or None: the lookup ``CachedSession`` makes without an HTTP
+        caching policy, as :meth:`get_entry` (the same rows, misses, lock handling), but built lazily. A hit from
+        the memory tier decodes nothing here: the payload is decoded by ``decoded_payload`` (once per response),
+        the headers when they are first read. ``scope``: the credential digest when the caller knows it."""
+        if self.disabled:
+            return None
+        found = await self._guarded(info, scope)
+        if found is None:
+            return None
+        slot, loaded = found
+        handler = self.settings.payload_handler
+        if loaded is not None:
+            entry = loaded[0]
+            headers = entry.headers
+            if headers is None:
+                headers = default_headers(handler)
+            return CachedResponse(
+                info, entry.payload, status=entry.status, reason=entry.reason, headers=headers, decoded=entry.decoded
+            )
+        payload, status, reason, header_text = slot[0], slot[1], slot[2], slot[3]
+        if status is None:
+            status, reason = DEFAULT_STATUS, DEFAULT_REASON if reason is None else reason
+        return CachedResponse.from_store(
+            info,
+            payload,
+            status,
+            reason,
+            default_headers(handler) if header_text is None else header_text,
+            type(handler) is JSONPayloadHandler,
+        )
+
+    async def _guarded(self, request: Any, scope: str | None) -> tuple[tuple[Any, ...], Any] | None:
+        """``_slot`` for a waiting request: a database locked elsewhere past ``lock_wait`` is a miss."""
         try:
-            loaded = await self._load(request, self.lock_wait)
+            found = await self._slot(request, self.lock_wait, scope)
         except CacheBusyError as exc:
             if self._locked_since is None:
                 self._locked_since = asyncio.get_running_loop().time()
@@ -756,52 +937,106 @@ class SQLiteTable(ResponseRepository[K, V]):
         if self._locked_since is not None:
             self._locked_since = None
             self.logger.info("Cache table %r can be read again", self.settings.name)
-        return None if loaded is None else loaded[0]
-
-    _get_entry = get_entry  # the older name
+        return found
 
     def _cap(self) -> int:
         return _NO_LIMIT if self.max_entry_size is None else self.max_entry_size
 
     async def _load(self, request: Any, patience: float | None = None) -> tuple[CacheEntry, Any] | None:
         """The live entry for ``request`` and its deserialised payload; None for a miss or a corrupt row."""
-        key = self.get_key_from_request(request)
-        params = self._key_params(key)
+        found = await self._slot(request, patience)
+        if found is None:
+            return None
+        slot, loaded = found
+        return loaded if loaded is not None else await self._from_slot(request, slot)
+
+    async def _slot(
+        self, request: Any, patience: float | None = None, scope: str | None = None
+    ) -> tuple[tuple[Any, ...], tuple[CacheEntry, Any] | None] | None:
+        """The live row for ``request`` as a tier slot, with its checked entry and payload when it was read from
+        the file now (None when the memory tier had it: nothing decoded yet); None for a miss or a corrupt row."""
+        params = self._key_params(self.get_key_from_request(request))
         if params is None:
             return None
+        if scope is None:
+            scope = await self._scope(request)
+        reader = self._reader
+        tier = None
+        if reader is not None:
+            # Checked before the file is read: a row read after the check is at least as new as the version
+            # recorded, so it may be kept under it.
+            tier = reader.tier()
+            if tier is not None:
+                slot = tier.get((self._table, *params, scope))
+                if slot is not None:
+                    return slot, None
         cap = self._cap()
-        scope = await self._scope(request)
         sql, stamp = self._sql["entry"], now_stamp()
         rows = None
-        reader = self._reader
         if reader is not None:
             quick = cap if cap < SYNC_READ_MAX else SYNC_READ_MAX
             rows = reader.fetch(sql, (quick, quick, *params, scope, stamp))
             if rows:
-                payload, _, _, headers, size, headers_size, _ = rows[0]
+                payload, _, _, headers, size, headers_size, _, _ = rows[0]
                 if (payload is None and size <= cap) or (headers is None and headers_size and headers_size <= cap):
                     rows = None  # too large to decode in the loop's thread: read it in the connection's thread
         if rows is None:
             rows = await self._fetch(sql, (cap, cap, *params, scope, stamp), patience)
         if not rows:
             return None
-        payload, status, reason, headers, size, headers_size, times = rows[0]
+        payload, status, reason, headers, size, headers_size, times, expires = rows[0]
         if payload is None or (headers is None and headers_size):
             self.warn_oversize(params, max(int(size or 0), int(headers_size or 0)))
             return None
         try:
             loaded = await self._check_row(payload, status, reason, headers)
+            loaded[0].times = None if times is None else StoredTimes.decode(times)
         except Exception as exc:  # a corrupt row must never crash the crawl: log it and miss
-            self.logger.warning(
-                "Ignoring a corrupt cache entry in %r for key %r: %s: %s",
-                self.settings.name,
-                params,
-                type(exc).__name__,
-                exc,
-            )
+            self._corrupt(params, exc)
+            return None
+        slot = (payload, status, reason, headers, times, _expiry_seconds(expires), int(size) + int(headers_size))
+        if tier is not None and slot[5] is not None and slot[6] <= SYNC_READ_MAX:
+            tier.put((self._table, *params, scope), slot)
+        return slot, loaded
+
+    async def _from_slot(self, request: Any, slot: tuple[Any, ...]) -> tuple[CacheEntry, Any] | None:
+        """The entry and deserialised payload of a memory tier slot, decoded for this caller alone."""
+        payload, status, reason, headers, times = slot[:5]
+        try:
+            loaded = await self._check_row(payload, status, reason, headers)
+        except Exception as exc:  # it was checked when kept; a payload handler that changes its mind: a miss
+            params = self._key_params(self.get_key_from_request(request))
+            self._corrupt(params, exc)
+            if params is not None:
+                for tier in self._reader.tiers() if self._reader is not None else ():
+                    tier.discard_key(self._table, params)
             return None
         loaded[0].times = None if times is None else StoredTimes.decode(times)
         return loaded
+
+    def _forget(self, key: tuple[Any, ...] | None = None, params: tuple[Any, ...] | None = None) -> None:
+        """Drop from every thread's memory tier what a local write changed: one user's entry (``key``, the
+        params and the scope), every user's entry for ``params``, or (neither) the whole table. The commit drops
+        the tiers anyway on their next check (the file's version moved); this makes it immediate."""
+        reader = self._reader
+        if reader is None:
+            return
+        for tier in reader.tiers():
+            if key is not None:
+                tier.discard((self._table, *key))
+            elif params is not None:
+                tier.discard_key(self._table, params)
+            else:
+                tier.discard_table(self._table)
+
+    def _corrupt(self, params: Any, exc: BaseException) -> None:
+        self.logger.warning(
+            "Ignoring a corrupt cache entry in %r for key %r: %s: %s",
+            self.settings.name,
+            params,
+            type(exc).__name__,
+            exc,
+        )
 
     async def _check_row(self, payload: Any, status: Any, reason: Any, headers: Any) -> tuple[CacheEntry, Any]:
         if not isinstance(payload, (str, bytes)):
@@ -914,6 +1149,8 @@ class SQLiteTable(ResponseRepository[K, V]):
                 raise
             await self._recreate(exc)
             await writer_for(connection).upsert(sql, row, patience=patience)
+        finally:
+            self._forget((*params, credentials))
 
     def _display_name(self, payload: Any) -> str | None:
         if payload is None:
@@ -932,7 +1169,12 @@ class SQLiteTable(ResponseRepository[K, V]):
         if params is None:
             return False
         sql, bound = self._sql["delete"], (*params, await self._scope(request))
-        deleted = await writer_for(self._live_connection()).call(lambda connection: _rowcount(connection, sql, bound))
+        try:
+            deleted = await writer_for(self._live_connection()).call(
+                lambda connection: _rowcount(connection, sql, bound)
+            )
+        finally:
+            self._forget(bound)
         return deleted > 0
 
     async def store_refreshed(
@@ -962,7 +1204,10 @@ class SQLiteTable(ResponseRepository[K, V]):
         sql = self._sql["refresh"]
         writer = writer_for(self._live_connection())
         patience = self.lock_wait if prompt else None
-        updated = await writer.call(lambda connection: _rowcount(connection, sql, bound), patience=patience)
+        try:
+            updated = await writer.call(lambda connection: _rowcount(connection, sql, bound), patience=patience)
+        finally:
+            self._forget(bound[6:])
         if not updated:
             await super().store_refreshed(request, entry, meta, prompt=prompt)
 
@@ -973,9 +1218,12 @@ class SQLiteTable(ResponseRepository[K, V]):
         if params is None:
             return 0
         sql = self._sql["delete_all_scopes"]
-        return int(
-            await writer_for(self._live_connection()).call(lambda connection: _rowcount(connection, sql, params))
-        )
+        try:
+            return int(
+                await writer_for(self._live_connection()).call(lambda connection: _rowcount(connection, sql, params))
+            )
+        finally:
+            self._forget(params=params)
 
     async def clear(self, expired_only: bool = False) -> int:
         """Delete every row (only the expired ones, and those whose expiry cannot be read, when
@@ -985,7 +1233,10 @@ class SQLiteTable(ResponseRepository[K, V]):
             sql, params = self._sql["clear_expired"], (now_stamp(),)
         else:
             sql = self._sql["clear"]
-        return await writer_for(self._live_connection()).call(lambda connection: _rowcount(connection, sql, params))
+        try:
+            return await writer_for(self._live_connection()).call(lambda connection: _rowcount(connection, sql, params))
+        finally:
+            self._forget()
 
 
 async def _start(candidate: Any) -> Any:
@@ -1016,9 +1267,23 @@ class SQLiteCache(ResponseCache[SQLiteTable]):
         calls (``get_response``, ``save_response``...) wait up to a minute, then raise ``CacheError``.
     :param policy: a :class:`~aiorequestful.cache.policy.CachePolicy` to follow HTTP caching (RFC 9111); None
         (default): entries are stored and served by expiry alone.
+    :param memory_tier_entries: the most entries the memory tier in front of the file keeps (per event-loop
+        thread); 0 turns the tier off. Default ``aiorequestful.limits.DEFAULT_MEMORY_TIER_ENTRIES``. Only a file
+        the cache opened itself in WAL mode has a tier (see ``MemoryTier``).
+    :param memory_tier_bytes: the most bytes of stored payload and header text the tier keeps (per thread);
+        0 turns it off. Default ``aiorequestful.limits.DEFAULT_MEMORY_TIER_BYTES``.
     """
 
-    __slots__ = ("_connector", "_lock", "_reader", "connection", "lock_wait", "unusable")
+    __slots__ = (
+        "_connector",
+        "_lock",
+        "_reader",
+        "connection",
+        "lock_wait",
+        "memory_tier_bytes",
+        "memory_tier_entries",
+        "unusable",
+    )
 
     _required_module_names = ("aiosqlite",)
 
@@ -1040,8 +1305,15 @@ class SQLiteCache(ResponseCache[SQLiteTable]):
         max_entry_size: int | None = DEFAULT_MAX_BODY_SIZE,
         lock_wait: float = DEFAULT_LOCK_WAIT,
         policy: CachePolicy | None = None,
+        memory_tier_entries: int = DEFAULT_MEMORY_TIER_ENTRIES,
+        memory_tier_bytes: int = DEFAULT_MEMORY_TIER_BYTES,
     ) -> None:
         required_modules_installed(self._required_modules, self)
+        for name, limit in (("memory_tier_entries", memory_tier_entries), ("memory_tier_bytes", memory_tier_bytes)):
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+                raise ValueError(f"{name} must be a whole number from 0 up (0: no memory tier), not {limit!r}")
+        self.memory_tier_entries = memory_tier_entries
+        self.memory_tier_bytes = memory_tier_bytes
         super().__init__(
             cache_name=cache_name,
             repository_getter=repository_getter,
@@ -1066,6 +1338,13 @@ class SQLiteCache(ResponseCache[SQLiteTable]):
     def closed(self) -> bool:
         """True when there is no open connection (tracked here, not asked of aiosqlite)."""
         return not is_open(self.connection)
+
+    @property
+    def memory_tier(self) -> MemoryTier | None:
+        """The memory tier of the calling thread (made by its first lookup), or None: none yet, turned off
+        (``memory_tier_entries=0``), or a database the cache did not open itself (see ``MemoryTier``)."""
+        reader = self._reader
+        return None if reader is None else reader._tiers.get(threading.get_ident())
 
     # ------------------------------------------------------------------------------------------------------------
     # constructors
@@ -1142,7 +1421,7 @@ class SQLiteCache(ResponseCache[SQLiteTable]):
                     opened = True
                 await writer_for(self.connection).flush()  # WAL, busy timeout
                 if self._reader is None and isinstance(self._connector, _FileConnector):
-                    self._reader = _LoopReader(self._connector.file)
+                    self._reader = _LoopReader(self._connector.file, self.memory_tier_entries, self.memory_tier_bytes)
                 for table in self._repositories.values():
                     table.connection = self.connection
                     table._reader = self._reader
