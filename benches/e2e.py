@@ -15,7 +15,10 @@ Modes:
   0.2, 3))`` then ``await handler.get(url)`` - the default status handlers, a retry budget, JSON decoding;
 * ``handler_flow``: the same with every flow-control feature on but never binding (a per-host token bucket of
   a million requests per second, ``RetryPolicy()``, ``pause_on_retry_after=True``, ``coalesce=True``): the cost
-  of the gate, the coalescing key and the bookkeeping on every request. Skipped for the original package.
+  of the gate, the coalescing key and the bookkeeping on every request. Skipped for the original package;
+* ``raw_json50k`` and ``handler_json50k``: ``raw`` and ``handler`` on ``/json50k`` (the same ~50 KB page of records
+  on every request), where the JSON decode is a large part of a request. Only when asked for with ``--modes``
+  (``benches.run`` runs them as their own step, to compare the backends on a large body).
 
 Each mode runs ``n`` requests with ``concurrency`` workers pulling ids from one shared iterator, the way a
 crawler does. Outside the timed part, a sample of results is compared with ``json.loads`` of what the server sent.
@@ -35,7 +38,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from benches._data import item_body
+from benches._data import item_body, json_document
 from benches.server import POOL
 
 Fetch = Callable[[int], Awaitable[Any]]
@@ -84,9 +87,22 @@ async def verify(fetch: Fetch, ids: Iterable[int]) -> None:
             raise AssertionError(f"item {item}: decoded payload differs from what the server sent")
 
 
-def raw_fetcher(session: aiohttp.ClientSession, base: str) -> Fetch:
+#: The modes that fetch ``/json50k`` whatever the id (every request gets the same ~50 KB page).
+JSON50K_MODES = ("raw_json50k", "handler_json50k")
+
+
+def json50k_url(base: str, item: int) -> str:
+    return f"{base}/json50k"
+
+
+async def verify_json50k(fetch: Fetch) -> None:
+    if await fetch(0) != json.loads(json_document("50KB")):
+        raise AssertionError("/json50k: decoded payload differs from what the server sent")
+
+
+def raw_fetcher(session: aiohttp.ClientSession, base: str, url: Callable[[str, int], str] = item_url) -> Fetch:
     async def fetch(item: int) -> Any:
-        async with session.get(item_url(base, item)) as response:
+        async with session.get(url(base, item)) as response:
             if response.status != 200:
                 raise AssertionError(f"status {response.status}")
             return orjson.loads(await response.read())
@@ -105,9 +121,9 @@ def make_handler(**kwargs: Any) -> Any:
     )
 
 
-def handler_fetcher(handler: Any, base: str) -> Fetch:
+def handler_fetcher(handler: Any, base: str, url: Callable[[str, int], str] = item_url) -> Fetch:
     async def fetch(item: int) -> Any:
-        return await handler.get(item_url(base, item))
+        return await handler.get(url(base, item))
 
     return fetch
 
@@ -169,14 +185,19 @@ async def throughput(
         fetchers: dict[str, Fetch] = {}
         handlers: dict[str, Any] = {}
         for mode in modes:
-            if mode == "raw":
-                fetchers[mode] = raw_fetcher(await stack.enter_async_context(aiohttp.ClientSession()), base)
+            url = json50k_url if mode in JSON50K_MODES else item_url
+            if mode in ("raw", "raw_json50k"):
+                session = await stack.enter_async_context(aiohttp.ClientSession())
+                fetchers[mode] = raw_fetcher(session, base, url)
                 continue
-            factory = {"handler": make_handler, "handler_flow": make_flow_handler}[mode]
-            handlers[mode] = await stack.enter_async_context(factory())
-            fetchers[mode] = handler_fetcher(handlers[mode], base)
-        for fetch in fetchers.values():
-            await verify(fetch, range(0, POOL, max(1, POOL // 25)))
+            factory = {"handler": make_handler, "handler_flow": make_flow_handler, "handler_json50k": make_handler}
+            handlers[mode] = await stack.enter_async_context(factory[mode]())
+            fetchers[mode] = handler_fetcher(handlers[mode], base, url)
+        for mode, fetch in fetchers.items():
+            if mode in JSON50K_MODES:
+                await verify_json50k(fetch)
+            else:
+                await verify(fetch, range(0, POOL, max(1, POOL // 25)))
             await run_pool(fetch, ids(warmup), max(concurrencies))  # connections open, caches warm
         for r in range(start_round, start_round + rounds):
             for concurrency in concurrencies:
@@ -203,7 +224,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--start-round", type=int, default=0)
     parser.add_argument("--warmup", type=int, default=200)
-    parser.add_argument("--modes", default=None, help="comma list of raw,handler,handler_flow (default: all)")
+    parser.add_argument(
+        "--modes",
+        default=None,
+        help="comma list of raw,handler,handler_flow,raw_json50k,handler_json50k (default: the first three)",
+    )
     args = parser.parse_args(argv)
     if not args.base.startswith("http://127.0.0.1:"):
         parser.error("the benches only ever talk to 127.0.0.1")

@@ -16,7 +16,10 @@ Paths:
 
 Per-kernel variants (``KERNEL_VARIANTS``, one repeat each: the counts do not vary between runs) price one kernel
 at a time end to end: the same client with every kernel native, and with only that kernel taken from the twin
-(``AIOREQUESTFUL_TWIN_KERNELS``), on a workload that calls it:
+(``AIOREQUESTFUL_TWIN_KERNELS``), on a workload that calls it. One control variant takes from the twin a kernel the
+``/json`` handler never calls (``KERNEL_CONTROLS``): the swap alone (another module object, another heap layout)
+moves the count by a few thousand instructions either way, and the control shows by how much in this run. The
+workloads:
 
 * ``handler``: the path above (``json_loads`` on each body, ``DispatchTable.lookup`` on each status, the retry
   timer that ``timer_plan`` plans);
@@ -63,19 +66,32 @@ KERNEL_WORKLOADS: dict[str, tuple[str, ...]] = {
     "flow": ("bucket_take", "cache_key"),
     "cache_hit": ("json_loads",),
 }
-#: (variant name, client path, backend, twin kernels): every workload all native, with each of its kernels from the
-#: twin alone, and (for context) entirely pure.
-KERNEL_VARIANTS: tuple[tuple[str, str, str, str], ...] = tuple(
-    variant
-    for workload, names in KERNEL_WORKLOADS.items()
-    for variant in (
-        (f"{workload}:native", workload, "native", ""),
-        *((f"{workload}:twin:{name}", workload, "native", name) for name in names),
-        (f"{workload}:pure", workload, "pure", ""),
+#: Kernels a workload never calls, taken from the twin anyway: what the swap itself moves (the method's floor).
+KERNEL_CONTROLS: dict[str, tuple[str, ...]] = {"handler": ("bucket_take",)}
+
+
+def kernel_variants(pure: bool = False) -> tuple[tuple[str, str, str, str], ...]:
+    """(variant name, client path, backend, twin kernels): every workload all native, with each of its kernels (and
+    its controls) from the twin alone, and with ``pure`` also entirely pure (context; ``make bench`` leaves it out:
+    the ``pure`` path of ``measure`` is the handler's)."""
+    return tuple(
+        variant
+        for workload, names in KERNEL_WORKLOADS.items()
+        for variant in (
+            (f"{workload}:native", workload, "native", ""),
+            *(
+                (f"{workload}:twin:{name}", workload, "native", name)
+                for name in (*names, *KERNEL_CONTROLS.get(workload, ()))
+            ),
+            *(((f"{workload}:pure", workload, "pure", ""),) if pure else ()),
+        )
     )
-)
-#: Requests of the two runs of a per-kernel variant (the difference is what one request costs).
-KERNEL_N = (200, 700)
+
+
+KERNEL_VARIANTS = kernel_variants()
+#: Requests of the two runs of a per-kernel variant (the difference is what one request costs; the counts repeat to
+#: within a few hundred instructions, so 300 requests of difference resolve 0.1 % of a request).
+KERNEL_N = (100, 400)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -361,6 +377,8 @@ def measure_kernels(
             "workload": path,
             "backend": backend,
             "twin": twin,
+            # Whether the workload calls the swapped kernel at all (False: a control variant).
+            "calls": bool(twin) and twin in KERNEL_WORKLOADS.get(path, ()),
             "per_request": (totals[(name, large_n)] - totals[(name, small_n)]) / (large_n - small_n),
             "totals": {str(n): totals[(name, n)] for n in (small_n, large_n)},
         }

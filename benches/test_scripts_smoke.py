@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from benches import cache_bench, e2e, http_cache_bench, instructions, memory
+from benches import cache_bench, e2e, http_cache_bench, instructions, memory, run
 from benches._data import item_body, json_body
 from benches.server import POOL, REVALIDATING_BODY_SIZE, revalidating_body, running_server
 
@@ -75,6 +75,27 @@ async def test_e2e_throughput_smoke(bench_server: str) -> None:
             stats["failures"] == 0 and stats["retries"] == 0 and stats["calls"] == 2 * 2 * 20 + 8 + 25
         )  # timed + warm-up + verified
     assert result["backend"]["kernels"].startswith("aiorequestful._native")
+
+
+async def test_e2e_json50k_modes_smoke(bench_server: str) -> None:
+    # The 50 KB crawl of benches.run: both modes fetch /json50k whatever the id, and are checked against it.
+    modes = ["raw_json50k", "handler_json50k"]
+    result = await e2e.throughput(bench_server, n=6, concurrencies=[4], rounds=1, warmup=2, modes=modes)
+    assert result["modes"] == modes
+    assert [(s["mode"], s["n"]) for s in result["samples"]] == [(m, 6) for m in modes]
+    assert result["handler_stats"]["handler_json50k"]["calls"] == 6 + 2 + 1  # timed + warm-up + verified
+
+
+async def test_cache_bench_as_the_original_runs_it(bench_server: str, tmp_path: Path) -> None:
+    # benches.run starts the cache bench in the 1.0.20 venv this way: hits and the ceiling only, no writes.
+    result = await cache_bench.cache_throughput(
+        bench_server, n=10, items=5, concurrencies=[4], rounds=1, writes=0, workdir=tmp_path,
+        modes=["cache_hit", "sqlite_ceiling"],
+    )  # fmt: skip
+    assert {s["mode"] for s in result["samples"]} == {"cache_fill", "cache_hit", "sqlite_ceiling"}
+    assert result["writes"] is None and result["checks"]["leaked_to_network"] == 0
+    (row,) = run.summarise_cache({"original": result})
+    assert row["hit_vs_ceiling"] is not None and row["network_rps"] is None and row["writes_per_s"] is None
 
 
 async def test_cache_bench_smoke(bench_server: str, tmp_path: Path) -> None:
@@ -197,4 +218,7 @@ def test_run_smoke_writes_the_report(tmp_path: Path) -> None:
     # Every headline row came from this run's numbers.
     assert latest["headline"] and all(row["value"] is not None for row in latest["headline"])
     assert "## 7. HTTP caching: re-crawl of a revalidating server" in report
+    assert "### 50 KB JSON crawl (`/json50k`)" in report and "Hits ÷ ceiling" in report
+    assert {row["backend"] for row in latest["summary"]["json50k"]} == {"native", "pure"}
+    assert latest["summary"]["json50k_backends"][0]["ratio"] > 0
     assert {row["mode"] for row in latest["summary"]["http_cache"]} == set(http_cache_bench.MODES)
