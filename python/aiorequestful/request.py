@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from http import HTTPMethod
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 import aiohttp
 from aiohttp import ClientResponse, ClientSession
@@ -55,9 +55,9 @@ from .flow._concurrency import ConcurrencyInput, HostConcurrency
 from .flow.coalesce import Coalescer
 from .flow.pause import PAUSE_STATUSES
 from .flow.robots import RobotsTxt
-from .response._body import excerpt, read_body
+from .response._body import body_ready, excerpt, read_body
 from .response.exception import PayloadHandlerError, ResponseError, ResponseTooLargeError
-from .response.payload import PayloadHandler, StringPayloadHandler
+from .response.payload import PayloadHandler, StringPayloadHandler, decode_body
 from .response.status import (
     ClientErrorStatusHandler,
     RateLimitStatusHandler,
@@ -131,6 +131,11 @@ def _allowed_kwargs(session: ClientSession) -> frozenset[str]:
 
 
 _ALLOWED_KWARGS: dict[type, frozenset[str]] = {}
+#: Keywords of ``request()`` that are the call's own, not aiohttp's (a GET given one takes the full path).
+_CALL_KEYWORDS = frozenset({"method", "url", "log_message", "max_body_size"})
+#: The steps of the request path the plain GET stands in for (a subclass replacing one never takes it).
+_PLAIN_STEPS = ("request", "_call", "_request_loop", "_send", "_decode", "_handle_response", "_account", "_release")
+_GET = HTTPMethod.GET
 _CLOSED_MESSAGE = (
     "Could not send a request as the session is closed. Enter the RequestHandler's context to start a new session."
 )
@@ -238,6 +243,9 @@ class RequestHandler(Generic[A, P]):
         "logger",
         "wait_timer",
     )
+
+    #: False for a subclass that replaces a step of the request path (see ``__init_subclass__``).
+    _plain_class: ClassVar[bool] = True
 
     @classmethod
     def create(
@@ -666,7 +674,7 @@ class RequestHandler(Generic[A, P]):
                 self.log(method=method.name, url=url, message=messages, **kwargs)
             allowed = _allowed_kwargs(session)
             # Drop kwargs the session's request does not take; a new dict, so the caller's is reused untouched.
-            kwargs = {key: value for key, value in kwargs.items() if key in allowed}
+            kwargs = {key: value for key, value in kwargs.items() if key in allowed} if kwargs else {}
             if "max_body_size" in allowed:
                 kwargs["max_body_size"] = self._max_body_size if max_body_size is _UNSET else max_body_size
             if not lookup and "lookup" in allowed:
@@ -702,7 +710,7 @@ class RequestHandler(Generic[A, P]):
                 watch = self._read_watch
                 entry = watch.headers(read_limit + watch.connect)
                 try:
-                    response = await session.request(method=method.name, url=url, **kwargs)
+                    response = await session.request(method=method._name_, url=url, **kwargs)
                 except asyncio.CancelledError:
                     if not watch.headers_done(entry):
                         raise
@@ -714,7 +722,7 @@ class RequestHandler(Generic[A, P]):
                     response.close()
                     raise timeout_error()
             elif session is not None:
-                response = await session.request(method=method.name, url=url, **kwargs)
+                response = await session.request(method=method._name_, url=url, **kwargs)
             else:
                 assert transport is not None
                 response = await transport.send()
@@ -760,8 +768,9 @@ class RequestHandler(Generic[A, P]):
             call_hooks(self.hooks.on_response, method.name, URL(url), response.status, from_cache)
 
     async def _lookup_first(self, method: HTTPMethod, url: URLInput, kwargs: dict[str, Any]) -> ClientResponse | None:
-        """Ask the caching session for a stored response before the flow-control gate: a hit sends nothing to
-        the host, so it must take no rate-limit slot and wait on no pause. None: a miss (go through the gate)."""
+        """Ask the caching session for a stored response before the flow-control gate (or, on the plain GET, before
+        sending): a hit sends nothing to the host, so it must take no rate-limit slot and wait on no pause. None: a
+        miss (go through the gate and send, without asking again)."""
         if self._session is None or self._session_cache is None:
             return None
         allowed = _allowed_kwargs(self._session)
@@ -772,7 +781,8 @@ class RequestHandler(Generic[A, P]):
             return None
         next_attempt()  # a hit is an attempt, answered from storage
         if self.logger.isEnabledFor(logging.DEBUG):
-            self.log(method=method.name, url=url, message="Cached Request: answered from the cache before the gate")
+            where = "before the gate" if self._flow_gate.active else "before sending"
+            self.log(method=method.name, url=url, message=f"Cached Request: answered from the cache {where}")
         if self.hooks.on_request:
             call_hooks(self.hooks.on_request, method.name, URL(url))
         self._account(method, url, hit)
@@ -805,8 +815,9 @@ class RequestHandler(Generic[A, P]):
             self._account(method, url, stale)
         return stale
 
-    async def _read_bounded(self, response: ClientResponse, max_body_size: int | None = _UNSET) -> None:
-        """Read a network response's body within the size limit before anything else reads it.
+    async def _read_bounded(self, response: ClientResponse, max_body_size: int | None = _UNSET) -> bytes | None:
+        """Read a network response's body within the size limit before anything else reads it; returns it
+        (None: not read here - a cached response, no limit, or a transport error).
 
         Afterwards ``read()``/``text()``/``json()`` return the bytes read here. A body over the limit raises
         :class:`ResponseTooLargeError` (the response is closed). A transport error is left for the reader that
@@ -817,11 +828,11 @@ class RequestHandler(Generic[A, P]):
         watch = self._read_watch
         watched = watch.body(response)
         if not watched and (limit is None or _is_cached(response)):
-            return
+            return None
         try:
-            await read_body(response, limit)
+            return await read_body(response, limit)
         except _TRANSIENT_ERRORS:
-            pass
+            return None
         finally:
             if watched:
                 watch.body_done(response)
@@ -1043,10 +1054,13 @@ class RequestHandler(Generic[A, P]):
         kwargs: dict[str, Any],
         max_body_size: int | None = _UNSET,
         transport: Transport | None = None,
+        first: tuple[ClientResponse | BaseException, BaseException | None] | None = None,
     ) -> P:
         # With a ``transport`` (an aiohttp client middleware's next step) the loop sends that request and returns
         # the final response itself, unread and unreleased, instead of its payload: an error response whose
         # retries ran out is returned too, as aiohttp would return it.
+        # With ``first`` (from the plain GET) the first attempt was made already: its response (or transport
+        # error), and the failure its payload met, if it was read; the loop goes on from there.
         if max_body_size is _UNSET:
             max_body_size = self._max_body_size
         policy = self._retry_policy
@@ -1054,7 +1068,7 @@ class RequestHandler(Generic[A, P]):
         # out and resent, and a host pause is not waited for either (there is no budget to wait with).
         chain = Chain(self._retry_timer, policy is None or policy.retries_method(method))
         pauses = self._pauses
-        if self._robots is not None and self._session is not None and transport is None:
+        if self._robots is not None and self._session is not None and transport is None and first is None:
             # Judged once per call, before any gate or attempt: a disallowed URL is never sent.
             await self._robots.check(self._session, self._absolute_url(url, kwargs.get("params")))
         host = self._host_key(url) if self._flow_gate.active else None
@@ -1062,11 +1076,15 @@ class RequestHandler(Generic[A, P]):
 
         # With flow control on, the cache is asked before the gate (a hit costs the host nothing); only on the
         # first attempt: a retry follows a failure, and failures are not cached.
-        cache_first = host is not None and self._session_cache is not None
+        cache_first = host is not None and self._session_cache is not None and first is None
         status_session = None if transport is None else transport.session
 
         while True:
             response: ClientResponse | BaseException | None = None
+            failure: ClientResponse | BaseException | None = None
+            if first is not None:
+                response, failure = first
+                first = None
             if cache_first:
                 response = await self._lookup_first(method, url, kwargs)
             if response is None and host is not None:
@@ -1081,9 +1099,10 @@ class RequestHandler(Generic[A, P]):
             cause: ClientResponse | BaseException | None = None
             kept: ClientResponse | None = None  # the response a middleware returns: not released here
             try:
-                failure: ClientResponse | BaseException | None = None
                 pause_until: float | None = None
-                if isinstance(response, BaseException):
+                if failure is not None:
+                    pass  # the payload of the handed-over first attempt failed: the retry step judges it
+                elif isinstance(response, BaseException):
                     failure = response
                 else:
                     if pauses is not None and response.status in PAUSE_STATUSES:
@@ -1099,28 +1118,9 @@ class RequestHandler(Generic[A, P]):
                     elif response.ok and transport is not None:
                         payload, done, kept = response, True, response
                     elif response.ok:
-                        handler = self.payload_handler
-                        # A cache hit whose row the cache already decoded with this very handler (to validate it)
-                        # hands that value over: the same JSON is not decoded twice.
-                        decoded, value = response.decoded_payload(handler) if _is_cached(response) else (False, None)
-                        if decoded:
-                            payload, done = value, True
-                        else:
-                            await self._read_bounded(response, max_body_size)
-                            try:
-                                payload = await handler(response)
-                            except asyncio.CancelledError:
-                                raise
-                            except PayloadHandlerError as exc:
-                                error = _payload_error(exc, method, response)
-                                if not isinstance(error, self._catch):
-                                    raise error from exc
-                                failure = error  # a retry policy that lists PayloadHandlerError retries it
-                            except self._catch as exc:
-                                # A body that fails mid-read is a transient failure like any other.
-                                failure = exc
-                            else:
-                                done = True
+                        done, payload = await self._decode(response, method, max_body_size)
+                        if not done:
+                            failure, payload = payload, None
                     else:
                         await self._read_bounded(response, max_body_size)
                         await self._log_response(response, method, url)
@@ -1157,6 +1157,106 @@ class RequestHandler(Generic[A, P]):
             if done:
                 return payload
 
+    # ----------------------------------------------------------------------------------------------
+    # the plain GET
+    # ----------------------------------------------------------------------------------------------
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A subclass that replaces a step of the request path gets every call through the full path.
+        cls._plain_class = all(getattr(cls, name) is getattr(RequestHandler, name) for name in _PLAIN_STEPS)
+
+    def _plain(self) -> bool:
+        """Whether a GET has nothing to go through but the send, the status dispatch and the payload handler:
+        an open session, no coalescing, robots.txt, flow control or ``around_call`` hooks."""
+        session = self._session
+        return (
+            self._plain_class
+            and session is not None
+            and not session.closed
+            and self._coalescer is None
+            and self._robots is None
+            and not self._flow_gate.active
+            and not self.hooks.around_call
+        )
+
+    async def _plain_get(self, url: URLInput, kwargs: dict[str, Any]) -> P:
+        """A GET that :meth:`_plain` allows, in one coroutine: what ``request()`` -> ``_call`` -> the request loop
+        would do for an attempt that succeeds at once (counted, logged, sent, read, decoded, released). Anything
+        else - a transport error, an error status, a status with a handler, a payload that fails - is handed to
+        the request loop with this first attempt's outcome, and goes on from there exactly as the loop would have.
+        A caching session is asked first, as the loop does under flow control; a miss is then sent without a
+        second lookup."""
+        stats = self._stats
+        stats.calls += 1
+        log_context = begin_call(_GET, url, self._session)
+        try:
+            caching = self._session_cache is not None
+            hit = await self._lookup_first(_GET, url, kwargs) if caching else None
+            response = await self._send(_GET, url, None, kwargs, _UNSET, not caching) if hit is None else hit
+            if (
+                isinstance(response, BaseException)
+                or not response.ok
+                or self._dispatch.lookup(response.status) is not None
+            ):
+                return await self._request_loop(_GET, url, None, kwargs, _UNSET, first=(response, None))
+            try:
+                done, payload = await self._decode(response, _GET, self._max_body_size)
+            except BaseException:
+                self._release(response)
+                raise
+            if not done:
+                return await self._request_loop(_GET, url, None, kwargs, _UNSET, first=(response, payload))
+            self._release(response)
+            if self.wait_timer is not None:
+                waited = float(self.wait_timer)
+                await self.wait_timer
+                self._waited(WAIT_TIMER, waited, url)
+            return cast("P", payload)
+        except asyncio.CancelledError:
+            stats.cancelled += 1
+            raise
+        except Exception:
+            stats.failures += 1
+            raise
+        finally:
+            end_call(log_context)
+
+    async def _decode(
+        self, response: ClientResponse, method: HTTPMethod, max_body_size: int | None
+    ) -> tuple[bool, Any]:
+        """The payload of a successful ``response``: (True, payload), or (False, the failure to retry): a body
+        that failed mid-read, or a payload error a retry policy lists. Any other payload error is raised, naming
+        the request."""
+        handler = self.payload_handler
+        if _is_cached(response):
+            # A cache hit whose row the cache already decoded with this very handler (to validate it) hands that
+            # value over: the same JSON is not decoded twice.
+            decoded, value = response.decoded_payload(handler)
+            if decoded:
+                return True, value
+            body = None
+        else:
+            # A body that is all here already and within the limit is taken without waiting (or a watch).
+            body = body_ready(response, max_body_size)
+            if body is None:
+                body = await self._read_bounded(response, max_body_size)
+        try:
+            if body is not None:
+                # A built-in handler decodes the body read here without its own coroutines (and the same result).
+                known, value = decode_body(handler, body, response.charset)
+                if known:
+                    return True, value
+            return True, await handler(response)
+        except asyncio.CancelledError:
+            raise
+        except PayloadHandlerError as exc:
+            error = _payload_error(exc, method, response)
+            if not isinstance(error, self._catch):
+                raise error from exc
+            return False, error  # a retry policy that lists PayloadHandlerError retries it
+        except self._catch as exc:
+            return False, exc  # a body that fails mid-read is a transient failure like any other
+
     def middleware(self) -> Any:
         """This handler as an aiohttp client middleware (aiohttp 3.12 or newer): give it to any
         ``aiohttp.ClientSession(middlewares=[...])`` and that session's requests go through this handler's retries,
@@ -1179,6 +1279,8 @@ class RequestHandler(Generic[A, P]):
 
     async def get(self, url: URLInput, **kwargs: Any) -> P:
         """Sends a GET request."""
+        if self._plain() and (not kwargs or _CALL_KEYWORDS.isdisjoint(kwargs)):
+            return await self._plain_get(url, kwargs)
         kwargs.pop("method", None)
         return await self.request(method="get", url=url, **kwargs)
 

@@ -20,7 +20,7 @@ from .._aiohttp import keep_body
 from ..security import redact_url
 from .exception import ResponseError, ResponseTooLargeError
 
-__all__ = ("EXCERPT_LENGTH", "error_for_response", "read_body", "request_name")
+__all__ = ("EXCERPT_LENGTH", "body_ready", "error_for_response", "read_body", "request_name")
 
 #: How many characters of a body an error message shows.
 EXCERPT_LENGTH = 300
@@ -74,6 +74,9 @@ async def read_body(response: ClientResponse, max_body_size: int | None) -> byte
         if max_body_size is not None and len(body) > max_body_size:
             raise _too_large(response, max_body_size)
         return body
+    body = body_ready(response, max_body_size)
+    if body is not None:
+        return body
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -93,6 +96,19 @@ async def read_body(response: ClientResponse, max_body_size: int | None) -> byte
     body = b"".join(chunks)
     keep_body(response, body)
     return body
+
+
+def body_ready(response: ClientResponse, max_body_size: int | None) -> bytes | None:
+    """The whole body of ``response`` when all of it has arrived and none of it was read yet, within
+    ``max_body_size``: taken from the stream at once, without waiting (kept for later reads, as
+    :func:`read_body` keeps it). None otherwise: read it with :func:`read_body`."""
+    content = response.content
+    # Fed to its end but not read from (a read would have left it at its end): all of it is in the buffer.
+    if content.is_eof() and not content.at_eof() and (max_body_size is None or content.total_bytes <= max_body_size):
+        body = content.read_nowait()
+        keep_body(response, body)
+        return body
+    return None
 
 
 def _too_large(response: ClientResponse, max_body_size: int) -> ResponseTooLargeError:

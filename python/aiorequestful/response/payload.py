@@ -168,24 +168,37 @@ class JSONPayloadHandler(PayloadHandler[JSON]):
 
     @staticmethod
     async def _deserialize_response(response: ClientResponse) -> Any:
-        body = await response.read()
-        if not body.strip(_JSON_WHITESPACE):
-            return None
-        # No content-type check (as in 1.0.20): many APIs send JSON as text/plain. A declared charset other than
-        # UTF-8 is honoured; without one, stdlib json detects UTF-8/16/32 from the bytes themselves.
-        data: str | bytes = body
-        charset = response.charset
-        if charset:
+        return _json_body(await response.read(), response.charset)
+
+
+def decode_body(handler: PayloadHandler[Any], body: bytes, charset: str | None) -> tuple[bool, Any]:
+    """What ``await handler(response)`` returns for a response whose whole ``body`` (and ``charset``) is known,
+    without the coroutines: (True, value) for a built-in handler that needs nothing else of the response (exactly
+    :class:`JSONPayloadHandler`, whose subclasses may read more), else (False, None) - call the handler. Raises
+    what the handler would raise."""
+    if type(handler) is JSONPayloadHandler:
+        return True, _json_body(body, charset)
+    return False, None
+
+
+def _json_body(body: bytes, charset: str | None) -> Any:
+    """Decode a response body as :class:`JSONPayloadHandler` does (an empty body is None)."""
+    if not body.strip(_JSON_WHITESPACE):
+        return None
+    # No content-type check (as in 1.0.20): many APIs send JSON as text/plain. A declared charset other than
+    # UTF-8 is honoured; without one, stdlib json detects UTF-8/16/32 from the bytes themselves.
+    data: str | bytes = body
+    if charset:
+        try:
+            codec = codecs.lookup(charset).name
+        except LookupError:
+            codec = None  # an unknown charset: let the bytes speak for themselves
+        if codec is not None and codec != "utf-8":
             try:
-                codec = codecs.lookup(charset).name
-            except LookupError:
-                codec = None  # an unknown charset: let the bytes speak for themselves
-            if codec is not None and codec != "utf-8":
-                try:
-                    data = body.decode(codec)
-                except UnicodeDecodeError as exc:
-                    raise PayloadHandlerError(f"Response body is not valid {charset} text: {exc}") from exc
-        return _loads(data, "Response body")
+                data = body.decode(codec)
+            except UnicodeDecodeError as exc:
+                raise PayloadHandlerError(f"Response body is not valid {charset} text: {exc}") from exc
+    return _loads(data, "Response body")
 
 
 def _loads(data: str | bytes | bytearray, what: str) -> Any:
