@@ -49,6 +49,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "benches" / "results"
+README = ROOT / "README.md"
 BENCH_FILES = ["benches/test_bench_kernels.py", "benches/test_bench_json.py"]
 ORIGINAL_PYTHON = "/root/.pyenv/versions/3.12.1/bin/python3.12"
 ORIGINAL_SPEC = "aiorequestful==1.0.20"
@@ -1818,7 +1819,8 @@ def write_report(latest: dict[str, Any], out_dir: Path) -> None:
     if original.get("rows"):
         lines += [
             "",
-            "The original runs on CPython 3.12 with the newest aiohttp 3.x in its own venv; compare its *ratio* "
+            "The original runs on CPython 3.12 with aiohttp 3.11 (the newest it runs on) in its own venv; compare its "
+            "*ratio* "
             "to raw aiohttp (measured in the same process), not its absolute throughput. It has no flow control.",
         ]
     elif original.get("skipped"):
@@ -1878,6 +1880,25 @@ def write_report(latest: dict[str, Any], out_dir: Path) -> None:
         "",
     ]
     (out_dir / "REPORT.md").write_text("\n".join(lines))
+
+
+def update_readme(latest: dict[str, Any], readme: Path = README) -> bool:
+    """Put this run's summary table and machine line into the README's "## Benchmarks" section (in place of the
+    ones there; the prose around them is left alone). False when the README has no such table."""
+    text = readme.read_text(encoding="utf-8")
+    head, marker, rest = text.partition("\n## Benchmarks\n")
+    if not marker:
+        return False
+    section, next_heading, tail = rest.partition("\n## ")
+    lines = section.split("\n")
+    table = [i for i, line in enumerate(lines) if line.startswith("|")]
+    if not table:
+        return False
+    machine = f"**Machine:** {machine_line(latest['machine'])}"
+    lines = [machine if line.startswith("**Machine:**") else line for line in lines]
+    lines[table[0] : table[-1] + 1] = summary_table(latest["summary"]).split("\n")
+    readme.write_text(head + marker + "\n".join(lines) + next_heading + tail, encoding="utf-8")
+    return True
 
 
 def write_chart(latest: dict[str, Any], out_dir: Path) -> None:
@@ -2005,6 +2026,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     (out_dir / "latest.json").write_text(json.dumps(latest, indent=1, ensure_ascii=False) + "\n")
     write_report(latest, out_dir)
     write_chart(latest, out_dir)
+    if mode == "full" and out_dir.resolve() == DEFAULT_OUT.resolve() and update_readme(latest):
+        log("README.md: benchmark table and machine line replaced by this run's")
     log(f"done in {latest['seconds']:.0f} s: {out_dir / 'REPORT.md'}")
     return latest
 

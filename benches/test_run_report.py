@@ -403,3 +403,22 @@ def test_report_renders_every_new_part(tmp_path) -> None:
         assert text in summary_part, text
     run.write_chart(latest | {"summary": summary}, tmp_path)
     assert (tmp_path / "ratios.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_full_run_puts_its_table_into_the_readme(tmp_path) -> None:
+    readme = tmp_path / "README.md"
+    before = (
+        "# x\n\n## Benchmarks\n\nProse.\n\n**Machine:** old\n\n| Measure | Native |\n|---|---|\n| old | 1 |\n\n"
+        "More prose.\n"
+    )
+    readme.write_text(before + "\n## Next\n\n| other | table |\n")
+    machine = {"cpu": "CPU", "logical_cores": 2, "memory_gb": 4, "os": "Linux", "python": "3.11", "aiohttp": "3",
+               "orjson": "3", "rustc": None, "git_commit": "abc", "date": "today"}  # fmt: skip
+    summary = run.summarise(_raw(e2e=_e2e_samples("native", 32, 1000, 960)))
+    assert run.update_readme({"machine": machine, "summary": summary}, readme)
+    text = readme.read_text()
+    assert f"**Machine:** {run.machine_line(machine)}" in text and "old" not in text
+    assert run.summary_table(summary) in text and "Prose.\n" in text and "\nMore prose.\n" in text
+    assert text.endswith("\n## Next\n\n| other | table |\n")  # only the Benchmarks section changes
+    readme.write_text("# no benchmarks here\n")
+    assert not run.update_readme({"machine": machine, "summary": summary}, readme)
