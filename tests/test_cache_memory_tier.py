@@ -8,6 +8,7 @@ entry query too. Whether a request reached the origin is seen by the server's re
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import subprocess
@@ -373,3 +374,44 @@ async def test_an_in_memory_cache_has_no_tier(tmp_path: Path) -> None:
         assert await table.get_response(("GET", "m")) == {"m": 1}
         assert await table.get_response(("GET", "m")) == {"m": 1}
         assert cache.memory_tier is None
+
+
+class _HeldJSON(JSONPayloadHandler):
+    """Holds the decoding of one payload until told to go: a lookup then waits between its read and its keep."""
+
+    __slots__ = ("entered", "go", "held")
+
+    def __init__(self, held: str) -> None:
+        super().__init__()
+        self.held = held
+        self.entered = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def deserialize(self, response: Any) -> Any:
+        if isinstance(response, str) and self.held in response and not self.go.is_set():
+            self.entered.set()
+            await self.go.wait()
+        return await super().deserialize(response)
+
+
+async def test_a_row_read_before_another_lookup_saw_a_change_is_not_kept(tmp_path: Path) -> None:
+    path = tmp_path / "race.sqlite"
+    handler = _HeldJSON('"old"')
+    cache = SQLiteCache.connect_with_path(path)
+    table = cache.create_repository(json_settings())
+    table.settings.payload_handler = handler
+    async with cache:
+        handler.go.set()
+        await table.save_response((("GET", "r"), {"v": "old"}))
+        handler.go.clear()
+        slow = asyncio.create_task(table.get_response(("GET", "r")))  # reads the old row, then waits
+        await handler.entered.wait()
+        other_process(path, "UPDATE items SET payload = ? WHERE id = ?", (json.dumps({"v": "new"}), "r"))
+        assert await table.get_response(("GET", "r")) == {"v": "new"}  # saw the change: kept the new row
+        handler.go.set()
+        assert await slow == {"v": "old"}  # read before the change: its answer, but not kept
+        tier = cache.memory_tier
+        assert tier is not None
+        seen = trace(tier)
+        assert await table.get_response(("GET", "r")) == {"v": "new"}
+        assert entry_reads(seen) == 0

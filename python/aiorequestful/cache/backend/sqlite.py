@@ -268,20 +268,6 @@ class MemoryTier:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def checked(self) -> bool:
-        """Drop everything when the file changed since the last look; False when the check cannot be made (the
-        tier is then emptied and not used for this lookup)."""
-        try:
-            version = self.connection.execute("PRAGMA data_version").fetchone()[0]
-        except sqlite3.Error:
-            self.clear()
-            self.version = None
-            return False
-        if version != self.version:
-            self.clear()
-            self.version = version
-        return True
-
     def get(self, key: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """The live slot for ``key`` (made most recently used), or None; an expired one is dropped."""
         slot = self._entries.get(key)
@@ -367,7 +353,9 @@ class _LoopReader:
         self._closed = False
 
     def tier(self) -> MemoryTier | None:
-        """This thread's memory tier, checked against the file (see ``MemoryTier``); None when there is none."""
+        """This thread's memory tier, checked against the file: emptied when another connection committed since
+        the last look (see ``MemoryTier``). None when there is none, or the check cannot be made (the tier is
+        then emptied and not used for this lookup)."""
         tier = self._tiers.get(threading.get_ident())
         if tier is None:
             if self._tier_entries <= 0 or self._tier_bytes <= 0:
@@ -380,7 +368,16 @@ class _LoopReader:
             if connection is None:
                 return None
             tier = self._tiers[ident] = MemoryTier(connection, self._tier_entries, self._tier_bytes)
-        return tier if tier.checked() else None
+        try:
+            version = tier.connection.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error:
+            tier.clear()
+            tier.version = None
+            return None
+        if version != tier.version:
+            tier.clear()
+            tier.version = version
+        return tier
 
     def tiers(self) -> list[MemoryTier]:
         """Every thread's tier (for local writes, which drop what they change from all of them)."""
@@ -457,6 +454,7 @@ class SQLiteTable(ResponseRepository[K, V]):
         "_credential_key",
         "_key_columns",
         "_locked_since",
+        "_plain_keys",
         "_reader",
         "_sql",
         "_table",
@@ -509,6 +507,12 @@ class SQLiteTable(ResponseRepository[K, V]):
         self._table = _quote(name)
         self._key_columns = self._validate_fields(settings.fields)
         self._sql = self._build_statements()
+        #: The key of a request is made by this class's own methods (not a subclass's): ``_request_params``
+        #: may then take its short way for keys of plain text parts.
+        kind = type(self)
+        self._plain_keys = all(
+            getattr(kind, name) is SQLiteTable.__dict__[name] for name in ("get_key_from_request", "_key_params")
+        )
 
     def _validate_fields(self, fields: Any) -> tuple[str, ...]:
         if isinstance(fields, str):
@@ -801,6 +805,23 @@ class SQLiteTable(ResponseRepository[K, V]):
             return None
         return (str(request.method).upper(), *parts)  # type: ignore[return-value]
 
+    def _request_params(self, request: Any) -> tuple[Any, ...] | None:
+        """``_key_params(get_key_from_request(request))``, the same values, without the general conversions
+        for the common case: a request info whose key parts are all text."""
+        if self._plain_keys and type(request) is RequestInfo:
+            parts = self.settings.get_key(method=request.method, url=request.url, headers=request.headers)
+            if type(parts) is tuple and len(parts) + 1 == len(self._key_columns):
+                for part in parts:
+                    if type(part) is not str:
+                        break
+                else:
+                    return (str(request.method).upper(), *parts)
+            parts = as_key_parts(parts)
+            if any(part is None for part in parts):
+                return None
+            return self._key_params((str(request.method).upper(), *parts))
+        return self._key_params(self.get_key_from_request(request))
+
     def _key_params(self, key: Any) -> tuple[Any, ...] | None:
         """The bound values for the key columns, or None when ``key`` names no cacheable entry."""
         if key is None:
@@ -896,7 +917,13 @@ class SQLiteTable(ResponseRepository[K, V]):
         the headers when they are first read. ``scope``: the credential digest when the caller knows it."""
         if self.disabled:
             return None
-        found = await self._guarded(info, scope)
+        try:
+            found = await self._slot(info, self.lock_wait, scope)
+        except CacheBusyError as exc:
+            self._locked(exc)
+            return None
+        if self._locked_since is not None:
+            self._unlocked()
         if found is None:
             return None
         slot, loaded = found
@@ -926,18 +953,24 @@ class SQLiteTable(ResponseRepository[K, V]):
         try:
             found = await self._slot(request, self.lock_wait, scope)
         except CacheBusyError as exc:
-            if self._locked_since is None:
-                self._locked_since = asyncio.get_running_loop().time()
-                self.logger.warning(
-                    "Cache table %r is locked by another process (%s): lookups are misses until it is free",
-                    self.settings.name,
-                    exc,
-                )
+            self._locked(exc)
             return None
         if self._locked_since is not None:
-            self._locked_since = None
-            self.logger.info("Cache table %r can be read again", self.settings.name)
+            self._unlocked()
         return found
+
+    def _locked(self, exc: BaseException) -> None:
+        if self._locked_since is None:
+            self._locked_since = asyncio.get_running_loop().time()
+            self.logger.warning(
+                "Cache table %r is locked by another process (%s): lookups are misses until it is free",
+                self.settings.name,
+                exc,
+            )
+
+    def _unlocked(self) -> None:
+        self._locked_since = None
+        self.logger.info("Cache table %r can be read again", self.settings.name)
 
     def _cap(self) -> int:
         return _NO_LIMIT if self.max_entry_size is None else self.max_entry_size
@@ -955,13 +988,14 @@ class SQLiteTable(ResponseRepository[K, V]):
     ) -> tuple[tuple[Any, ...], tuple[CacheEntry, Any] | None] | None:
         """The live row for ``request`` as a tier slot, with its checked entry and payload when it was read from
         the file now (None when the memory tier had it: nothing decoded yet); None for a miss or a corrupt row."""
-        params = self._key_params(self.get_key_from_request(request))
+        params = self._request_params(request)
         if params is None:
             return None
         if scope is None:
             scope = await self._scope(request)
         reader = self._reader
         tier = None
+        version: Any = None
         if reader is not None:
             # Checked before the file is read: a row read after the check is at least as new as the version
             # recorded, so it may be kept under it.
@@ -970,6 +1004,7 @@ class SQLiteTable(ResponseRepository[K, V]):
                 slot = tier.get((self._table, *params, scope))
                 if slot is not None:
                     return slot, None
+                version = tier.version
         cap = self._cap()
         sql, stamp = self._sql["entry"], now_stamp()
         rows = None
@@ -995,7 +1030,9 @@ class SQLiteTable(ResponseRepository[K, V]):
             self._corrupt(params, exc)
             return None
         slot = (payload, status, reason, headers, times, _expiry_seconds(expires), int(size) + int(headers_size))
-        if tier is not None and slot[5] is not None and slot[6] <= SYNC_READ_MAX:
+        # Kept only if no other lookup saw the file change while this one waited for its read (the row may be
+        # older than the version that lookup recorded).
+        if tier is not None and tier.version == version and slot[5] is not None and slot[6] <= SYNC_READ_MAX:
             tier.put((self._table, *params, scope), slot)
         return slot, loaded
 
