@@ -231,7 +231,7 @@ async def test_many_concurrent_stalls_all_fail_and_leave_nothing_watched(stallin
             *(handler.get(url / "trickle" / f"t{n}", params={"gap": "1", "chunks": "3"}) for n in range(10)),
             return_exceptions=True,
         )
-        watch = handler._read_watch  # the watch holds nothing once every attempt is over
+        watch = handler._attempts.watch  # the watch holds nothing once every attempt is over
         assert not watch._watched and not watch.admitted
     assert all(isinstance(r, READ_TIMEOUT_ERROR) for r in results[:40])
     assert results[40:] == [{"parts": [0, 1, 2]}] * 10

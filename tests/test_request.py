@@ -12,6 +12,7 @@ import time
 import aiohttp
 import pytest
 
+import aiorequestful._handler.attempt as attempt_module
 import aiorequestful.request as request_module
 from aiorequestful.auth.base import Authoriser
 from aiorequestful.exception import RequestError
@@ -543,8 +544,8 @@ async def test_allowed_kwargs_computed_once_per_session_class(app_url, monkeypat
         calls += 1
         return real(obj, *args, **kwargs)
 
-    monkeypatch.setattr(request_module, "_ALLOWED_KWARGS", {})
-    monkeypatch.setattr(request_module.inspect, "signature", counting)
+    monkeypatch.setattr(attempt_module, "_ALLOWED_KWARGS", {})
+    monkeypatch.setattr(attempt_module.inspect, "signature", counting)
     async with json_handler(retry_timer=StepCountTimer(0, 3, 0)) as handler:
         for key in "abc":
             await handler.get(url / "flaky" / f"sig{key}", params={"fail": "2"})

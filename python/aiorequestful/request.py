@@ -3,7 +3,10 @@
 
 ``RequestHandler`` owns one aiohttp session at a time and runs the request loop: gate (flow control), send,
 dispatch the status to its handler, decode the payload, or retry with the retry timer. Policy lives in the status
-handlers, the timers and :mod:`aiorequestful.flow`; this module only orchestrates.
+handlers, the timers and :mod:`aiorequestful.flow`; the mechanics in the parts of :mod:`aiorequestful._handler`
+(an attempt, the retry step, the flow gate, redaction); this module only orchestrates. A GET with nothing to do but
+send, read and decode takes a path of one coroutine that hands over to the request loop at the first sign of
+anything else, so that the common request costs little more than aiohttp's own.
 
 Flow control is opt-in: ``rate_limit=`` (a token bucket per host), ``pause_on_retry_after=`` (a 429/503
 ``Retry-After`` pauses the whole host), ``retry_policy=`` (which failures are retried, with jitter) and
@@ -17,7 +20,6 @@ import asyncio
 import contextlib
 import copy
 import functools
-import inspect
 import json
 import logging
 import time
@@ -25,7 +27,6 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from http import HTTPMethod
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
-import aiohttp
 from aiohttp import ClientResponse, ClientSession
 from yarl import URL
 
@@ -40,13 +41,13 @@ from ._handler.arguments import (
     http_method,
     what,
 )
+from ._handler.attempt import CLOSED_MESSAGE, OWN_SESSION_KWARGS, UNSET, Attempts, allowed_kwargs
 from ._handler.chain import Chain
 from ._handler.gate import FlowGate
-from ._handler.read_watch import ReadWatch, split_timeout, timeout_error
-from ._handler.redaction import format_request_line, redact_value, scrub_urls
+from ._handler.read_watch import split_timeout
+from ._handler.redaction import format_request_line, redact_value
 from ._handler.retry import TRANSIENT_ERRORS, RetryStep
 from ._handler.transport import Transport
-from ._utils import get_iterator
 from .cache.protocol import CachingSession
 from .exception import RequestError
 from .flow import HostKey, HostPauses, HostRateLimiter, RateLimitInput, RetryPolicy, host_key
@@ -55,16 +56,15 @@ from .flow._concurrency import ConcurrencyInput, HostConcurrency
 from .flow.coalesce import Coalescer
 from .flow.pause import PAUSE_STATUSES
 from .flow.robots import RobotsTxt
-from .response._body import body_ready, excerpt, read_body
-from .response.exception import PayloadHandlerError, ResponseError, ResponseTooLargeError
-from .response.payload import PayloadHandler, StringPayloadHandler, decode_body
+from .response._body import excerpt
+from .response.exception import ResponseError
+from .response.payload import PayloadHandler, StringPayloadHandler
 from .response.status import (
     ClientErrorStatusHandler,
     RateLimitStatusHandler,
     StatusHandler,
     UnauthorisedStatusHandler,
 )
-from .security import redact_url
 from .stats import (
     WAIT_STATUS,
     WAIT_TIMER,
@@ -73,16 +73,13 @@ from .stats import (
     StatsRecorder,
     call_hooks,
 )
-from .telemetry.logfields import begin_call, end_call, log_fields, next_attempt, response_status
+from .telemetry.logfields import begin_call, end_call, log_fields
 from .timer import Timer
-from .types import RequestKwargs, URLInput
+from .types import URLInput
 
 if TYPE_CHECKING:
-    from typing_extensions import TypeIs
-
     from .auth.base import Authoriser
     from .cache.backend.base import ResponseCache
-    from .cache.response import CachedResponse
 
 A = TypeVar("A", bound="Authoriser")
 P = TypeVar("P")
@@ -90,22 +87,13 @@ P = TypeVar("P")
 #: Failures of the transport that are worth another attempt (defined with the retry step that retries them).
 _TRANSIENT_ERRORS = TRANSIENT_ERRORS
 
-#: Client errors that sending again cannot fix: a redirect loop stays a loop, a malformed URL stays malformed.
-#: They are raised at once, whatever the retry timer or policy.
-_NOT_TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (aiohttp.TooManyRedirects, aiohttp.InvalidURL)
-#: What an attempt raises at once instead of returning for the retry step: the above, and a body over the limit.
-_RAISED_AT_ONCE: tuple[type[BaseException], ...] = (*_NOT_TRANSIENT_ERRORS, ResponseTooLargeError)
-
 #: The status handlers known not to read the body: their responses are not read before they run, so a 429's
 #: connection can be released before its Retry-After sleep without reading a body nobody needs. (Exact
 #: types only: a subclass may read the body, and so gets it read within the size limit first.)
 _BODYLESS_HANDLERS: tuple[type[StatusHandler], ...] = (UnauthorisedStatusHandler, RateLimitStatusHandler)
 
-#: What ``ClientSession`` uses when it is given no ``timeout``; a session using it gets the handler's default.
-_AIOHTTP_DEFAULT_TIMEOUT: Any = getattr(aiohttp.client, "DEFAULT_TIMEOUT", None)
-
 #: Marks a keyword that was not given (None means "no limit" for ``max_body_size``).
-_UNSET: Any = object()
+_UNSET = UNSET
 
 #: What reading a body for a log line or an error message may raise (and must not escape).
 _LOG_BODY_ERRORS: tuple[type[BaseException], ...] = (*_TRANSIENT_ERRORS, UnicodeDecodeError, LookupError)
@@ -118,30 +106,11 @@ _MAX_REAUTHORISATIONS = 1
 _MAX_HANDLED_PER_REQUEST = 32
 
 
-def _allowed_kwargs(session: ClientSession) -> frozenset[str]:
-    """The kwarg names a session's ``request`` accepts, computed once per session class (not per attempt)."""
-    cls = type(session)
-    allowed = _ALLOWED_KWARGS.get(cls)
-    if allowed is None:
-        params = inspect.signature(cls.request).parameters.values()
-        named = {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self"}
-        allowed = frozenset(named) | frozenset(RequestKwargs.__annotations__)
-        _ALLOWED_KWARGS[cls] = allowed
-    return allowed
-
-
-_ALLOWED_KWARGS: dict[type, frozenset[str]] = {}
 #: Keywords of ``request()`` that are the call's own, not aiohttp's (a GET given one takes the full path).
 _CALL_KEYWORDS = frozenset({"method", "url", "log_message", "max_body_size"})
 #: The steps of the request path the plain GET stands in for (a subclass replacing one never takes it).
-_PLAIN_STEPS = ("request", "_call", "_request_loop", "_send", "_decode", "_handle_response", "_account", "_release")
+_PLAIN_STEPS = ("request", "_call", "_request_loop", "_handle_response", "payload_handler")
 _GET = HTTPMethod.GET
-_CLOSED_MESSAGE = (
-    "Could not send a request as the session is closed. Enter the RequestHandler's context to start a new session."
-)
-#: Keywords of a caching session's ``request`` that the handler sets itself (never the caller's to pass through
-#: to a lookup).
-_OWN_SESSION_KWARGS = frozenset({"persist", "lookup", "max_body_size"})
 
 
 class RequestHandler(Generic[A, P]):
@@ -219,18 +188,19 @@ class RequestHandler(Generic[A, P]):
     """
 
     __slots__ = (
-        "_catch",
+        "_attempts",
         "_coalescer",
         "_connector",
         "_dispatch",
         "_flow_contexts",
         "_flow_gate",
         "_handler_list",
+        "_hooks",
         "_limiter",
+        "_logger",
         "_max_body_size",
         "_pauses",
         "_payload_handler",
-        "_read_watch",
         "_retry_policy",
         "_retry_step",
         "_retry_timer",
@@ -239,8 +209,6 @@ class RequestHandler(Generic[A, P]):
         "_session_cache",
         "_stats",
         "authoriser",
-        "hooks",
-        "logger",
         "wait_timer",
     )
 
@@ -326,8 +294,7 @@ class RequestHandler(Generic[A, P]):
         rate_limit_headers: bool = False,
         adaptive: bool | AdaptiveThrottle = False,
     ) -> None:
-        #: The :class:`logging.Logger` for this object.
-        self.logger: logging.Logger = logging.getLogger(__name__)
+        self._logger: logging.Logger = logging.getLogger(__name__)
         if not callable(connector) or isinstance(connector, ClientSession):
             raise TypeError(
                 "connector must be a callable that returns a new aiohttp.ClientSession (e.g. "
@@ -351,10 +318,10 @@ class RequestHandler(Generic[A, P]):
         self.wait_timer: Timer | None = check_timer(wait_timer, "wait_timer")
         self._retry_timer: Timer | None = check_timer(retry_timer, "retry_timer")
         self._stats = StatsRecorder()
-        #: Keeps the default read time-out of the attempts that use it (see ``_handler/read_watch.py``).
-        self._read_watch = ReadWatch()
-        #: Callbacks on request, response, retry and wait (see :class:`~aiorequestful.stats.RequestHooks`).
-        self.hooks = RequestHooks()
+        self._hooks = RequestHooks()
+        self._max_body_size: int | None = check_max_body_size(max_body_size)
+        #: How each attempt is sent, counted, read, decoded and released.
+        self._attempts = Attempts(self._stats, self._hooks, self._logger, self.log, self._max_body_size)
 
         # Flow control: each part stays None when off, so the request loop pays one test per attempt.
         if rate_limit is None or isinstance(rate_limit, HostRateLimiter):
@@ -386,11 +353,9 @@ class RequestHandler(Generic[A, P]):
             robots=robots,
         )
         self._limiter = self._flow_gate.limiter  # one with no limits of its own when only pacing needs it
-        self._retry_step = RetryStep(self.logger, self._stats, self.hooks, self.log)
+        self._retry_step = RetryStep(self._logger, self._stats, self._hooks, self.log)
         self._retry_policy: RetryPolicy | None = None
-        self._catch: tuple[type[BaseException], ...] = _TRANSIENT_ERRORS
         self.retry_policy = retry_policy
-        self._max_body_size: int | None = check_max_body_size(max_body_size)
         if robots is not None and not isinstance(robots, RobotsTxt):
             raise TypeError(f"robots must be a RobotsTxt (e.g. RobotsTxt('examplebot')) or None, not {what(robots)}")
         self._robots: RobotsTxt | None = robots
@@ -471,7 +436,7 @@ class RequestHandler(Generic[A, P]):
         self._retry_step.policy = value
         # An attempt that raises one of these is a failure for the retry step to judge; anything else propagates.
         extra = tuple(e for e in (value.exceptions if value else ()) if not issubclass(e, asyncio.CancelledError))
-        self._catch = _TRANSIENT_ERRORS + extra
+        self._attempts.catch = _TRANSIENT_ERRORS + extra
 
     @property
     def max_body_size(self) -> int | None:
@@ -480,7 +445,27 @@ class RequestHandler(Generic[A, P]):
 
     @max_body_size.setter
     def max_body_size(self, value: int | None) -> None:
-        self._max_body_size = check_max_body_size(value)
+        self._max_body_size = self._attempts.max_body_size = check_max_body_size(value)
+
+    @property
+    def logger(self) -> logging.Logger:
+        """The :class:`logging.Logger` for this object (replacing it moves every line the handler logs)."""
+        return self._logger
+
+    @logger.setter
+    def logger(self, value: logging.Logger) -> None:
+        self._logger = self._attempts.logger = self._retry_step.logger = value
+
+    @property
+    def hooks(self) -> RequestHooks:
+        """Callbacks on request, response, retry and wait (see :class:`~aiorequestful.stats.RequestHooks`)."""
+        return self._hooks
+
+    @hooks.setter
+    def hooks(self, value: RequestHooks) -> None:
+        if not isinstance(value, RequestHooks):
+            raise TypeError(f"hooks must be a RequestHooks, not {what(value)}")
+        self._hooks = self._attempts.hooks = self._retry_step.hooks = value
 
     @property
     def rate_limiter(self) -> HostRateLimiter | None:
@@ -531,6 +516,7 @@ class RequestHandler(Generic[A, P]):
             self._session = self._connector()
             # Decided once per session (a protocol check is too slow for every attempt).
             self._session_cache = self._session.cache if isinstance(self._session, CachingSession) else None
+            self._attempts.open(self._session)
         self.payload_handler = self._payload_handler  # push it onto the cache's repositories
         session = self._session
         assert session is not None
@@ -545,7 +531,7 @@ class RequestHandler(Generic[A, P]):
 
     async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
         session, self._session = self._session, None
-        self._read_watch.close()
+        self._attempts.open(None)
         try:
             if session is not None:
                 await session.__aexit__(exc_type, exc_val, exc_tb)
@@ -582,7 +568,7 @@ class RequestHandler(Generic[A, P]):
     async def close(self) -> None:
         """Close the current session; a no-op when none is open."""
         session, self._session = self._session, None
-        self._read_watch.close()
+        self._attempts.open(None)
         try:
             if session is not None and not session.closed:
                 await session.__aexit__(None, None, None)
@@ -633,161 +619,6 @@ class RequestHandler(Generic[A, P]):
     # ----------------------------------------------------------------------------------------------
     # requests
     # ----------------------------------------------------------------------------------------------
-    async def _send(
-        self,
-        method: HTTPMethod,
-        url: URLInput,
-        log_message: str | list[str] | None,
-        kwargs: dict[str, Any],
-        max_body_size: int | None = _UNSET,
-        lookup: bool = True,
-        transport: Transport | None = None,
-    ) -> ClientResponse | BaseException:
-        """One attempt: returns the response, or the transport exception that prevented one.
-
-        The caller must pass a returned response to :meth:`_release` when done with it (the request loop does so
-        in a ``finally``). A plain coroutine rather than an ``asynccontextmanager``: this runs once per attempt
-        and the generator machinery was a measurable share of the per-request cost.
-        Only errors raised while *opening* the request are returned; anything raised while the caller
-        handles the response propagates normally. The caller's headers are passed through untouched;
-        aiohttp merges the session's defaults under them (per-request values win). ``kwargs`` is not modified.
-        A session whose ``request`` takes ``max_body_size`` (``CachedSession``, which reads bodies to store them)
-        is given the limit; a session using aiohttp's default time-out, and a request giving none, gets
-        :data:`aiorequestful.limits.DEFAULT_TIMEOUT`. A redirect loop or an invalid URL is raised, not returned:
-        sending again cannot fix it.
-        """
-        next_attempt()  # the attempt number and status the log records of this attempt carry
-        session: ClientSession | None = None
-        read_limit: float | None = None
-        if transport is not None:
-            # Under an aiohttp client middleware: the session built the request; send it on down the chain.
-            if self.logger.isEnabledFor(logging.DEBUG):
-                self.log(method=method.name, url=url, message=list(get_iterator(log_message)))
-        else:
-            session = self._session
-            if session is None or session.closed:
-                raise RequestError(_CLOSED_MESSAGE)
-            if self.logger.isEnabledFor(logging.DEBUG):
-                messages = list(get_iterator(log_message))  # never append to the caller's list
-                if self._session_cache is not None:
-                    messages.append("Cached Request")
-                self.log(method=method.name, url=url, message=messages, **kwargs)
-            allowed = _allowed_kwargs(session)
-            # Drop kwargs the session's request does not take; a new dict, so the caller's is reused untouched.
-            kwargs = {key: value for key, value in kwargs.items() if key in allowed} if kwargs else {}
-            if "max_body_size" in allowed:
-                kwargs["max_body_size"] = self._max_body_size if max_body_size is _UNSET else max_body_size
-            if not lookup and "lookup" in allowed:
-                kwargs["lookup"] = False  # this attempt's lookup was made before the gate, and missed
-            if "timeout" not in kwargs:
-                # The default time-out, read from the module each time so the documented one is in force. A plain
-                # session's request without a body keeps its read part under the handler's watch instead of
-                # aiohttp's (see _handler/read_watch.py); everything else is sent with the whole default.
-                default = limits.DEFAULT_TIMEOUT
-                watch = self._read_watch
-                if default is not watch.default:
-                    watch.use(default)
-                current = session.timeout
-                if current is watch.readless or current is default or current is _AIOHTTP_DEFAULT_TIMEOUT:
-                    if (
-                        watch.read is not None
-                        and self._session_cache is None
-                        and "data" not in kwargs
-                        and "json" not in kwargs
-                    ):
-                        read_limit = watch.read
-                        if current is not watch.readless:
-                            kwargs["timeout"] = watch.readless
-                    elif current is not default:
-                        kwargs["timeout"] = default
-        hooks = self.hooks
-        if hooks.on_request:
-            call_hooks(hooks.on_request, method.name, URL(url))
-        try:
-            if read_limit is not None:
-                assert session is not None
-                # The wait for the headers, under the handler's read watch (see _handler/read_watch.py).
-                watch = self._read_watch
-                entry = watch.headers(read_limit + watch.connect)
-                try:
-                    response = await session.request(method=method._name_, url=url, **kwargs)
-                except asyncio.CancelledError:
-                    if not watch.headers_done(entry):
-                        raise
-                    raise timeout_error() from None
-                except BaseException:
-                    watch.headers_done(entry)
-                    raise
-                if watch.headers_done(entry, response):
-                    response.close()
-                    raise timeout_error()
-            elif session is not None:
-                response = await session.request(method=method._name_, url=url, **kwargs)
-            else:
-                assert transport is not None
-                response = await transport.send()
-        except asyncio.CancelledError:
-            raise  # an abandoned attempt: neither a response nor an error
-        except _RAISED_AT_ONCE as exc:
-            self._stats.error()
-            if self.logger.isEnabledFor(logging.DEBUG):
-                self.log(
-                    method=method.name, url=url, message=f"Request failed: {type(exc).__name__}: {scrub_urls(str(exc))}"
-                )
-            raise
-        except self._catch as exc:
-            self._stats.error()
-            if self.logger.isEnabledFor(logging.DEBUG):
-                self.log(
-                    method=method.name, url=url, message=f"Request failed: {type(exc).__name__}: {scrub_urls(str(exc))}"
-                )
-            return exc
-        except Exception:
-            self._stats.error()  # could not be sent at all (a bad URL or option): counted, then raised as is
-            raise
-        self._account(method, url, response)
-        return response
-
-    def _account(self, method: HTTPMethod, url: URLInput, response: ClientResponse) -> None:
-        """Count an attempt that got ``response`` (from the network or the cache) and tell the hooks."""
-        from_cache = _is_cached(response)
-        response_status(response.status)  # the status the attempt's log records carry from now on
-        stats = self._stats
-        stats.response(response.status)
-        if from_cache:
-            status = getattr(response, "cache_status", "hit")
-            if status == "revalidated":
-                stats.cache_revalidations += 1
-            else:
-                stats.cache_hits += 1
-                if status != "hit":
-                    stats.cache_stale += 1
-        elif self._session_cache is not None:
-            stats.cache_misses += 1
-        if self.hooks.on_response:
-            call_hooks(self.hooks.on_response, method.name, URL(url), response.status, from_cache)
-
-    async def _lookup_first(self, method: HTTPMethod, url: URLInput, kwargs: dict[str, Any]) -> ClientResponse | None:
-        """Ask the caching session for a stored response before the flow-control gate (or, on the plain GET, before
-        sending): a hit sends nothing to the host, so it must take no rate-limit slot and wait on no pause. None: a
-        miss (go through the gate and send, without asking again)."""
-        if self._session is None or self._session_cache is None:
-            return None
-        allowed = _allowed_kwargs(self._session)
-        session = cast("CachingSession", self._session)  # a caching session: checked once, when it was made
-        options = {key: value for key, value in kwargs.items() if key in allowed and key not in _OWN_SESSION_KWARGS}
-        hit = await session.lookup(method.name, url, **options)
-        if hit is None:
-            return None
-        next_attempt()  # a hit is an attempt, answered from storage
-        if self.logger.isEnabledFor(logging.DEBUG):
-            where = "before the gate" if self._flow_gate.active else "before sending"
-            self.log(method=method.name, url=url, message=f"Cached Request: answered from the cache {where}")
-        if self.hooks.on_request:
-            call_hooks(self.hooks.on_request, method.name, URL(url))
-        self._account(method, url, hit)
-        return hit
-
     async def _wait_at_gate(
         self, host: HostKey, method: HTTPMethod, url: URLInput, kwargs: dict[str, Any], chain: Chain
     ) -> ClientResponse | None:
@@ -808,41 +639,12 @@ class RequestHandler(Generic[A, P]):
         stale_if_error = getattr(session, "stale_if_error", None)  # CachedSession's; not in the session protocol
         if session is None or self._session_cache is None or stale_if_error is None:
             return None
-        allowed = _allowed_kwargs(session)
-        options = {key: value for key, value in kwargs.items() if key in allowed and key not in _OWN_SESSION_KWARGS}
+        allowed = allowed_kwargs(session)
+        options = {key: value for key, value in kwargs.items() if key in allowed and key not in OWN_SESSION_KWARGS}
         stale = await stale_if_error(method.name, url, **options)
         if stale is not None:
-            self._account(method, url, stale)
+            self._attempts.account(method, url, stale)
         return stale
-
-    async def _read_bounded(self, response: ClientResponse, max_body_size: int | None = _UNSET) -> bytes | None:
-        """Read a network response's body within the size limit before anything else reads it; returns it
-        (None: not read here - a cached response, no limit, or a transport error).
-
-        Afterwards ``read()``/``text()``/``json()`` return the bytes read here. A body over the limit raises
-        :class:`ResponseTooLargeError` (the response is closed). A transport error is left for the reader that
-        comes next: the stream keeps it, so a payload or status handler meets the same error it would have met
-        reading the body itself.
-        """
-        limit = self._max_body_size if max_body_size is _UNSET else max_body_size
-        watch = self._read_watch
-        watched = watch.body(response)
-        if not watched and (limit is None or _is_cached(response)):
-            return None
-        try:
-            return await read_body(response, limit)
-        except _TRANSIENT_ERRORS:
-            return None
-        finally:
-            if watched:
-                watch.body_done(response)
-
-    def _release(self, response: ClientResponse) -> None:
-        """Count a network response's bytes and release it, so its connection returns to the pool at once."""
-        if not _is_cached(response):
-            self._stats.bytes_received += getattr(response.content, "total_bytes", 0)
-            self._read_watch.forget(response)
-        response.release()
 
     async def _handle_response(
         self,
@@ -869,7 +671,7 @@ class RequestHandler(Generic[A, P]):
             return False
         handler = self._handler_list[index]
         if type(handler) not in _BODYLESS_HANDLERS:
-            await self._read_bounded(response, max_body_size)
+            await self._attempts.read_bounded(response, max_body_size)
         started = time.perf_counter()
         handled = await handler(
             response=response,
@@ -883,8 +685,8 @@ class RequestHandler(Generic[A, P]):
             waited = time.perf_counter() - started
             self._stats.waited(WAIT_STATUS, waited)
             self._stats.resends += 1
-            if self.hooks.on_wait:
-                call_hooks(self.hooks.on_wait, WAIT_STATUS, waited, response.url)
+            if self._hooks.on_wait:
+                call_hooks(self._hooks.on_wait, WAIT_STATUS, waited, response.url)
             chain.handled += 1
             if status == 401:
                 chain.reauthorised += 1
@@ -948,7 +750,7 @@ class RequestHandler(Generic[A, P]):
         """Drop, in place, the keyword arguments the session's ``request`` does not take."""
         if self._session is None:
             return
-        allowed = _allowed_kwargs(self._session)
+        allowed = allowed_kwargs(self._session)
         for key in [key for key in kwargs if key not in allowed]:
             del kwargs[key]
 
@@ -958,17 +760,17 @@ class RequestHandler(Generic[A, P]):
     ) -> AsyncIterator[ClientResponse | BaseException]:
         """One attempt as an async context manager: yields the response, or the transport exception that
         prevented one; a response is released when the block ends."""
-        response = await self._send(http_method(method), url, log_message, kwargs)
+        response = await self._attempts.send(http_method(method), url, log_message, kwargs)
         try:
             yield response
         finally:
             if not isinstance(response, BaseException):
-                self._release(response)
+                self._attempts.release(response)
 
     def _waited(self, reason: str, seconds: float, url: URLInput) -> None:
         self._stats.waited(reason, seconds)
-        if self.hooks.on_wait:
-            call_hooks(self.hooks.on_wait, reason, seconds, URL(url))
+        if self._hooks.on_wait:
+            call_hooks(self._hooks.on_wait, reason, seconds, URL(url))
 
     def _retryable(self, failure: ClientResponse | BaseException, method: HTTPMethod) -> bool:
         """Whether the retry policy (if any) retries ``failure``; without one every failure is (as in 1.0.20)."""
@@ -997,13 +799,13 @@ class RequestHandler(Generic[A, P]):
         :raises aiohttp.ClientError | TimeoutError: the final attempt failed in transport.
         """
         if self.closed:
-            raise RequestError(_CLOSED_MESSAGE)
+            raise RequestError(CLOSED_MESSAGE)
         method = http_method(kwargs.pop("method"))
         url = kwargs.pop("url")
         log_message = kwargs.pop("log_message", None)
         max_body_size = kwargs.pop("max_body_size", _UNSET)
         max_body_size = self._max_body_size if max_body_size is _UNSET else check_max_body_size(max_body_size)
-        wrappers = self.hooks.around_call
+        wrappers = self._hooks.around_call
         if wrappers:
             proceed = functools.partial(self._call, method, url, log_message, kwargs, max_body_size)
             return await _wrapped(wrappers, proceed, method.name, url, kwargs.get("params"))
@@ -1086,11 +888,11 @@ class RequestHandler(Generic[A, P]):
                 response, failure = first
                 first = None
             if cache_first:
-                response = await self._lookup_first(method, url, kwargs)
+                response = await self._attempts.lookup(method, url, kwargs, "before the gate")
             if response is None and host is not None:
                 response = await self._wait_at_gate(host, method, url, kwargs, chain)
             if response is None:
-                send = self._send(method, url, log_message, kwargs, max_body_size, not cache_first, transport)
+                send = self._attempts.send(method, url, log_message, kwargs, max_body_size, not cache_first, transport)
                 response = await (self._flow_gate.track(chain, send) if tracking else send)
             cache_first = False
             done = False
@@ -1118,11 +920,13 @@ class RequestHandler(Generic[A, P]):
                     elif response.ok and transport is not None:
                         payload, done, kept = response, True, response
                     elif response.ok:
-                        done, payload = await self._decode(response, method, max_body_size)
+                        done, payload = await self._attempts.decode(
+                            response, self.payload_handler, method, max_body_size
+                        )
                         if not done:
                             failure, payload = payload, None
                     else:
-                        await self._read_bounded(response, max_body_size)
+                        await self._attempts.read_bounded(response, max_body_size)
                         await self._log_response(response, method, url)
                         failure = response
 
@@ -1144,7 +948,7 @@ class RequestHandler(Generic[A, P]):
                     retry_after, cause = timer, failure
             finally:
                 if not isinstance(response, BaseException) and response is not kept:
-                    self._release(response)
+                    self._attempts.release(response)
                 if tracking:
                     self._flow_gate.release(chain)  # the host's concurrency slot, with the connection
             # The response is released before any sleep so its connection returns to the pool at once.
@@ -1176,7 +980,7 @@ class RequestHandler(Generic[A, P]):
             and self._coalescer is None
             and self._robots is None
             and not self._flow_gate.active
-            and not self.hooks.around_call
+            and not self._hooks.around_call
         )
 
     async def _plain_get(self, url: URLInput, kwargs: dict[str, Any]) -> P:
@@ -1191,8 +995,9 @@ class RequestHandler(Generic[A, P]):
         log_context = begin_call(_GET, url, self._session)
         try:
             caching = self._session_cache is not None
-            hit = await self._lookup_first(_GET, url, kwargs) if caching else None
-            response = await self._send(_GET, url, None, kwargs, _UNSET, not caching) if hit is None else hit
+            attempts = self._attempts
+            hit = await attempts.lookup(_GET, url, kwargs, "before sending") if caching else None
+            response = await attempts.send(_GET, url, None, kwargs, _UNSET, not caching) if hit is None else hit
             if (
                 isinstance(response, BaseException)
                 or not response.ok
@@ -1200,13 +1005,13 @@ class RequestHandler(Generic[A, P]):
             ):
                 return await self._request_loop(_GET, url, None, kwargs, _UNSET, first=(response, None))
             try:
-                done, payload = await self._decode(response, _GET, self._max_body_size)
+                done, payload = await attempts.decode(response, self.payload_handler, _GET, self._max_body_size)
             except BaseException:
-                self._release(response)
+                self._attempts.release(response)
                 raise
             if not done:
                 return await self._request_loop(_GET, url, None, kwargs, _UNSET, first=(response, payload))
-            self._release(response)
+            self._attempts.release(response)
             if self.wait_timer is not None:
                 waited = float(self.wait_timer)
                 await self.wait_timer
@@ -1220,42 +1025,6 @@ class RequestHandler(Generic[A, P]):
             raise
         finally:
             end_call(log_context)
-
-    async def _decode(
-        self, response: ClientResponse, method: HTTPMethod, max_body_size: int | None
-    ) -> tuple[bool, Any]:
-        """The payload of a successful ``response``: (True, payload), or (False, the failure to retry): a body
-        that failed mid-read, or a payload error a retry policy lists. Any other payload error is raised, naming
-        the request."""
-        handler = self.payload_handler
-        if _is_cached(response):
-            # A cache hit whose row the cache already decoded with this very handler (to validate it) hands that
-            # value over: the same JSON is not decoded twice.
-            decoded, value = response.decoded_payload(handler)
-            if decoded:
-                return True, value
-            body = None
-        else:
-            # A body that is all here already and within the limit is taken without waiting (or a watch).
-            body = body_ready(response, max_body_size)
-            if body is None:
-                body = await self._read_bounded(response, max_body_size)
-        try:
-            if body is not None:
-                # A built-in handler decodes the body read here without its own coroutines (and the same result).
-                known, value = decode_body(handler, body, response.charset)
-                if known:
-                    return True, value
-            return True, await handler(response)
-        except asyncio.CancelledError:
-            raise
-        except PayloadHandlerError as exc:
-            error = _payload_error(exc, method, response)
-            if not isinstance(error, self._catch):
-                raise error from exc
-            return False, error  # a retry policy that lists PayloadHandlerError retries it
-        except self._catch as exc:
-            return False, exc  # a body that fails mid-read is a transient failure like any other
 
     def middleware(self) -> Any:
         """This handler as an aiohttp client middleware (aiohttp 3.12 or newer): give it to any
@@ -1271,7 +1040,7 @@ class RequestHandler(Generic[A, P]):
         return its final response."""
         request = transport.request
         method = http_method(request.method)
-        wrappers = self.hooks.around_call
+        wrappers = self._hooks.around_call
         proceed = functools.partial(self._call, method, request.url, None, {}, self._max_body_size, transport)
         if wrappers:
             return cast("ClientResponse", await _wrapped(wrappers, proceed, method.name, request.url, None))
@@ -1316,9 +1085,6 @@ class RequestHandler(Generic[A, P]):
         return await self.request(method="patch", url=url, **kwargs)
 
 
-_CACHED_TYPES: tuple[type, ...] | None = None
-
-
 async def _wrapped(wrappers: list[Any], proceed: Any, method: str, url: Any, params: Any) -> Any:
     """Run ``proceed`` inside the ``around_call`` hooks, the first one outermost."""
     for wrapper in reversed(wrappers):
@@ -1326,35 +1092,6 @@ async def _wrapped(wrappers: list[Any], proceed: Any, method: str, url: Any, par
     return await proceed()
 
 
-def _is_cached(response: ClientResponse) -> TypeIs[CachedResponse]:
-    """True for a response served by the cache (its module is imported on first use: the cache is optional)."""
-    global _CACHED_TYPES
-    if _CACHED_TYPES is None:
-        try:
-            from .cache.response import CachedResponse
-        except ImportError:
-            _CACHED_TYPES = ()
-        else:
-            _CACHED_TYPES = (CachedResponse,)
-    # A network response is exactly aiohttp's class in the common case: answered without the isinstance walk.
-    return type(response) is not ClientResponse and isinstance(response, _CACHED_TYPES)
-
-
 def _loop_time() -> float:
     """The running loop's clock (flow control schedules with it)."""
     return asyncio.get_running_loop().time()
-
-
-def _payload_error(exc: PayloadHandlerError, method: HTTPMethod, response: ClientResponse) -> PayloadHandlerError:
-    """``exc`` again, naming the request and what the server sent: method, redacted URL, status, content type."""
-    content_type = response.headers.get("Content-Type")
-    url = redact_url(response.url)
-    error = PayloadHandlerError(
-        f"{exc} | {method.name} {url} | Status code: {response.status} | Content-Type: {content_type or 'none'}",
-        method=method.name,
-        url=url,
-        status=response.status,
-        content_type=content_type,
-    )
-    error.__cause__ = exc
-    return error

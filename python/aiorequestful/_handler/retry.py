@@ -46,12 +46,12 @@ class RetryStep:
     :param log: writes a request's DEBUG line (the handler's ``log``).
     """
 
-    __slots__ = ("_hooks", "_log", "_logger", "_stats", "policy")
+    __slots__ = ("_log", "_stats", "hooks", "logger", "policy")
 
     def __init__(self, logger: logging.Logger, stats: StatsRecorder, hooks: RequestHooks, log: LogLine) -> None:
-        self._logger = logger
+        self.logger = logger
         self._stats = stats
-        self._hooks = hooks
+        self.hooks = hooks
         self._log = log
         #: The retry policy whose jitter is added to each sleep (None: the timer's value exactly).
         self.policy: RetryPolicy | None = None
@@ -82,7 +82,7 @@ class RetryStep:
         policy = self.policy
         delay = policy.delay(base) if policy is not None else base
         self._stats.retries += 1
-        hooks = self._hooks
+        hooks = self.hooks
         if hooks.on_retry:
             cause = failure.status if isinstance(failure, ClientResponse) else failure
             call_hooks(hooks.on_retry, str(method), URL(url), delay, cause)
@@ -108,7 +108,7 @@ class RetryStep:
 
         No colour codes: colour is a formatter's job, and escapes would land in log files and non-TTY streams.
         """
-        logger = self._logger
+        logger = self.logger
         if not chain.warned:
             chain.warned = True
             if logger.isEnabledFor(logging.WARNING):

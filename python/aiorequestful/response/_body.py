@@ -74,9 +74,9 @@ async def read_body(response: ClientResponse, max_body_size: int | None) -> byte
         if max_body_size is not None and len(body) > max_body_size:
             raise _too_large(response, max_body_size)
         return body
-    body = body_ready(response, max_body_size)
-    if body is not None:
-        return body
+    ready = body_ready(response, max_body_size)
+    if ready is not None:
+        return ready
     chunks: list[bytes] = []
     size = 0
     while True:
