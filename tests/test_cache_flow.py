@@ -143,3 +143,36 @@ async def test_persist_false_and_misses_still_store_through_the_gate(serve, tmp_
         await handler.get(base / "items" / "2")
     assert hits == Counter({"1": 2, "2": 1})
     assert (handler.stats.cache_hits, handler.stats.cache_misses) == (1, 3)
+
+
+async def test_with_coalescing_hits_are_answered_before_it_and_misses_are_shared(serve, tmp_path: Path) -> None:
+    """A hit shares nothing (it starts no shared request and joins none), and a miss is looked up once only."""
+    hits: Counter[str] = Counter()
+    base = await serve(app(hits))
+    await fill(tmp_path / "c", base, 10)
+    handler = RequestHandler.create(
+        cache=make_cache(tmp_path / "c"), payload_handler=JSONPayloadHandler(), coalesce=True
+    )
+    loop = asyncio.get_running_loop()
+    created: list[str] = []
+    default_factory = loop.get_task_factory()
+
+    def factory(loop: Any, coro: Any, **kwargs: Any) -> Any:
+        created.append(getattr(coro, "__qualname__", ""))
+        if default_factory is None:
+            return asyncio.Task(coro, loop=loop, **kwargs)
+        return default_factory(loop, coro, **kwargs)
+
+    async with handler:
+        loop.set_task_factory(factory)
+        try:
+            stored = await asyncio.gather(*(handler.get(base / "items" / str(i % 10)) for i in range(40)))
+            assert not [name for name in created if "_request_loop" in name]  # no shared request for a hit
+            fresh = await asyncio.gather(*(handler.get(base / "items" / "77") for _ in range(20)))
+        finally:
+            loop.set_task_factory(default_factory)
+    assert [item["from"] for item in stored] == ["network"] * 40 and fresh == [{"id": 77, "from": "network"}] * 20
+    stats = handler.stats
+    assert (stats.cache_hits, stats.coalesced, hits["77"], sum(hits.values())) == (40, 19, 1, 11)
+    # the 20 callers of the miss each asked the cache once (a miss), and the one shared request did not ask again
+    assert stats.cache_misses == 1 and stats.requests == 41

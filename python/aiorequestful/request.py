@@ -832,10 +832,22 @@ class RequestHandler(Generic[A, P]):
             if coalescer is not None:
                 key = coalescer.key(method, url, kwargs)
                 if key is not None:
+                    looked_up = self._session_cache is not None and self._robots is None
+                    if looked_up:
+                        # A hit costs nothing to share: it is answered at once, without joining or starting a
+                        # shared request (a disallowed URL is judged by robots.txt first, in the loop).
+                        hit = await self._attempts.lookup(method, url, kwargs, "before coalescing")
+                        if hit is not None:
+                            return await self._request_loop(
+                                method, url, log_message, kwargs, max_body_size, first=(hit, None)
+                            )
                     if key in coalescer:
                         self._stats.coalesced += 1  # counted on joining: the shared request may still fail
                     payload, _ = await coalescer.run(
-                        key, lambda: self._request_loop(method, url, log_message, kwargs, max_body_size)
+                        key,
+                        lambda: self._request_loop(
+                            method, url, log_message, kwargs, max_body_size, looked_up=looked_up
+                        ),
                     )
                     return payload
             return await self._request_loop(method, url, log_message, kwargs, max_body_size)
@@ -857,12 +869,14 @@ class RequestHandler(Generic[A, P]):
         max_body_size: int | None = _UNSET,
         transport: Transport | None = None,
         first: tuple[ClientResponse | BaseException, BaseException | None] | None = None,
+        looked_up: bool = False,
     ) -> P:
         # With a ``transport`` (an aiohttp client middleware's next step) the loop sends that request and returns
         # the final response itself, unread and unreleased, instead of its payload: an error response whose
         # retries ran out is returned too, as aiohttp would return it.
         # With ``first`` (from the plain GET) the first attempt was made already: its response (or transport
-        # error), and the failure its payload met, if it was read; the loop goes on from there.
+        # error), and the failure its payload met, if it was read; the loop goes on from there. ``looked_up``: the
+        # cache was asked already, and missed, so the first attempt neither asks it again nor looks up first.
         if max_body_size is _UNSET:
             max_body_size = self._max_body_size
         policy = self._retry_policy
@@ -878,7 +892,8 @@ class RequestHandler(Generic[A, P]):
 
         # With flow control on, the cache is asked before the gate (a hit costs the host nothing); only on the
         # first attempt: a retry follows a failure, and failures are not cached.
-        cache_first = host is not None and self._session_cache is not None and first is None
+        cache_first = host is not None and self._session_cache is not None and first is None and not looked_up
+        lookup = not looked_up  # whether the next attempt's session asks the cache itself
         status_session = None if transport is None else transport.session
 
         while True:
@@ -892,9 +907,10 @@ class RequestHandler(Generic[A, P]):
             if response is None and host is not None:
                 response = await self._wait_at_gate(host, method, url, kwargs, chain)
             if response is None:
-                send = self._attempts.send(method, url, log_message, kwargs, max_body_size, not cache_first, transport)
+                lookup = lookup and not cache_first
+                send = self._attempts.send(method, url, log_message, kwargs, max_body_size, lookup, transport)
                 response = await (self._flow_gate.track(chain, send) if tracking else send)
-            cache_first = False
+            cache_first, lookup = False, True
             done = False
             payload: Any = None
             retry_after: Timer | None = None
@@ -994,7 +1010,9 @@ class RequestHandler(Generic[A, P]):
         stats.calls += 1
         log_context = begin_call(_GET, url, self._session)
         try:
-            caching = self._session_cache is not None
+            # A caching session is asked before sending (as under flow control) - unless DEBUG lines are written: then
+            # the session's request asks it, so the lines are those of the full path (request, then cache).
+            caching = self._session_cache is not None and not self._logger.isEnabledFor(logging.DEBUG)
             attempts = self._attempts
             hit = await attempts.lookup(_GET, url, kwargs, "before sending") if caching else None
             response = await attempts.send(_GET, url, None, kwargs, _UNSET, not caching) if hit is None else hit
