@@ -160,6 +160,9 @@ async def test_identity_options_and_cookies_are_never_taken_from_the_kept_identi
         session.cookie_jar.clear()
         assert await session.lookup("GET", url) is not None
         assert await session.lookup("GET", url, timeout=5) is not None  # not an identity option
+        assert await session.lookup("GET", url, headers=None, params={}, cookies=None) is not None  # empty ones
+        paged = await session.lookup("GET", url, params={"page": "2"})  # the same key (the id), another URL
+        assert paged is not None and paged.request_info.url.query["page"] == "2"
 
 
 async def test_the_tier_off_gives_the_same_responses(origin: tuple[URL, Any], tmp_path: Path) -> None:

@@ -62,8 +62,9 @@ class _QuietSubclass:
 
 
 #: Request options that change what identifies a request to the cache (its URL, headers or credentials); a call
-#: without any of them, on a session without ``auth`` and with an empty cookie jar, has the identity of its
-#: method and URL alone, which is then computed once and kept (see ``CachedSession._identity``).
+#: without any of them (or with empty ones: None, {}), on a session without ``auth`` and with an empty cookie jar,
+#: has the identity of its method and URL alone, which is then computed once and kept (see
+#: ``CachedSession._identity``).
 _IDENTITY_OPTIONS = frozenset({"headers", "params", "auth", "cookies"})
 #: How many such identities a session keeps (all are dropped when it is full).
 _IDENTITY_MEMO_SIZE = 4096
@@ -265,7 +266,8 @@ class CachedSession(_QuietSubclass, CacheAccess, ClientSession):
         dictionary look-up. Kept identities are dropped when the session's default headers or the set of secret
         header names change.
         """
-        if self.auth is None and (not kwargs or _IDENTITY_OPTIONS.isdisjoint(kwargs)) and not len(self.cookie_jar):
+        plain = not kwargs or _IDENTITY_OPTIONS.isdisjoint(kwargs) or not any(kwargs.get(n) for n in _IDENTITY_OPTIONS)
+        if plain and self.auth is None and not len(self.cookie_jar):
             if self._cache_ids_secret is not secret_headers() or self._cache_ids_headers != self.headers:
                 self._cache_ids.clear()
                 self._cache_ids_headers = CIMultiDict(self.headers)
