@@ -25,7 +25,8 @@ workloads:
   timer that ``timer_plan`` plans);
 * ``handler50k``: the same on ``/json50k`` (a ~50 KB page of records);
 * ``flow``: the handler with every flow-control feature on, never binding (``bucket_take`` per request,
-  ``cache_key`` for coalescing), as ``benches.e2e``'s ``handler_flow``;
+  ``cache_key`` for coalescing), as ``benches.e2e``'s ``handler_flow``; each request's URL carries its own query
+  (``/json?request=<n>``), so coalescing never merges two of them;
 * ``cache_hit``: a ``RequestHandler`` over a SQLite cache file filled before counting starts; every counted
   request is a hit (``json_loads`` of the stored payload; no network).
 
@@ -66,8 +67,14 @@ KERNEL_WORKLOADS: dict[str, tuple[str, ...]] = {
     "flow": ("bucket_take", "cache_key"),
     "cache_hit": ("json_loads",),
 }
-#: Kernels a workload never calls, taken from the twin anyway: what the swap itself moves (the method's floor).
-KERNEL_CONTROLS: dict[str, tuple[str, ...]] = {"handler": ("bucket_take",)}
+#: A kernel each workload never calls, taken from the twin anyway: what the swap itself moves (another module
+#: object, another heap layout), the floor each effect on that workload is measured against.
+KERNEL_CONTROLS: dict[str, tuple[str, ...]] = {
+    "handler": ("bucket_take",),
+    "handler50k": ("bucket_take",),
+    "flow": ("timer_plan",),
+    "cache_hit": ("bucket_take",),
+}
 
 
 def kernel_variants(pure: bool = False) -> tuple[tuple[str, str, str, str], ...]:
@@ -147,9 +154,12 @@ async def client(base: str, path: str, n: int, concurrency: int = CONCURRENCY, w
         from benches.e2e import make_flow_handler, make_handler
 
         handler = await (make_flow_handler() if path == "flow" else make_handler()).__aenter__()
+        # With coalescing on, concurrent GETs of one URL would share a single request: a query that differs per
+        # request keeps every one a request of its own (the server ignores it), as in a crawl.
+        numbers = iter(range(10**9))
 
         async def fetch() -> Any:
-            return await handler.get(url)
+            return await handler.get(f"{url}?request={next(numbers)}" if path == "flow" else url)
 
         closer = None
 

@@ -44,7 +44,7 @@ def test_server_serves_the_fixed_json_body(bench_server: str) -> None:
 
 
 async def test_instruction_client_decodes_every_request(bench_server: str) -> None:
-    for path in ("raw", "handler"):
+    for path in ("raw", "handler", "flow"):  # flow: a query per request, so coalescing merges none of them
         assert await instructions.client(bench_server, path, n=40, concurrency=8) == 40
 
 
