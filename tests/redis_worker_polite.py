@@ -39,7 +39,7 @@ async def main(config: dict[str, Any]) -> int:
 
     connection = RedisConnection(config["redis_url"], namespace=config["namespace"])
     throttle = RedisAdaptiveThrottle(connection, **config["adaptive"])
-    caps = RedisHostConcurrency(connection, config["max_in_flight"], poll=0.005, max_poll=0.05)
+    caps = RedisHostConcurrency(connection, config["max_in_flight"])
     limiter = RedisHostRateLimiter(connection)
     handler = RequestHandler.create(
         payload_handler=JSONPayloadHandler(),
@@ -84,6 +84,7 @@ async def main(config: dict[str, Any]) -> int:
         "errors": errors,
         "started": started,
         "finished": finished,
+        "cpu": time.process_time(),
         "failures": handler.stats.failures,
         "shared_observations": throttle.shared_observations,
         "local_observations": throttle.local_observations,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from typing import Any
 
 import pytest
@@ -85,7 +86,140 @@ async def test_a_dead_workers_leases_expire(serve, workers) -> None:
     assert alive.shared_leases == 1 and len(host.accepted) == 1
 
 
-async def test_without_redis_the_local_cap_applies(serve, dedicated_redis: RedisServer) -> None:
+async def test_the_fleets_waiters_are_served_in_arrival_order(workers) -> None:
+    key = ("http", "fifo.example", 80)
+    holder, early, late = (RedisHostConcurrency(c, 1, poll=0.01, max_poll=0.5) for c in workers)
+    order: list[str] = []
+
+    async def wait_for_slot(caps: RedisHostConcurrency, name: str) -> None:
+        slot = await caps.acquire(key)
+        assert slot is not None
+        order.append(name)
+        slot.release()
+
+    for caps in (holder, early, late):
+        await caps.__aenter__()
+    try:
+        held = await holder.acquire(key)
+        assert held is not None
+        first = asyncio.create_task(wait_for_slot(early, "early"))
+        # The early waiter has been waiting long (a poller would by now look again only every half second) ...
+        await asyncio.sleep(1.0)
+        second = asyncio.create_task(wait_for_slot(late, "late"))
+        await asyncio.sleep(0.05)  # ... the late one has just asked
+        held.release()
+        await asyncio.wait_for(asyncio.gather(first, second), 10)
+    finally:
+        for caps in (holder, early, late):
+            await caps.__aexit__(None, None, None)
+    assert order == ["early", "late"]
+    assert early.shared_leases == late.shared_leases == 1
+
+
+async def test_waiters_of_three_workers_are_served_in_the_order_they_queued(workers, redis_url: str) -> None:
+    key = ("http", "queue.example", 80)
+    # each process's own cap (1) lets one task of it into the fleet's queue at a time: two caps per worker
+    holder = RedisHostConcurrency(workers[0], 1)
+    caps = [RedisHostConcurrency(workers[n % 3], 1) for n in range(6)]
+    queue_key = holder.queue_keys(key)[1]
+    served: list[int] = []
+    client = sync_client(redis_url)
+    for part in (holder, *caps):
+        await part.__aenter__()
+    try:
+        held = await holder.acquire(key)
+        assert held is not None
+
+        async def waiter(number: int) -> None:
+            slot = await caps[number].acquire(key)
+            assert slot is not None
+            served.append(number)
+            await asyncio.sleep(0.01)
+            slot.release()
+
+        tasks = []
+        for number in (4, 1, 5, 0, 3, 2):  # workers 1, 1, 2, 0, 0, 2
+            tasks.append(asyncio.create_task(waiter(number)))
+            while client.zcard(queue_key) < len(tasks):  # queued in this order, one after the other
+                await asyncio.sleep(0.005)
+        held.release()
+        await asyncio.wait_for(asyncio.gather(*tasks), 20)
+    finally:
+        client.close()
+        for part in (holder, *caps):
+            await part.__aexit__(None, None, None)
+    assert served == [4, 1, 5, 0, 3, 2]
+
+
+async def test_the_queued_tickets_of_a_dead_worker_expire(workers, redis_url: str) -> None:
+    from aiorequestful.flow.redis import _LEASE
+
+    key = ("http", "dead.example", 80)
+    holder, alive = RedisHostConcurrency(workers[0], 1), RedisHostConcurrency(workers[1], 1, poll=0.01)
+    keys = holder.queue_keys(key)
+    await holder.__aenter__()
+    await alive.__aenter__()
+    client = sync_client(redis_url)
+    try:
+        held = await holder.acquire(key)
+        assert held is not None
+
+        # A worker queues a ticket with a 200 ms deadline, then dies (never renews it, never leaves the queue).
+        async def queue_dead(redis: Any) -> Any:
+            return await _LEASE(redis, keys=keys, args=("1", "600000", "dead:1", "200", "200", "nobody-listens"))
+
+        assert int(await workers[2].call(queue_dead, None)) == 0
+        waiting = asyncio.create_task(alive.acquire(key))
+        while client.zcard(keys[1]) < 2:
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.3)  # the dead ticket's deadline passes
+        held.release()
+        slot = await asyncio.wait_for(waiting, 10)
+        assert slot is not None
+        # the slot went to the live waiter; the dead one was dropped from the queue, never granted
+        leases = [member.decode() for member in client.zrange(keys[0], 0, -1)]
+        assert len(leases) == 1 and not leases[0].startswith("dead:")
+        assert client.zcard(keys[1]) == 0 and client.zcard(keys[2]) == 0
+        slot.release()
+    finally:
+        client.close()
+        await alive.__aexit__(None, None, None)
+        await holder.__aexit__(None, None, None)
+
+
+async def test_a_cancelled_waiter_leaves_the_fleets_queue(workers, redis_url: str) -> None:
+    key = ("http", "cancel.example", 80)
+    holder, quitter, patient = (RedisHostConcurrency(c, 1) for c in workers)
+    keys = holder.queue_keys(key)
+    client = sync_client(redis_url)
+    for part in (holder, quitter, patient):
+        await part.__aenter__()
+    try:
+        held = await holder.acquire(key)
+        assert held is not None
+        gives_up = asyncio.create_task(quitter.acquire(key))
+        while client.zcard(keys[1]) < 1:
+            await asyncio.sleep(0.005)
+        stays = asyncio.create_task(patient.acquire(key))
+        while client.zcard(keys[1]) < 2:
+            await asyncio.sleep(0.005)
+        gives_up.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await gives_up
+        while client.zcard(keys[1]) > 1:  # its ticket leaves the queue (in the background)
+            await asyncio.sleep(0.005)
+        held.release()
+        slot = await asyncio.wait_for(stays, 10)  # the next in line, without waiting for the quitter's deadline
+        assert slot is not None and patient.shared_leases == 1 and quitter.shared_leases == 0
+        slot.release()
+    finally:
+        client.close()
+        for part in (holder, quitter, patient):
+            await part.__aexit__(None, None, None)
+
+
+async def test_without_redis_the_local_cap_applies(serve, dedicated_redis: RedisServer, caplog: Any) -> None:
+    caplog.set_level(logging.WARNING, logger="aiorequestful")
     host = PoliteHost(latency=0.05)
     url = await serve(host.app())
     connection = RedisConnection(dedicated_redis.url, namespace="politeness")
@@ -98,15 +232,24 @@ async def test_without_redis_the_local_cap_applies(serve, dedicated_redis: Redis
         assert caps.local_slots == 12 and caps.shared_leases == 0
     finally:
         await connection.aclose()
+    # the one WARNING names every shared part that fell back to local state
+    warnings = [
+        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "unavailable" in r.getMessage()
+    ]
+    assert len(warnings) == 1
+    for part in ("rate limits", "paces and holds", "Retry-After pauses", "concurrency caps", "adaptive throttle"):
+        assert part in warnings[0], (part, warnings[0])
 
 
 def test_validation(redis_url: str) -> None:
     connection = RedisConnection(redis_url)
     with pytest.raises(TypeError, match="RedisConnection"):
         RedisHostConcurrency("redis://", 1)  # type: ignore[arg-type]
-    for name in ("lease_seconds", "poll", "max_poll"):
+    for name in ("lease_seconds", "poll", "max_poll", "ticket_seconds"):
         with pytest.raises(ValueError, match=name):
             RedisHostConcurrency(connection, 1, **{name: 0})
+    with pytest.raises(ValueError, match="twice max_poll"):
+        RedisHostConcurrency(connection, 1, max_poll=1.0, ticket_seconds=1.5)
 
 
 async def test_a_shared_bucket_also_honours_the_local_pace_and_hold(redis_connection: RedisConnection) -> None:
@@ -296,6 +439,55 @@ async def test_a_hold_seen_by_one_worker_holds_the_others(workers) -> None:
     await first.synced()
     with pytest.raises(RateLimitWaitError, match=r"quota spent for 5\.00"):
         await second.acquire(limited, max_wait=1)  # the reason travelled with the hold
+
+
+async def test_leaving_a_shared_throttle_finishes_its_background_writes(workers, redis_url: str) -> None:
+    from aiorequestful.flow.redis import RedisAdaptiveThrottle
+
+    host = ("http", "flush.test", 80)
+    throttle = RedisAdaptiveThrottle(workers[0], initial_rate=5)
+    loop = asyncio.get_running_loop()
+    async with throttle:
+        for _ in range(30):
+            now = loop.time()
+            throttle.observe(host, status=200, latency=0.01, sent_at=now - 0.01, now=now)
+        # leaving closes the connection (the last part entered): nothing may be cancelled on its way
+    assert throttle.shared_observations == 30 and throttle.local_observations == 0
+    client = sync_client(redis_url)
+    try:
+        assert client.zcard(throttle.state_keys(host)[1]) == 30
+    finally:
+        client.close()
+
+
+async def test_a_host_without_limit_or_pace_reads_its_hold_once_per_hold_check(workers) -> None:
+    from aiorequestful.flow.redis import RedisHostRateLimiter
+
+    host = ("http", "unlimited.test", 80)
+    trusting = RedisHostRateLimiter(workers[0], hold_check=60)
+    for _ in range(20):
+        assert await trusting.acquire(host) == 0.0
+    assert trusting.hold_reads == 1  # "no hold" was trusted for the other 19
+    every_time = RedisHostRateLimiter(workers[0], hold_check=0)
+    for _ in range(5):
+        await every_time.acquire(host)
+    assert every_time.hold_reads == 5
+
+    # Another worker's hold is seen once the last "none" is hold_check old, and then waited for.
+    holder, second = RedisHostRateLimiter(workers[1]), RedisHostRateLimiter(workers[2], hold_check=0.2)
+    loop = asyncio.get_running_loop()
+    await second.acquire(host)
+    holder.hold(host, loop.time() + 1.0, "quota spent")
+    await holder.synced()
+    await second.acquire(host)  # within hold_check of the last read: not asked again
+    assert second.hold_reads == 1 and second.holds_seen == 0
+    await asyncio.sleep(0.25)
+    start = loop.time()
+    await second.acquire(host)
+    assert second.hold_reads == 2 and second.holds_seen == 1
+    assert loop.time() - start >= 0.4  # the rest of the hold was waited for
+    with pytest.raises(ValueError, match="hold_check"):
+        RedisHostRateLimiter(workers[0], hold_check=-1)
 
 
 async def test_a_pace_is_kept_by_the_fleet_together(workers) -> None:

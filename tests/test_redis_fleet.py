@@ -361,8 +361,19 @@ async def test_four_processes_crawl_four_self_limiting_hosts_politely(
     ]
     started = time.monotonic()
     results = await run_fleet("redis_worker_polite.py", configs, timeout=60)
-    print(f"fleet crawl: {time.monotonic() - started:.1f} s; throttles: {[r['throttle'] for r in results]}")
+    print(
+        f"fleet crawl: {time.monotonic() - started:.1f} s; worker CPU seconds {[round(r['cpu'], 1) for r in results]}; "
+        f"throttles: {[r['throttle'] for r in results]}"
+    )
 
+    for index, host in enumerate(hosts):
+        t0 = min(host.arrivals)
+        per_second = Counter(int(at - t0) for at in host.accepted)
+        refused_per_second = Counter(int(at - t0) for at in host.refused)
+        print(
+            f"host {index} ({bases[index].port}): accepted per second "
+            f"{[per_second[i] for i in range(max(per_second) + 1)]}, refused {dict(refused_per_second)}"
+        )
     pages = sum(1 for url in urls if "/p/" in url)
     assert sum(r["fetched"] for r in results) == pages
     assert sum(len(r["disallowed"]) for r in results) == len(urls) - pages
@@ -386,9 +397,8 @@ async def test_four_processes_crawl_four_self_limiting_hosts_politely(
         assert refused, f"host {index}: the fleet never reached the server's limit"
         assert refused[-1] < accepted[len(accepted) // 2], f"host {index}: refusals late in the crawl"
         # once settled, the fleet together ran just under the server's limit: the ceiling is 95 % of what the fleet
-        # was answered well at when refused, which is a request or two short of the limit in real time (the
-        # answers still on their way are not counted), so 85 % is the bound that holds on a busy machine; it
-        # settled at 88 to 95 % in trials
+        # was answered well at over the second before the refusal (measured again as the answers still on their
+        # way then come in); it settled at 92 to 95 % in trials
         settled = [at for at in accepted if at > refused[-1] + 1.5]
         measured = rate(settled)
         print(
@@ -396,4 +406,4 @@ async def test_four_processes_crawl_four_self_limiting_hosts_politely(
             f"{rate(accepted):.1f}), at most {host.most_in_flight} in flight"
         )
         assert len(settled) >= per_host // 2
-        assert 0.85 * limit <= measured <= limit
+        assert 0.90 * limit <= measured <= limit

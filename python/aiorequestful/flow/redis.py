@@ -39,9 +39,10 @@ Rate limiting
     A host's pace (``Crawl-delay``, the adaptive throttle's rate) is shared as one more part: a bucket of burst one
     under its own key, whatever the rate, reserved with the limits (a paced host always takes the several-parts
     path). Its hold (rate-limit headers) is a key whose TTL is the hold and whose value is its reason; both scripts
-    read it and reserve nothing while it is in force, and a host with neither limit nor pace reads it once per
-    request. A hold is written in the background by the worker that saw the header, so requests other workers
-    had already been given slots for still go.
+    read it and reserve nothing while it is in force, and a host with neither limit nor pace reads it at most once
+    per ``hold_check`` seconds (after finding none, it trusts that for so long). A hold is written in the
+    background by the worker that saw the header, so requests other workers had already been given slots for
+    still go.
 
 Pauses
     A pause is a Redis key per host whose TTL is the pause (again no clock is compared across machines) and a
@@ -261,18 +262,94 @@ return 1
 """
 )
 
-# A lease on one of a host's ARGV[1] in-flight slots: a sorted set of lease ids scored by their expiry (server
-# time, ms). Expired leases (a worker that died holding them) are dropped first. 1: granted, 0: every slot taken.
-_LEASE = RedisScript(
-    """
+# The fleet's slots of one host, served in arrival order. KEYS: 1 the leases (a sorted set of lease ids scored by
+# their expiry, server time in ms), 2 the queue (tickets scored by arrival), 3 the tickets' deadlines (a waiter
+# that stops renewing its ticket, a dead process, is dropped once its deadline passes), 4 the arrival counter.
+# A lease id is the ticket it was queued under. Free slots go to the oldest live tickets: they are moved to the
+# leases for ARGV[claim] ms only (a grant nobody claims comes back that soon) and announced on a channel; the
+# waiter claims its lease, which then lasts the full lease time.
+_SLOTS_COMMON = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
-  return 0
+local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)
+for _, ticket in ipairs(dead) do
+  redis.call('ZREM', KEYS[2], ticket)
+  redis.call('ZREM', KEYS[3], ticket)
 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + 1000)
+local function hand_out(cap, claim_ms, channel, keep_ms)
+  local free = cap - redis.call('ZCARD', KEYS[1])
+  while free > 0 do
+    local head = redis.call('ZPOPMIN', KEYS[2])
+    if #head == 0 then
+      break
+    end
+    redis.call('ZREM', KEYS[3], head[1])
+    redis.call('ZADD', KEYS[1], now + claim_ms, head[1])
+    redis.call('PUBLISH', channel, head[1])
+    free = free - 1
+  end
+  for i = 1, 4 do
+    redis.call('PEXPIRE', KEYS[i], keep_ms)
+  end
+end
+"""
+
+# Ask for a slot under ticket ARGV[3] (queued when it is new), or renew it. ARGV: 1 cap, 2 lease ms, 3 ticket,
+# 4 ticket ms (its deadline from now), 5 claim ms, 6 channel. 1: the slot is this ticket's (its lease now lasts
+# the lease time), 0: queued (position kept, deadline renewed).
+_LEASE = RedisScript(
+    _SLOTS_COMMON
+    + """
+local cap, lease_ms, ticket = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local ticket_ms, claim_ms, channel = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local keep_ms = math.max(lease_ms, ticket_ms) + 1000
+if redis.call('ZSCORE', KEYS[1], ticket) then
+  redis.call('ZADD', KEYS[1], now + lease_ms, ticket)
+  redis.call('PEXPIRE', KEYS[1], keep_ms)
+  return 1
+end
+if not redis.call('ZSCORE', KEYS[2], ticket) then
+  if redis.call('ZCARD', KEYS[2]) == 0 and redis.call('ZCARD', KEYS[1]) < cap then
+    redis.call('ZADD', KEYS[1], now + lease_ms, ticket)
+    redis.call('PEXPIRE', KEYS[1], keep_ms)
+    return 1
+  end
+  redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[4]), ticket)
+end
+redis.call('ZADD', KEYS[3], now + ticket_ms, ticket)
+-- a slot freed without a hand-out (an expired lease or grant) goes to the queue's head now
+hand_out(cap, claim_ms, channel, keep_ms)
+if redis.call('ZSCORE', KEYS[1], ticket) then
+  redis.call('ZADD', KEYS[1], now + lease_ms, ticket)
+  return 1
+end
+return 0
+"""
+)
+
+# Claim the slot granted to ticket ARGV[1]: its lease then lasts ARGV[2] ms. 1: claimed, 0: no such grant (expired).
+_CLAIM = RedisScript(
+    """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+  return 1
+end
+return 0
+"""
+)
+
+# Give back the slot of ticket ARGV[1], or its place in the queue (a waiter that gave up), and hand the free
+# slots to the oldest waiters. ARGV: 1 ticket, 2 cap, 3 claim ms, 4 channel, 5 ms to keep the keys.
+_UNLEASE = RedisScript(
+    _SLOTS_COMMON
+    + """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+hand_out(tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]))
 return 1
 """
 )
@@ -322,11 +399,12 @@ local target = tonumber(ARGV[10])
 local headroom, probe_after, span = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
 local idle_ms = math.ceil(tonumber(ARGV[14]) * 1000)
 local f = redis.call('HMGET', KEYS[1], 'rate', 'latency', 'last_good', 'ceiling', 'ceiling_at', 'last_decrease',
-  'slow_start')
+  'slow_start', 'refused_at', 'refused_rate')
 local rate = tonumber(f[1])
 local avg, last_good, ceiling = tonumber(f[2]), tonumber(f[3]) or math.huge, tonumber(f[4])
 local ceiling_at, last_decrease = tonumber(f[5]) or -math.huge, tonumber(f[6]) or -math.huge
 local slow_start = f[7] ~= '0'
+local refused_at, refused_rate = tonumber(f[8]), tonumber(f[9])
 if rate == nil then
   rate = tonumber(ARGV[15])
   ceiling = tonumber(ARGV[16])
@@ -337,10 +415,10 @@ if rate == nil then
 end
 -- Good answers are kept by the time their request was sent: the fleet's answers reach Redis after varying delays,
 -- the times they were sent at do not move (the server counts requests as they arrive, not as they are answered).
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. string.format('%.17g', now - 2 * span))
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. string.format('%.17g', now - 3 * span))
 if kind == 'g' then
   redis.call('ZADD', KEYS[2], string.format('%.17g', sent_at), ARGV[4])
-  redis.call('PEXPIRE', KEYS[2], math.ceil(2 * span * 1000) + 1000)
+  redis.call('PEXPIRE', KEYS[2], math.ceil(3 * span * 1000) + 1000)
   if avg == nil then avg = latency else avg = 0.8 * avg + 0.2 * latency end
 end
 local slow = target ~= nil and latency > target
@@ -351,15 +429,17 @@ if kind == 'o' or slow then
   else
     local busy = target ~= nil and avg ~= nil and avg > target
     if kind == 'o' and not busy then
-      -- the requests sent in the last stretch before the refused one that were answered well
+      -- the requests sent in the last stretch before the refused one that were answered well; never more than
+      -- the rate in force (the fleet cannot have sent faster: a count over it is the jitter of the send times)
       local lo, hi = string.format('%.17g', sent_at - span), string.format('%.17g', sent_at)
       local measured = redis.call('ZCOUNT', KEYS[2], '(' .. lo, hi) / span
       local top = rate
-      if measured > 0 then top = measured end
+      if measured > 0 then top = math.min(measured, rate) end
       top = top * headroom
       if ceiling ~= nil then top = math.max(top, ceiling * headroom) end
       ceiling = math.max(min_rate, math.min(max_rate, top))
       ceiling_at = now
+      refused_at, refused_rate = sent_at, rate
       rate = math.min(rate, ceiling)
     end
     rate = math.max(min_rate, rate * decrease)
@@ -372,6 +452,16 @@ elseif kind == 'e' then
 else
   if ceiling ~= nil and now - ceiling_at > probe_after then
     ceiling = nil
+  end
+  -- An answer to a request sent before the refusal that set the ceiling, come in since: the rate the fleet was
+  -- answered well at was higher than counted then (the answers of the last requests before a refusal reach Redis
+  -- after it, the refusal itself is answered at once), so the ceiling is measured again.
+  if ceiling ~= nil and refused_at ~= nil and sent_at <= refused_at and now - ceiling_at <= span then
+    local lo, hi = string.format('%.17g', refused_at - span), string.format('%.17g', refused_at)
+    local measured = redis.call('ZCOUNT', KEYS[2], '(' .. lo, hi) / span
+    if refused_rate ~= nil then measured = math.min(measured, refused_rate) end
+    local top = math.min(max_rate, measured * headroom)
+    if top > ceiling then ceiling = top end
   end
   local previous = last_good
   last_good = now
@@ -399,8 +489,13 @@ end
 if ceiling ~= nil then
   table.insert(fields, 'ceiling'); table.insert(fields, g(ceiling))
   table.insert(fields, 'ceiling_at'); table.insert(fields, g(ceiling_at))
+  if refused_at ~= nil then
+    table.insert(fields, 'refused_at'); table.insert(fields, g(refused_at))
+    table.insert(fields, 'refused_rate'); table.insert(fields, g(refused_rate))
+  end
 else
-  table.insert(gone, 'ceiling'); table.insert(gone, 'ceiling_at')
+  table.insert(gone, 'ceiling'); table.insert(gone, 'ceiling_at'); table.insert(gone, 'refused_at')
+  table.insert(gone, 'refused_rate')
 end
 if last_decrease ~= -math.huge then
   table.insert(fields, 'last_decrease'); table.insert(fields, g(last_decrease))
@@ -555,6 +650,14 @@ class _Background:
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
 
+    async def __aexit__(self, *exc_info: Any) -> None:
+        """Finish the background writes (:meth:`synced`), then leave the shared connection: the last part to
+        leave it closes it, which would cancel writes still on their way."""
+        try:
+            await self.synced()
+        finally:
+            await super().__aexit__(*exc_info)  # type: ignore[misc]
+
 
 class RedisHostRateLimiter(_Background, _Shared, HostRateLimiter):
     """Token buckets by host, shared by every process using the same Redis namespace, and so are each host's
@@ -569,29 +672,43 @@ class RedisHostRateLimiter(_Background, _Shared, HostRateLimiter):
     one in Redis too, refilled at the pace of the worker reserving (the slowest of its reasons), so the fleet
     together keeps to it. A *hold* (:meth:`hold`: a rate-limit header's reset) is written to Redis as a key whose
     TTL is the hold, and every worker's next reservation on the host waits for it. A host with neither a limit nor a
-    pace on this worker costs one read of its hold per request (nothing is queued or reserved).
+    pace on this worker costs one read of its hold per ``hold_check`` seconds at most (nothing is queued or
+    reserved): after a read that found no hold, its requests go without asking again for that long.
+
+    :param hold_check: seconds a host with neither a limit nor a pace goes without reading its hold from Redis
+        after finding none (default 0.1): a hold another worker writes reaches this one that much later at most
+        (its own holds apply at once). 0 reads it for every request.
 
     ``shared_reservations``/``local_reservations`` count the reservations made in Redis and, while it was
     unavailable, in this process's local buckets; ``holds_seen`` counts the holds learnt from Redis (another
-    worker's, or this one's own still in force).
+    worker's, or this one's own still in force); ``hold_reads`` counts the reads of holds for hosts with neither.
     """
 
     __slots__ = (
         "_connection",
         "_id",
         "_mirrors",
+        "_no_hold_until",
         "_pending",
         "_queues",
         "_tickets",
+        "hold_check",
+        "hold_reads",
         "holds_seen",
         "local_reservations",
         "shared_reservations",
     )
 
-    def __init__(self, connection: RedisConnection, limits: RateLimitInput = None) -> None:
+    def __init__(self, connection: RedisConnection, limits: RateLimitInput = None, *, hold_check: float = 0.1) -> None:
         super().__init__(limits)
         if not isinstance(connection, RedisConnection):
             raise TypeError(f"connection must be a RedisConnection, not {type(connection).__name__}")
+        if isinstance(hold_check, bool) or not isinstance(hold_check, (int, float)) or not 0 <= hold_check < math.inf:
+            raise ValueError(f"hold_check must be a finite number of seconds >= 0, not {hold_check!r}")
+        self.hold_check = float(hold_check)
+        #: Hosts with neither a limit nor a pace found without a hold in Redis, and until when that is trusted.
+        self._no_hold_until: dict[HostKey, float] = {}
+        self.hold_reads = 0
         self._connection = connection
         self._id = uuid.uuid4().hex
         self._tickets = itertools.count(1)
@@ -834,15 +951,24 @@ class RedisHostRateLimiter(_Background, _Shared, HostRateLimiter):
     async def _unlimited(
         self, key: HostKey, prepare: Callable[[], Awaitable[float]] | None, max_wait: float | None
     ) -> float:
-        """A host with neither a limit nor a pace here: only a hold in Redis may keep it waiting."""
-        name = self.hold_key(key)
+        """A host with neither a limit nor a pace here: only a hold in Redis may keep it waiting (read again once
+        the last "none" is ``hold_check`` seconds old)."""
+        now = _loop_time()
+        if self._no_hold_until.get(key, -math.inf) <= now:
+            name = self.hold_key(key)
 
-        async def held(client: Any) -> Any:
-            return await _HELD(client, keys=(name,))
+            async def held(client: Any) -> Any:
+                return await _HELD(client, keys=(name,))
 
-        reply = await self._connection.call(held, None)
-        if reply is not None and int(reply[0]) > 0:
-            self._learn_hold(key, int(reply[0]) / 1000.0, reply[1])
+            self.hold_reads += 1
+            reply = await self._connection.call(held, None)
+            if reply is not None and int(reply[0]) > 0:
+                self._no_hold_until.pop(key, None)
+                self._learn_hold(key, int(reply[0]) / 1000.0, reply[1])
+            elif reply is not None and self.hold_check > 0:
+                if len(self._no_hold_until) >= 1024:
+                    self._no_hold_until = {k: t for k, t in self._no_hold_until.items() if t > now}
+                self._no_hold_until[key] = now + self.hold_check
         return await self._local_acquire(key, prepare, max_wait)
 
     async def acquire(
@@ -1192,49 +1318,76 @@ def _loop_time() -> float:
         return time.monotonic()
 
 
+class _Waiter:
+    """A ticket waiting in the fleet's queue: woken to look again, or told that the slot is its."""
+
+    __slots__ = ("event", "granted")
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.granted = False
+
+
 class _SharedSlot(InFlightSlot):
     """A slot of this process's cap that also holds a lease on one of the fleet's slots of the host."""
 
-    __slots__ = ("_connection", "_lease", "_redis_key")
+    __slots__ = ("_give_back",)
 
-    def __init__(self, local: InFlightSlot, connection: RedisConnection, redis_key: str, lease: str) -> None:
+    def __init__(self, local: InFlightSlot, give_back: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         super().__init__(local._owner, local.key, local._host)  # type: ignore[arg-type]
         local._host = None  # the local slot now belongs to this one (released once, through it)
-        self._connection = connection
-        self._redis_key = redis_key
-        self._lease = lease
+        self._give_back = give_back
 
     def release(self) -> None:
-        """Give the local slot back at once and the fleet's lease back in the background."""
+        """Give the local slot back at once and the fleet's lease back in the background (the oldest waiter of
+        the fleet gets it)."""
         if self.released:
             return
         super().release()
-        key, lease = self._redis_key, self._lease
-
-        async def unlease(client: Any) -> Any:
-            return await client.zrem(key, lease)
-
-        self._connection.spawn(self._connection.call(unlease, 0))
+        owner = self._owner
+        assert isinstance(owner, RedisHostConcurrency)
+        owner._background(self._give_back())
 
 
-class RedisHostConcurrency(_Shared, HostConcurrency):
+class RedisHostConcurrency(_Background, _Shared, HostConcurrency):
     """Caps on the requests in flight per host, shared by every process using the same Redis namespace.
 
     :param connection: the shared Redis.
     :param caps: as for :class:`~aiorequestful.flow.HostConcurrency`; every worker should give the same caps.
     :param lease_seconds: how long a slot is held at most: the slots of a worker that dies while holding them
         come back after this long (default ten minutes, longer than a request may take by default).
-    :param poll: the first pause, in seconds, before asking Redis again when every slot of the fleet is taken;
-        it doubles up to ``max_poll`` while the host stays full.
+    :param poll: the first pause, in seconds, before a waiter looks at its place in the fleet's queue again
+        without having been woken; it doubles up to ``max_poll`` while it waits. (A waiter is normally woken by
+        the worker that gives a slot back; looking again also renews its ticket.)
+    :param ticket_seconds: how long a waiter's place in the fleet's queue is kept without being renewed: the
+        places of a worker that died while waiting are dropped after this long (at least twice ``max_poll``).
 
     A request first takes a slot of this process's cap (waiting in arrival order, as locally), then a lease on
-    one of the fleet's slots (a sorted set per host in Redis, updated by a Lua script). When the fleet's slots are
-    all taken it asks again after ``poll`` seconds (the fleet does not queue in order; each process does). While
-    Redis is unavailable the local cap alone applies, per process. ``shared_leases``/``local_slots`` count the
-    slots given with a fleet lease and without one.
+    one of the fleet's slots (a sorted set per host in Redis). When the fleet's slots are all taken it queues a
+    ticket in Redis: the fleet's waiters are served in the order their tickets arrived, whichever process they
+    are in. A slot given back goes straight to the oldest live ticket, whose process is told on a pub/sub channel
+    and claims the lease. While Redis is unavailable the local cap alone applies, per process.
+    ``shared_leases``/``local_slots`` count the slots given with a fleet lease and without one.
     """
 
-    __slots__ = ("_connection", "_counter", "_id", "lease_seconds", "local_slots", "max_poll", "poll", "shared_leases")
+    __slots__ = (
+        "_channel",
+        "_connection",
+        "_counter",
+        "_id",
+        "_pending",
+        "_service",
+        "_subscribed",
+        "_waiting",
+        "lease_seconds",
+        "local_slots",
+        "max_poll",
+        "poll",
+        "shared_leases",
+        "ticket_seconds",
+    )
+
+    _ids = itertools.count(1)
 
     def __init__(
         self,
@@ -1242,21 +1395,35 @@ class RedisHostConcurrency(_Shared, HostConcurrency):
         caps: ConcurrencyInput = None,
         *,
         lease_seconds: float = 600.0,
-        poll: float = 0.01,
+        poll: float = 0.05,
         max_poll: float = 0.5,
+        ticket_seconds: float = 5.0,
     ) -> None:
         super().__init__(caps)
         if not isinstance(connection, RedisConnection):
             raise TypeError(f"connection must be a RedisConnection, not {type(connection).__name__}")
-        for name, value in (("lease_seconds", lease_seconds), ("poll", poll), ("max_poll", max_poll)):
+        checked = (("lease_seconds", lease_seconds), ("poll", poll), ("max_poll", max_poll))
+        for name, value in (*checked, ("ticket_seconds", ticket_seconds)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
                 raise ValueError(f"{name} must be a finite number of seconds > 0, not {value!r}")
         self._connection = connection
         self.lease_seconds = float(lease_seconds)
         self.poll = float(poll)
         self.max_poll = max(float(max_poll), self.poll)
+        if ticket_seconds < 2 * self.max_poll:
+            raise ValueError(
+                f"ticket_seconds must be at least twice max_poll ({self.max_poll!r}), not {ticket_seconds!r}"
+            )
+        self.ticket_seconds = float(ticket_seconds)
         self._id = uuid.uuid4().hex
         self._counter = itertools.count(1)
+        self._channel = connection.key("inflight-grants")
+        #: The tickets of this process waiting in the fleet's queues, and what wakes each.
+        self._waiting: dict[str, _Waiter] = {}
+        self._pending: set[asyncio.Task[Any]] = set()
+        self._subscribed = False
+        self._service = f"inflight-{next(self._ids)}"
+        connection.register_service(self._service, self._listen)
         self.shared_leases = 0
         self.local_slots = 0
 
@@ -1264,35 +1431,144 @@ class RedisHostConcurrency(_Shared, HostConcurrency):
         """The Redis key of the leases on host ``key``'s slots."""
         return self._connection.key("inflight", _host_json(key))
 
+    def queue_keys(self, key: HostKey) -> tuple[str, str, str, str]:
+        """The Redis keys of host ``key``'s slots: the leases, the queue of tickets, their deadlines, the counter."""
+        host = _host_json(key)
+        name = self._connection.key
+        return (
+            self.slots_key(key),
+            name("inflight-queue", host),
+            name("inflight-deadlines", host),
+            name("inflight-arrivals", host),
+        )
+
     async def acquire(self, key: HostKey) -> InFlightSlot | None:
-        """Wait for a slot of ``key``: this process's first, then a lease on one of the fleet's."""
+        """Wait for a slot of ``key``: this process's first, then a lease on one of the fleet's (in the fleet's
+        arrival order)."""
         local = await super().acquire(key)
         if local is None:
             return None
-        cap = self.limit(key)
-        redis_key = self.slots_key(key)
-        lease = f"{self._id}:{next(self._counter)}"
-        ttl = str(math.ceil(self.lease_seconds * 1000))
-        delay = self.poll
+        cap = str(self.limit(key))
+        keys = self.queue_keys(key)
+        ticket = f"{self._id}:{next(self._counter)}"
+        lease_ms = math.ceil(self.lease_seconds * 1000)
+        ticket_ms = math.ceil(self.ticket_seconds * 1000)
+        args = (cap, str(lease_ms), ticket, str(ticket_ms), str(ticket_ms), self._channel)
+        keep = str(max(lease_ms, ticket_ms) + 1000)
 
         async def take(client: Any) -> Any:
-            return await _LEASE(client, keys=(redis_key,), args=(str(cap), ttl, lease))
+            return await _LEASE(client, keys=keys, args=args)
 
+        async def give_back() -> None:
+            async def unlease(client: Any) -> Any:
+                return await _UNLEASE(client, keys=keys, args=(ticket, cap, str(ticket_ms), self._channel, keep))
+
+            await self._connection.call(unlease, None)
+
+        async def claim() -> None:
+            async def extend(client: Any) -> Any:
+                return await _CLAIM(client, keys=keys[:1], args=(ticket, str(lease_ms)))
+
+            await self._connection.call(extend, None)
+
+        waiter = _Waiter()
+        # Known before the first ask: a grant may be announced before the answer that queued the ticket arrives.
+        self._waiting[ticket] = waiter
+        delay = self.poll
+        queued = False
         try:
             while self._connection.usable():
+                waiter.event.clear()  # before asking: a grant announced while the answer travels still wakes this
+                if waiter.granted:
+                    # Announced: the slot is this ticket's for the claim time; the full lease is claimed in the
+                    # background, so the request goes at once.
+                    self._background(claim())
+                    self.shared_leases += 1
+                    return _SharedSlot(local, give_back)
                 granted = await self._connection.call(take, None)
                 if granted is None:
                     break  # Redis failed: the local cap alone applies
                 if int(granted) == 1:
                     self.shared_leases += 1
-                    return _SharedSlot(local, self._connection, redis_key, lease)
-                await asyncio.sleep(delay)
-                delay = min(self.max_poll, delay * 2)
+                    return _SharedSlot(local, give_back)
+                queued = True
+                self._connection.ensure_service(self._service)
+                if not waiter.granted:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(waiter.event.wait(), delay)
+                    delay = min(self.max_poll, delay * 2)
         except BaseException:
             local.release()
+            # Out of the fleet's queue, or (granted as this was cancelled) the slot passed on to the next waiter.
+            self._background(give_back())
             raise
+        finally:
+            self._waiting.pop(ticket, None)
+        if queued:
+            self._background(give_back())  # Redis went away while queued: leave its queue when it is back
         self.local_slots += 1
         return local
+
+    def _on_grant(self, data: Any) -> None:
+        waiter = self._waiting.get(_text(data))
+        if waiter is not None:
+            waiter.granted = True
+            waiter.event.set()
+
+    async def _listen(self) -> None:
+        """Keep a subscription to the grants channel (resubscribing after any failure); each grant wakes its
+        waiter. A grant announced while not subscribed is found by the waiter's next look at the queue."""
+        connection = self._connection
+        while True:
+            pubsub = None
+            started = connection.outages
+            try:
+                pubsub = connection.client().pubsub()
+                await pubsub.subscribe(self._channel)
+                confirmed = False
+                deadline = _loop_time() + connection.timeout
+                while not confirmed:
+                    left = deadline - _loop_time()
+                    if left <= 0:
+                        raise TimeoutError("no confirmation of the grants subscription")
+                    message = await pubsub.get_message(timeout=left)
+                    _raise_if_cancelled()
+                    confirmed = message is not None and message.get("type") == "subscribe"
+                connection.mark_available(started)
+                self._subscribed = True
+                for waiter in list(self._waiting.values()):
+                    waiter.event.set()  # grants made before the subscription were not heard: look again
+                idle = 0
+                pinged: float | None = None
+                while True:
+                    message = await pubsub.get_message(timeout=_LISTEN_TIMEOUT)
+                    _raise_if_cancelled()
+                    if message is None:
+                        idle += 1
+                        if pinged is not None and _loop_time() - pinged > 2 * _LISTEN_TIMEOUT + connection.timeout:
+                            raise TimeoutError("no answer to PING on the grants subscription")
+                        if pinged is None and idle >= _PING_EVERY:
+                            await pubsub.ping()
+                            pinged, idle = _loop_time(), 0
+                        continue
+                    if message.get("type") == "pong":
+                        pinged = None
+                    elif message.get("type") == "message":
+                        self._on_grant(message.get("data"))
+            except asyncio.CancelledError:
+                raise
+            except _UNAVAILABLE as exc:
+                _raise_if_cancelled(exc)
+                connection.mark_unavailable(exc, started)
+            except _REDIS_ERRORS as exc:
+                _raise_if_cancelled(exc)
+                connection._refused(exc)
+            finally:
+                self._subscribed = False
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()
+            await connection.wait_for_retry()
 
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]}, connection={self._connection!r})"
@@ -1395,10 +1671,8 @@ class RedisAdaptiveThrottle(_Background, _Shared, AdaptiveThrottle):
     ) -> None:
         keys = self.state_keys(key)
         rate, ceiling, slow_start = seed
-        args = (
-            kind,
-            repr(float(latency)),
-            repr(max(0.0, now - sent_at)),
+        head = (kind, repr(float(latency)))
+        tail = (
             f"{self._id}:{next(self._members)}",
             repr(self.initial_rate),
             repr(self.min_rate),
@@ -1416,7 +1690,10 @@ class RedisAdaptiveThrottle(_Background, _Shared, AdaptiveThrottle):
         )
 
         async def step(client: Any) -> Any:
-            return await _ADAPT(client, keys=keys, args=args)
+            # How long ago the request was sent, as of now (not of the answer): Redis dates the sending from its own
+            # clock, so a write that waited here (for a connection, behind others) must not move it later.
+            age = repr(max(0.0, _loop_time() - sent_at))
+            return await _ADAPT(client, keys=keys, args=(*head, age, *tail))
 
         reply = await self._connection.call(step, None)
         if reply is None:  # Redis failed: account it here

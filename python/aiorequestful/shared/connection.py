@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: MIT
 """One Redis server shared by a fleet of crawler processes, with its health tracked.
 
-Every shared component (``RedisCache``, ``RedisHostRateLimiter``, ``RedisHostPauses``, ``RedisTokenStore``) talks
-to Redis through a :class:`RedisConnection`, which owns the ``redis.asyncio`` client and decides what happens
-when Redis fails:
+Every shared component (``RedisCache``, ``RedisHostRateLimiter``, ``RedisHostPauses``, ``RedisHostConcurrency``,
+``RedisAdaptiveThrottle``, ``RedisTokenStore``) talks to Redis through a :class:`RedisConnection`, which owns the
+``redis.asyncio`` client and decides what happens when Redis fails:
 
 * an operation that fails because Redis is unreachable (refused, reset, timed out, loading, read-only) returns
   the caller's *default* instead of raising, so the caller carries on with its local state; no exception escapes
@@ -244,8 +244,9 @@ class RedisConnection:
             self.outages += 1
             self._delay = self.retry_min
             self.logger.warning(
-                "Redis at %s is unavailable (%s); carrying on with local state (rate limits and Retry-After pauses "
-                "per process, cache misses, tokens per process) and retrying in the background",
+                "Redis at %s is unavailable (%s); carrying on with local state (per process: rate limits, paces "
+                "and holds, Retry-After pauses, concurrency caps, the adaptive throttle, tokens; the cache misses) "
+                "and retrying in the background",
                 self.display_url,
                 _describe(exc),
             )
