@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from yarl import URL
 
+from aiorequestful import limits
 from aiorequestful.cache.backend.sqlite import MemoryTier, SQLiteCache
 from aiorequestful.limits import DEFAULT_MEMORY_TIER_BYTES, DEFAULT_MEMORY_TIER_ENTRIES
 from aiorequestful.request import RequestHandler
@@ -80,7 +81,10 @@ async def warm(handler: RequestHandler, url: str) -> Any:
 # ----------------------------------------------------------------------------------------------------------------
 # served from memory
 # ----------------------------------------------------------------------------------------------------------------
-async def test_a_hit_in_the_tier_runs_no_entry_query(origin: tuple[URL, Any], tmp_path: Path) -> None:
+@pytest.mark.parametrize(("recheck", "checks"), [(0.0, 5), (3600.0, 0)])
+async def test_a_hit_in_the_tier_runs_no_entry_query(
+    origin: tuple[URL, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recheck: float, checks: int
+) -> None:
     base, app = origin
     cache = open_cache(tmp_path / "t.sqlite")
     url = f"{base}/items/1"
@@ -88,11 +92,13 @@ async def test_a_hit_in_the_tier_runs_no_entry_query(origin: tuple[URL, Any], tm
         assert await warm(handler, url) == {"id": "1", "title": "Item 1", "hit": 1}
         tier = cache.memory_tier
         assert tier is not None and len(tier) == 1
+        monkeypatch.setattr(limits, "MEMORY_TIER_RECHECK", recheck)
         seen = trace(tier)
         for _ in range(5):
             assert await handler.get(url) == {"id": "1", "title": "Item 1", "hit": 1}
         assert entry_reads(seen) == 0
-        assert seen.count(VERSION_CHECK) == 5  # the coherence check, once per hit
+        # the coherence check: before every hit with no recheck interval, none while the last look is trusted
+        assert seen.count(VERSION_CHECK) == checks
     assert app[HITS]["1"] == 1
 
 
@@ -125,6 +131,23 @@ async def test_a_row_rewritten_by_another_process_is_seen_on_the_next_lookup(
         assert await handler.get(url) == {"from": "elsewhere"}
         assert await handler.get(url) == {"from": "elsewhere"}  # and then kept
     assert app[HITS]["2"] == 1
+
+
+async def test_another_process_is_seen_once_the_last_look_is_older_than_the_recheck_interval(
+    origin: tuple[URL, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, _ = origin
+    path = tmp_path / "shared.sqlite"
+    cache = open_cache(path)
+    url = f"{base}/items/3"
+    async with RequestHandler.create(cache=cache, payload_handler=JSONPayloadHandler()) as handler:
+        first = await warm(handler, url)
+        monkeypatch.setattr(limits, "MEMORY_TIER_RECHECK", 3600.0)
+        assert await handler.get(url) == first  # looked at the file now: trusted for the next hour
+        other_process(path, "UPDATE items SET payload = ? WHERE id = ?", (json.dumps({"from": "elsewhere"}), "3"))
+        assert await handler.get(url) == first  # within the interval: the tier's entry
+        monkeypatch.setattr(limits, "MEMORY_TIER_RECHECK", 0.0)
+        assert await handler.get(url) == {"from": "elsewhere"}  # the next look sees the other process's commit
 
 
 async def test_a_row_written_by_another_process_through_the_package_is_seen(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ __all__ = (
     "DEFAULT_MEMORY_TIER_BYTES",
     "DEFAULT_MEMORY_TIER_ENTRIES",
     "DEFAULT_TIMEOUT",
+    "MEMORY_TIER_RECHECK",
 )
 
 #: The largest body, in bytes after decompression, read from a response or from a cache entry (32 MiB).
@@ -33,3 +34,8 @@ DEFAULT_AUTH_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10, sock_read=20)
 #: cache turns the tier off.
 DEFAULT_MEMORY_TIER_ENTRIES: int = 4096
 DEFAULT_MEMORY_TIER_BYTES: int = 64 * 1024 * 1024
+#: How long (seconds) a SQLite cache's memory tier trusts its last look at whether another connection committed
+#: to the file: a commit by another process is seen by every lookup that starts at least this long after it. Each
+#: look is a SQLite statement that takes the file's read lock (several microseconds, more than the rest of a hit
+#: from the tier); 0 looks before every lookup. This process's own saves and deletes reach the tier at once.
+MEMORY_TIER_RECHECK: float = 0.001

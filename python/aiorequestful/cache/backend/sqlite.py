@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import os
 import sqlite3
 import tempfile
@@ -54,6 +55,7 @@ from typing import Any
 from aiohttp import ClientRequest, ClientResponse, RequestInfo
 from dateutil.relativedelta import relativedelta
 
+from ... import limits
 from ..._utils import classproperty, required_modules_installed
 from ...limits import DEFAULT_MAX_BODY_SIZE, DEFAULT_MEMORY_TIER_BYTES, DEFAULT_MEMORY_TIER_ENTRIES
 from ...response.payload import JSONPayloadHandler
@@ -247,14 +249,15 @@ class MemoryTier:
     header text and times text, the expiry and the size. Nothing decoded is kept: every hit decodes its own
     payload (and headers, when they are asked for), so no two callers ever share a mutable value.
 
-    Coherent with the file: before every lookup, the reader connection's ``PRAGMA data_version`` is read; it
-    changes when any other connection (this process's writer, or another process) has committed, and then the
-    whole tier is dropped. An entry read from the file after that check is newer than the version recorded, so
-    it may be kept. The expiry is checked on every hit (``clock``: wall-clock seconds, the clock the stored
-    stamps are in). Bounded by ``max_entries`` and ``max_bytes`` (least recently used first out).
+    Coherent with the file: before a lookup, the reader connection's ``PRAGMA data_version`` is read (unless it
+    was read less than :data:`aiorequestful.limits.MEMORY_TIER_RECHECK` ago); it changes when any other
+    connection (this process's writer, or another process) has committed, and then the whole tier is dropped.
+    An entry read from the file after that check is newer than the version recorded, so it may be kept. The
+    expiry is checked on every hit (``clock``: wall-clock seconds, the clock the stored stamps are in). Bounded by
+    ``max_entries`` and ``max_bytes`` (least recently used first out).
     """
 
-    __slots__ = ("_entries", "clock", "connection", "max_bytes", "max_entries", "size", "version")
+    __slots__ = ("_entries", "checked", "clock", "connection", "max_bytes", "max_entries", "size", "version")
 
     def __init__(self, connection: sqlite3.Connection, max_entries: int, max_bytes: int) -> None:
         self.connection = connection
@@ -262,6 +265,8 @@ class MemoryTier:
         self.max_bytes = max_bytes
         self.size = 0
         self.version: Any = None
+        #: When (``time.monotonic()``) the version was last read.
+        self.checked = -math.inf
         self.clock: Callable[[], float] = time.time
         self._entries: OrderedDict[tuple[Any, ...], tuple[Any, ...]] = OrderedDict()
 
@@ -368,15 +373,19 @@ class _LoopReader:
             if connection is None:
                 return None
             tier = self._tiers[ident] = MemoryTier(connection, self._tier_entries, self._tier_bytes)
+        now = time.monotonic()
+        if now - tier.checked < limits.MEMORY_TIER_RECHECK:
+            return tier  # looked a moment ago (the look is a statement that takes the file's read lock)
         try:
             version = tier.connection.execute("PRAGMA data_version").fetchone()[0]
         except sqlite3.Error:
             tier.clear()
-            tier.version = None
+            tier.version, tier.checked = None, -math.inf
             return None
         if version != tier.version:
             tier.clear()
             tier.version = version
+        tier.checked = now
         return tier
 
     def tiers(self) -> list[MemoryTier]:
