@@ -460,6 +460,39 @@ async def test_leaving_a_shared_throttle_finishes_its_background_writes(workers,
         client.close()
 
 
+async def test_a_handler_with_a_shared_throttle_finishes_its_writes_when_it_is_left(
+    serve, workers, redis_url: str
+) -> None:
+    """The handler enters a shared throttle with its other flow parts, so leaving the handler (without waiting on
+    ``synced()``) still lands every answer it observed in Redis."""
+    from aiorequestful.flow.redis import RedisAdaptiveThrottle
+
+    class Watched(RedisAdaptiveThrottle):
+        contexts: list[str] = []
+
+        async def __aenter__(self) -> Any:
+            self.contexts.append("enter")
+            return await super().__aenter__()
+
+        async def __aexit__(self, *exc_info: Any) -> None:
+            await super().__aexit__(*exc_info)
+            self.contexts.append("exit")
+
+    host = PoliteHost(latency=0.0)
+    url = await serve(host.app())
+    throttle = Watched(workers[0], initial_rate=1000)
+    async with RequestHandler.create(payload_handler=JSONPayloadHandler(), adaptive=throttle) as handler:
+        assert throttle.contexts == ["enter"]
+        await asyncio.gather(*(handler.get(url / "p" / str(i)) for i in range(20)))
+    assert throttle.contexts == ["enter", "exit"] and len(host.accepted) == 20
+    assert throttle.shared_observations == 20 and throttle.local_observations == 0
+    client = sync_client(redis_url)
+    try:
+        assert client.zcard(throttle.state_keys(host_key(url))[1]) == 20
+    finally:
+        client.close()
+
+
 async def test_a_host_without_limit_or_pace_reads_its_hold_once_per_hold_check(workers) -> None:
     from aiorequestful.flow.redis import RedisHostRateLimiter
 

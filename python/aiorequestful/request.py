@@ -543,7 +543,7 @@ class RequestHandler(Generic[A, P]):
         Redis start their connection and listener here); plain local ones are not, and cost nothing."""
         if self._flow_contexts:
             return
-        parts: tuple[Any, ...] = (self._limiter, self._pauses, self._flow_gate.concurrency)
+        parts: tuple[Any, ...] = (self._limiter, self._pauses, self._flow_gate.concurrency, self._flow_gate.adaptive)
         for part in parts:
             if part is not None and hasattr(type(part), "__aenter__"):
                 await part.__aenter__()
