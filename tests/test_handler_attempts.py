@@ -105,6 +105,7 @@ async def test_a_replaced_logger_and_hooks_reach_the_retry_step_and_the_attempts
     handler = RequestHandler.create(payload_handler=JSONPayloadHandler(), retry_timer=StepCountTimer(0, 2, 0))
     mine = logging.getLogger("tests.handler_attempts.mine")
     handler.logger = mine
+    assert handler._flow_gate.logger is mine  # the gate's pause lines too
     hooks = RequestHooks()
     retries: list[Any] = []
     responses: list[int] = []

@@ -454,7 +454,7 @@ class RequestHandler(Generic[A, P]):
 
     @logger.setter
     def logger(self, value: logging.Logger) -> None:
-        self._logger = self._attempts.logger = self._retry_step.logger = value
+        self._logger = self._attempts.logger = self._retry_step.logger = self._flow_gate.logger = value
 
     @property
     def hooks(self) -> RequestHooks:

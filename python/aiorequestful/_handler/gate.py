@@ -107,11 +107,11 @@ class FlowGate:
     __slots__ = (
         "_attempts",
         "_crawl_delays",
-        "_logger",
         "_on_wait",
         "adaptive",
         "concurrency",
         "limiter",
+        "logger",
         "max_wait",
         "pauses",
         "rate_limit_headers",
@@ -135,7 +135,7 @@ class FlowGate:
         self.limiter = limiter
         self.pauses = pauses
         self._on_wait = on_wait
-        self._logger = logger
+        self.logger = logger
         self.concurrency = concurrency
         self.max_wait = max_wait
         self.rate_limit_headers = rate_limit_headers
@@ -225,8 +225,8 @@ class FlowGate:
         time (loop clock) it asked to pause until, or None."""
         assert self.pauses is not None
         until = self.pauses.pause_for(host, status, headers, cap=cap)
-        if until is not None and self._logger.isEnabledFor(logging.DEBUG):
-            self._logger.debug(
+        if until is not None and self.logger.isEnabledFor(logging.DEBUG):
+            self.logger.debug(
                 "Pausing %s for %.2f seconds after a %s response",
                 format_host(host),
                 until - asyncio.get_running_loop().time(),
@@ -397,8 +397,8 @@ class FlowGate:
                         loop_now + seconds,
                         f"rate-limit headers of a {status} response: quota spent for {seconds:.2f} seconds",
                     )
-                    if self._logger.isEnabledFor(logging.DEBUG):
-                        self._logger.debug(
+                    if self.logger.isEnabledFor(logging.DEBUG):
+                        self.logger.debug(
                             "Holding %s for %.2f seconds: its rate-limit headers say the quota is spent",
                             format_host(attempt.host),
                             seconds,
