@@ -607,6 +607,28 @@ class _Mirror:
         return 0.0 if available >= 1.0 else (1.0 - available) / self.rate
 
 
+async def _receive(pubsub: Any, connection: RedisConnection, name: str, on_message: Callable[[Any], Any]) -> None:
+    """Hand each message of a subscription to ``on_message``, forever; PING the server when it has been quiet for
+    a while, and raise TimeoutError when a PING gets no answer (a server that died without closing the socket)."""
+    idle = 0
+    pinged: float | None = None
+    while True:
+        message = await pubsub.get_message(timeout=_LISTEN_TIMEOUT)
+        _raise_if_cancelled()
+        if message is None:
+            idle += 1
+            if pinged is not None and _loop_time() - pinged > 2 * _LISTEN_TIMEOUT + connection.timeout:
+                raise TimeoutError(f"no answer to PING on the {name} subscription")
+            if pinged is None and idle >= _PING_EVERY:
+                await pubsub.ping()
+                pinged, idle = _loop_time(), 0
+            continue
+        if message.get("type") == "pong":
+            pinged = None
+        elif message.get("type") == "message":
+            on_message(message.get("data"))
+
+
 class _Shared:
     """What the Redis-backed flow-control parts have in common: the shared connection they hold as
     ``_connection``, entered with them (``RequestHandler`` enters them when it is entered)."""
@@ -1254,23 +1276,7 @@ class RedisHostPauses(_Shared, HostPauses):
                 started = connection.outages
                 await self._sync(client)
                 self._ready.set()
-                idle = 0
-                pinged: float | None = None
-                while True:
-                    message = await pubsub.get_message(timeout=_LISTEN_TIMEOUT)
-                    _raise_if_cancelled()
-                    if message is None:
-                        idle += 1
-                        if pinged is not None and _loop_time() - pinged > 2 * _LISTEN_TIMEOUT + connection.timeout:
-                            raise TimeoutError("no answer to PING on the pause subscription")
-                        if pinged is None and idle >= _PING_EVERY:
-                            await pubsub.ping()
-                            pinged, idle = _loop_time(), 0
-                        continue
-                    if message.get("type") == "pong":
-                        pinged = None
-                    elif message.get("type") == "message":
-                        self._on_message(message.get("data"))
+                await _receive(pubsub, connection, "pause", self._on_message)
             except asyncio.CancelledError:
                 raise
             except _UNAVAILABLE as exc:
@@ -1538,23 +1544,7 @@ class RedisHostConcurrency(_Background, _Shared, HostConcurrency):
                 self._subscribed = True
                 for waiter in list(self._waiting.values()):
                     waiter.event.set()  # grants made before the subscription were not heard: look again
-                idle = 0
-                pinged: float | None = None
-                while True:
-                    message = await pubsub.get_message(timeout=_LISTEN_TIMEOUT)
-                    _raise_if_cancelled()
-                    if message is None:
-                        idle += 1
-                        if pinged is not None and _loop_time() - pinged > 2 * _LISTEN_TIMEOUT + connection.timeout:
-                            raise TimeoutError("no answer to PING on the grants subscription")
-                        if pinged is None and idle >= _PING_EVERY:
-                            await pubsub.ping()
-                            pinged, idle = _loop_time(), 0
-                        continue
-                    if message.get("type") == "pong":
-                        pinged = None
-                    elif message.get("type") == "message":
-                        self._on_grant(message.get("data"))
+                await _receive(pubsub, connection, "grants", self._on_grant)
             except asyncio.CancelledError:
                 raise
             except _UNAVAILABLE as exc:
