@@ -60,12 +60,15 @@ class CacheAccess:
         try:
             return await repository.get_entry(info)
         except STORAGE_ERRORS as exc:
-            self.logger.warning(
-                "Cache lookup failed, sending the request instead: %s",
-                format_url_log(info.method, info.url, f"{type(exc).__name__}: {exc}"),
-                extra=log_fields(info.method, info.url),
-            )
+            self._lookup_failed(info, exc)
             return None
+
+    def _lookup_failed(self, info: RequestInfo, exc: BaseException) -> None:
+        self.logger.warning(
+            "Cache lookup failed, sending the request instead: %s",
+            format_url_log(info.method, info.url, f"{type(exc).__name__}: {exc}"),
+            extra=log_fields(info.method, info.url),
+        )
 
     async def _lookup(
         self, repository: ResponseRepository, info: RequestInfo, scope: str | None = None
@@ -79,11 +82,7 @@ class CacheAccess:
             try:
                 return await repository.cached_response(info, scope)  # type: ignore[attr-defined]
             except STORAGE_ERRORS as exc:
-                self.logger.warning(
-                    "Cache lookup failed, sending the request instead: %s",
-                    format_url_log(info.method, info.url, f"{type(exc).__name__}: {exc}"),
-                    extra=log_fields(info.method, info.url),
-                )
+                self._lookup_failed(info, exc)
                 return None
         entry = await self._lookup_entry(repository, info)
         if entry is None:
