@@ -97,8 +97,8 @@ def kernel_variants(pure: bool = False) -> tuple[tuple[str, str, str, str], ...]
 
 KERNEL_VARIANTS = kernel_variants()
 #: Requests of the two runs of a per-kernel variant (the difference is what one request costs; the counts repeat to
-#: within a few hundred instructions, so 300 requests of difference resolve 0.1 % of a request).
-KERNEL_N = (100, 400)
+#: within a few hundred thousand instructions a run, so 200 requests of difference resolve about 0.3 % of a request).
+KERNEL_N = (60, 260)
 
 
 # ----------------------------------------------------------------------------------------------------------------

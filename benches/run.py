@@ -82,7 +82,7 @@ class Sizes:
     #: Count client instructions per request under valgrind callgrind (a few minutes; full runs only).
     instructions: bool = False
     #: Requests of the two runs of each per-kernel callgrind variant (the difference is what one request costs).
-    kernel_n: tuple[int, int] = (100, 400)
+    kernel_n: tuple[int, int] = (60, 260)
     #: The 50 KB JSON network crawl (native vs pure): requests per sample, client processes per backend
     #: (interleaved), rounds of the two modes per process, warm-up requests.
     json50k_n: int = 300
