@@ -4,7 +4,9 @@
 ``RequestHandler.get`` with a ``SQLiteCache`` crawls ``n`` URLs at concurrency 32 against ``benches.server``.
 URL ``i`` is item ``i % (n // 2)``: the first half are misses (network + cache write), the second half hits,
 so both paths run long enough to show a leak. The client process's RSS (psutil) is sampled every
-``n // 100`` requests.
+``n // 100`` requests, with the number of entries in the cache's memory tier: the tier is a bounded cache that
+fills (to ``limits.DEFAULT_MEMORY_TIER_ENTRIES``) once the crawl starts hitting, so growth is judged from the later
+of the warm-up share and the first sample with the tier at its fullest.
 
 ``python -m benches.memory --base URL [--n 100000] [--concurrency 32]`` prints one JSON object.
 """
@@ -32,7 +34,10 @@ WARMUP_FRACTION = 0.2
 def flatness(samples: list[dict[str, Any]], warmup_fraction: float = WARMUP_FRACTION) -> dict[str, Any]:
     """Growth of RSS after warm-up: absolute, relative, and the least-squares slope per 10,000 requests."""
     total = samples[-1]["requests"]
-    after = [s for s in samples if s["requests"] >= warmup_fraction * total] or samples[-1:]
+    fullest = max((s.get("tier", 0) for s in samples), default=0)
+    settled = next((s["requests"] for s in samples if fullest and s.get("tier", 0) >= fullest), 0)
+    start = max(warmup_fraction * total, settled)
+    after = [s for s in samples if s["requests"] >= start] or samples[-1:]
     warm = after[0]["rss"]
     final = samples[-1]["rss"]
     peak = max(s["rss"] for s in after)
@@ -54,6 +59,8 @@ def flatness(samples: list[dict[str, Any]], warmup_fraction: float = WARMUP_FRAC
         "slope_bytes_per_10k": slope * 10_000,
         "limit_bytes": limit,
         "flat": growth <= limit and peak - warm <= 2 * limit,
+        "judged_from": after[0]["requests"],
+        "tier_entries": fullest,
     }
 
 
@@ -61,9 +68,10 @@ async def crawl(base: str, n: int, concurrency: int, workdir: Path) -> dict[str,
     process = psutil.Process()
     distinct = max(1, n // 2)
     every = max(1, n // 100)
-    samples: list[dict[str, Any]] = [{"requests": 0, "rss": process.memory_info().rss, "seconds": 0.0}]
+    samples: list[dict[str, Any]] = [{"requests": 0, "rss": process.memory_info().rss, "seconds": 0.0, "tier": 0}]
     done = 0
-    async with make_handler(cache=open_cache(workdir / "crawl")) as handler:
+    cache = open_cache(workdir / "crawl")
+    async with make_handler(cache=cache) as handler:
         fetch = handler_fetcher(handler, base)
         started = time.perf_counter()
 
@@ -72,8 +80,14 @@ async def crawl(base: str, n: int, concurrency: int, workdir: Path) -> dict[str,
             result = await fetch(i % distinct)
             done += 1
             if done % every == 0:
+                tier = getattr(cache, "memory_tier", None)
                 samples.append(
-                    {"requests": done, "rss": process.memory_info().rss, "seconds": time.perf_counter() - started}
+                    {
+                        "requests": done,
+                        "rss": process.memory_info().rss,
+                        "seconds": time.perf_counter() - started,
+                        "tier": 0 if tier is None else len(tier),
+                    }
                 )
             return result
 

@@ -203,6 +203,16 @@ def test_flatness_verdicts() -> None:
     leaking = [{"requests": i * 1000, "rss": 60 * mb + i * 200 * 1000} for i in range(101)]  # 200 B/request
     verdict = memory.flatness(leaking)
     assert not verdict["flat"] and verdict["slope_bytes_per_10k"] == pytest.approx(2_000_000, rel=1e-6)
+    # the memory tier filling (a bounded cache) from the middle of the crawl on is warm-up, not growth ...
+    filling = [
+        {"requests": i * 1000, "rss": 60 * mb + min(max(i - 50, 0), 10) * mb, "tier": min(max(i - 50, 0), 10) * 400}
+        for i in range(101)
+    ]
+    verdict = memory.flatness(filling)
+    assert verdict["flat"] and verdict["judged_from"] == 60_000 and verdict["tier_entries"] == 4000
+    # ... but growth once it is full is growth
+    leaking_after = [{**sample, "rss": sample["rss"] + max(sample["requests"] - 60_000, 0) * 300} for sample in filling]
+    assert not memory.flatness(leaking_after)["flat"]
 
 
 @pytest.mark.slow
