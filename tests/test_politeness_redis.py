@@ -611,3 +611,15 @@ def test_a_shared_throttle_gets_a_shared_limiter_to_pace_with(redis_url: str) ->
         RedisAdaptiveThrottle("redis://")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="decrease"):
         RedisAdaptiveThrottle(connection, decrease=1)
+
+
+async def test_synced_returns_while_a_finished_write_is_still_listed(workers) -> None:
+    """A write that finished but whose done callback (which unlists it) has not run yet must not keep ``synced()``
+    waiting: on Python 3.12+ awaiting only finished tasks may not give the loop the turn that runs that callback."""
+    from aiorequestful.flow.redis import RedisAdaptiveThrottle
+
+    throttle = RedisAdaptiveThrottle(workers[0])
+    finished = asyncio.get_running_loop().create_future()
+    finished.set_result(None)
+    throttle._pending.add(finished)  # type: ignore[arg-type]  # as on the turn a write finishes
+    await asyncio.wait_for(throttle.synced(), timeout=5)
