@@ -329,3 +329,25 @@ def test_response_error_without_a_response_names_nothing() -> None:
     error = ResponseError("plain")
     assert (error.method, error.url, error.status, error.content_type, error.body) == (None, None, None, None, None)
     assert str(error) == "plain"
+
+
+async def test_settle_waits_for_running_tasks_and_passes_over_finished_ones_still_listed() -> None:
+    import asyncio
+
+    from aiorequestful._utils import settle
+
+    loop = asyncio.get_running_loop()
+    finished = loop.create_future()
+    finished.set_result(None)  # finished, and never unlisted: its done callback has not run
+    failed = loop.create_future()
+    failed.set_exception(ValueError("ignored"))
+    gate = asyncio.Event()
+
+    async def running() -> None:
+        await gate.wait()
+
+    task = loop.create_task(running())
+    tasks: set[asyncio.Future[None]] = {finished, failed, task}
+    loop.call_soon(gate.set)
+    await asyncio.wait_for(settle(tasks), timeout=5)
+    assert task.done() and not task.cancelled()

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 from aiohttp import RequestInfo
@@ -102,3 +103,15 @@ def lazy_exports(package: str, exports: Mapping[str, str]) -> tuple[Callable[[st
         return sorted([*vars(sys.modules[package]), *exports])
 
     return attribute, names
+
+
+async def settle(tasks: Collection[asyncio.Future[Any]]) -> None:
+    """Wait until every task in ``tasks`` - a set the tasks leave through a done callback, which more may join
+    meanwhile - has finished (whatever their outcome). Only the unfinished are awaited: the done callback that
+    unlists a finished task runs on a later turn of the loop, and awaiting tasks that are all done (gather of them,
+    on Python 3.12+) may not give the loop that turn."""
+    while True:
+        running = [task for task in tasks if not task.done()]
+        if not running:
+            return
+        await asyncio.gather(*running, return_exceptions=True)

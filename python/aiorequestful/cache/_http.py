@@ -24,7 +24,7 @@ import aiohttp
 from aiohttp import ClientResponse, RequestInfo
 from multidict import CIMultiDict
 
-from .._utils import format_url_log
+from .._utils import format_url_log, settle
 from ..limits import DEFAULT_MAX_BODY_SIZE
 from ..security import is_secret_header
 from ._credentials import credential_pairs
@@ -539,8 +539,7 @@ class HttpCaching:
 
     async def drain(self) -> None:
         """Wait until every background revalidation started so far has finished (they never raise)."""
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
+        await settle(self._background)
 
     async def close(self) -> None:
         """Cancel the background revalidations still running and wait for them to end."""

@@ -66,6 +66,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Self
 
+from .._utils import settle
 from ..response.status import DEFAULT_MAX_RETRY_AFTER
 from ..shared.connection import _REDIS_ERRORS, _UNAVAILABLE, RedisConnection, RedisScript
 from ._adaptive import _IDLE_FOR, ADAPTIVE_STATUSES, AdaptiveThrottle
@@ -669,14 +670,7 @@ class _Background:
     async def synced(self) -> None:
         """Wait until what this object sent to Redis in the background so far is done (accounted in Redis, or
         given up on while Redis is unavailable)."""
-        while True:
-            # Only the unfinished: a finished task leaves the set through its done callback, which runs on a later
-            # turn of the loop - and awaiting tasks that are all done (gather of them, on Python 3.12+) may not give
-            # the loop that turn.
-            running = [task for task in self._pending if not task.done()]
-            if not running:
-                return
-            await asyncio.gather(*running, return_exceptions=True)
+        await settle(self._pending)
 
     async def __aexit__(self, *exc_info: Any) -> None:
         """Finish the background writes (:meth:`synced`), then leave the shared connection: the last part to
