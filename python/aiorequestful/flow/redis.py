@@ -608,6 +608,25 @@ class _Mirror:
         return 0.0 if available >= 1.0 else (1.0 - available) / self.rate
 
 
+async def _confirmed(pubsub: Any, connection: RedisConnection, name: str, on_message: Callable[[Any], Any]) -> None:
+    """Wait (at most the connection's time-out) for the server to confirm a subscription: only its confirmation
+    proves it is there, as the command alone may have gone into the buffer of a socket whose server just died.
+    A message arriving meanwhile is handed to ``on_message``."""
+    deadline = _loop_time() + connection.timeout
+    while True:
+        left = deadline - _loop_time()
+        if left <= 0:
+            raise TimeoutError(f"no confirmation of the {name} subscription")
+        message = await pubsub.get_message(timeout=left)
+        _raise_if_cancelled()
+        if message is None:
+            continue
+        if message.get("type") == "subscribe":
+            return
+        if message.get("type") == "message":
+            on_message(message.get("data"))
+
+
 async def _receive(pubsub: Any, connection: RedisConnection, name: str, on_message: Callable[[Any], Any]) -> None:
     """Hand each message of a subscription to ``on_message``, forever; PING the server when it has been quiet for
     a while, and raise TimeoutError when a PING gets no answer (a server that died without closing the socket)."""
@@ -1244,21 +1263,6 @@ class RedisHostPauses(_Shared, HostPauses):
             if pause.until > now:
                 await self._announce(key, pause.until - now, pause.status)
 
-    async def _confirmed(self, pubsub: Any) -> None:
-        deadline = _loop_time() + self._connection.timeout
-        while True:
-            left = deadline - _loop_time()
-            if left <= 0:
-                raise TimeoutError("no confirmation of the pause subscription")
-            message = await pubsub.get_message(timeout=left)
-            _raise_if_cancelled()
-            if message is None:
-                continue
-            if message.get("type") == "subscribe":
-                return
-            if message.get("type") == "message":
-                self._on_message(message.get("data"))
-
     async def _listen(self) -> None:
         """Keep a subscription to the pause channel, resubscribing (and resyncing) after any failure."""
         connection = self._connection
@@ -1271,7 +1275,7 @@ class RedisHostPauses(_Shared, HostPauses):
                 await pubsub.subscribe(self._channel)
                 # Only the server's confirmation proves it is there: the command alone may have gone into the
                 # buffer of a socket whose server just died.
-                await self._confirmed(pubsub)
+                await _confirmed(pubsub, connection, "pause", self._on_message)
                 connection.mark_available(started)
                 started = connection.outages
                 await self._sync(client)
@@ -1531,15 +1535,7 @@ class RedisHostConcurrency(_Background, _Shared, HostConcurrency):
             try:
                 pubsub = connection.client().pubsub()
                 await pubsub.subscribe(self._channel)
-                confirmed = False
-                deadline = _loop_time() + connection.timeout
-                while not confirmed:
-                    left = deadline - _loop_time()
-                    if left <= 0:
-                        raise TimeoutError("no confirmation of the grants subscription")
-                    message = await pubsub.get_message(timeout=left)
-                    _raise_if_cancelled()
-                    confirmed = message is not None and message.get("type") == "subscribe"
+                await _confirmed(pubsub, connection, "grants", self._on_grant)
                 connection.mark_available(started)
                 self._subscribed = True
                 for waiter in list(self._waiting.values()):
