@@ -365,27 +365,33 @@ def check_backend(result: dict[str, Any], backend: str) -> None:
         raise RuntimeError(f"a {backend} client ran with {result['backend']}")
 
 
+def cache_bench_command(python: str, base: str, sizes: Sizes, writes: int) -> list[str]:
+    """``benches.cache_bench`` on the cache workload of ``sizes`` (ids, rows, rounds, concurrencies), run by
+    ``python`` (ours, or the 1.0.20 venv's: the same workload for both)."""
+    return [
+        python,
+        "-m",
+        "benches.cache_bench",
+        "--base",
+        base,
+        "--n",
+        str(sizes.cache_n),
+        "--items",
+        str(sizes.cache_items),
+        "--concurrency",
+        ",".join(map(str, sizes.concurrencies)),
+        "--rounds",
+        str(sizes.cache_rounds),
+        "--writes",
+        str(writes),
+    ]
+
+
 def run_cache(base: str, sizes: Sizes, backends: list[str]) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for backend in backends:
         log(f"cache hits and writes, {backend}")
-        cmd = [
-            sys.executable,
-            "-m",
-            "benches.cache_bench",
-            "--base",
-            base,
-            "--n",
-            str(sizes.cache_n),
-            "--items",
-            str(sizes.cache_items),
-            "--concurrency",
-            ",".join(map(str, sizes.concurrencies)),
-            "--rounds",
-            str(sizes.cache_rounds),
-            "--writes",
-            str(sizes.writes),
-        ]
+        cmd = cache_bench_command(sys.executable, base, sizes, sizes.writes)
         result = run_json(cmd, backend_env(backend), timeout=900)
         check_backend(result, backend)
         results[backend] = result
@@ -454,25 +460,7 @@ def run_original(base: str, sizes: Sizes, workdir: Path) -> dict[str, Any]:
     except (RuntimeError, subprocess.SubprocessError) as exc:
         return {"skipped": f"the original package did not complete the bench: {str(exc)[-1500:]}"}
     # The same cache-hit workload as ours (ids, rows, rounds, concurrencies), and the ceiling on its own file.
-    cmd = [
-        str(venv / "bin" / "python"),
-        "-m",
-        "benches.cache_bench",
-        "--base",
-        base,
-        "--n",
-        str(sizes.cache_n),
-        "--items",
-        str(sizes.cache_items),
-        "--concurrency",
-        ",".join(map(str, sizes.concurrencies)),
-        "--rounds",
-        str(sizes.cache_rounds),
-        "--writes",
-        "0",
-        "--modes",
-        "cache_hit,sqlite_ceiling",
-    ]
+    cmd = [*cache_bench_command(str(venv / "bin" / "python"), base, sizes, 0), "--modes", "cache_hit,sqlite_ceiling"]
     log("cache hits, original aiorequestful 1.0.20")
     try:
         result["cache"] = run_json(cmd, env, timeout=900)
