@@ -37,6 +37,7 @@ from aiorequestful.timer import GeometricCountTimer, StepCountTimer
 
 from . import flow_servers, servers
 from .cache_support import json_settings, pick_items
+from .test_structured_logs import Capture
 
 # Retry timers, Retry-After and wait timers run on looptime's fast-forwarded loop clock: no real sleeping.
 pytestmark = pytest.mark.looptime
@@ -199,15 +200,6 @@ def stats_snapshot(handler: RequestHandler) -> dict[str, Any]:
     snapshot["waited_for_a_status_handler"] = status_wait is not None
     snapshot["successes"] = stats.successes
     return snapshot
-
-
-class Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 @contextlib.contextmanager
