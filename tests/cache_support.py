@@ -17,6 +17,7 @@ from aiohttp import web
 from yarl import URL
 
 from aiorequestful.cache.backend.base import ResponseRepositorySettings
+from aiorequestful.cache.backend.sqlite import SQLiteCache
 from aiorequestful.response.payload import JSONPayloadHandler
 
 HITS = web.AppKey("hits", Counter)
@@ -86,6 +87,13 @@ def json_settings(name: str = "items", cls: type[ResponseRepositorySettings] = I
 def pick_items(cache: Any, url: Any) -> Any:
     """The documented example's repository getter: the "items" table for /items/ URLs, nothing otherwise."""
     return cache.get("items") if "/items/" in URL(url).path else None
+
+
+def open_cache(path: Path, **kwargs: Any) -> SQLiteCache:
+    """A SQLite cache file at ``path`` with the JSON ``items`` repository (``kwargs`` go to the cache)."""
+    cache = SQLiteCache.connect_with_path(path, repository_getter=pick_items, **kwargs)
+    cache.create_repository(json_settings())
+    return cache
 
 
 def user_of(authorization: str) -> str:

@@ -18,25 +18,18 @@ import pytest
 from aiohttp import hdrs, web
 from yarl import URL
 
-from aiorequestful.cache.backend.sqlite import SQLiteCache
 from aiorequestful.cache.response import CachedResponse
 from aiorequestful.cache.session import CachedSession
 from aiorequestful.response.payload import JSONPayloadHandler, StringPayloadHandler
 from aiorequestful.security import add_secret_headers
 
-from .cache_support import HITS, json_settings, make_app, pick_items
+from .cache_support import HITS, make_app, open_cache
 
 
 @pytest.fixture
 async def origin(serve: Any) -> tuple[URL, Any]:
     app = make_app()
     return await serve(app), app
-
-
-def open_cache(path: Path, **kwargs: Any) -> SQLiteCache:
-    cache = SQLiteCache.connect_with_path(path, repository_getter=pick_items, **kwargs)
-    cache.create_repository(json_settings())
-    return cache
 
 
 async def stored(session: CachedSession, url: Any, **kwargs: Any) -> None:

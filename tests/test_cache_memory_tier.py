@@ -25,7 +25,7 @@ from aiorequestful.limits import DEFAULT_MEMORY_TIER_BYTES, DEFAULT_MEMORY_TIER_
 from aiorequestful.request import RequestHandler
 from aiorequestful.response.payload import JSONPayloadHandler
 
-from .cache_support import HITS, json_settings, make_app, pick_items
+from .cache_support import HITS, json_settings, make_app, open_cache
 
 ENTRY_QUERY = "SELECT CASE WHEN"
 VERSION_CHECK = "PRAGMA data_version"
@@ -35,12 +35,6 @@ VERSION_CHECK = "PRAGMA data_version"
 async def origin(serve: Any) -> tuple[URL, Any]:
     app = make_app()
     return await serve(app), app
-
-
-def open_cache(path: Path, **kwargs: Any) -> SQLiteCache:
-    cache = SQLiteCache.connect_with_path(path, repository_getter=pick_items, **kwargs)
-    cache.create_repository(json_settings())
-    return cache
 
 
 def trace(tier: MemoryTier) -> list[str]:
