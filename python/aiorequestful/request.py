@@ -41,7 +41,7 @@ from ._handler.arguments import (
     http_method,
     what,
 )
-from ._handler.attempt import CLOSED_MESSAGE, OWN_SESSION_KWARGS, UNSET, Attempts, allowed_kwargs
+from ._handler.attempt import CLOSED_MESSAGE, UNSET, Attempts, allowed_kwargs, lookup_options
 from ._handler.chain import Chain
 from ._handler.gate import FlowGate
 from ._handler.read_watch import split_timeout
@@ -91,9 +91,6 @@ _TRANSIENT_ERRORS = TRANSIENT_ERRORS
 #: connection can be released before its Retry-After sleep without reading a body nobody needs. (Exact
 #: types only: a subclass may read the body, and so gets it read within the size limit first.)
 _BODYLESS_HANDLERS: tuple[type[StatusHandler], ...] = (UnauthorisedStatusHandler, RateLimitStatusHandler)
-
-#: Marks a keyword that was not given (None means "no limit" for ``max_body_size``).
-_UNSET = UNSET
 
 #: What reading a body for a log line or an error message may raise (and must not escape).
 _LOG_BODY_ERRORS: tuple[type[BaseException], ...] = (*_TRANSIENT_ERRORS, UnicodeDecodeError, LookupError)
@@ -639,9 +636,7 @@ class RequestHandler(Generic[A, P]):
         stale_if_error = getattr(session, "stale_if_error", None)  # CachedSession's; not in the session protocol
         if session is None or self._session_cache is None or stale_if_error is None:
             return None
-        allowed = allowed_kwargs(session)
-        options = {key: value for key, value in kwargs.items() if key in allowed and key not in OWN_SESSION_KWARGS}
-        stale = await stale_if_error(method.name, url, **options)
+        stale = await stale_if_error(method.name, url, **lookup_options(session, kwargs))
         if stale is not None:
             self._attempts.account(method, url, stale)
         return stale
@@ -651,7 +646,7 @@ class RequestHandler(Generic[A, P]):
         response: ClientResponse,
         retry_timer: Timer | None = None,
         _chain: Chain | None = None,
-        max_body_size: int | None = _UNSET,
+        max_body_size: int | None = UNSET,
         _session: ClientSession | None = None,
     ) -> bool:
         """Dispatch ``response`` to its status handler; True when it was handled and should be sent again.
@@ -803,8 +798,8 @@ class RequestHandler(Generic[A, P]):
         method = http_method(kwargs.pop("method"))
         url = kwargs.pop("url")
         log_message = kwargs.pop("log_message", None)
-        max_body_size = kwargs.pop("max_body_size", _UNSET)
-        max_body_size = self._max_body_size if max_body_size is _UNSET else check_max_body_size(max_body_size)
+        max_body_size = kwargs.pop("max_body_size", UNSET)
+        max_body_size = self._max_body_size if max_body_size is UNSET else check_max_body_size(max_body_size)
         wrappers = self._hooks.around_call
         if wrappers:
             proceed = functools.partial(self._call, method, url, log_message, kwargs, max_body_size)
@@ -866,7 +861,7 @@ class RequestHandler(Generic[A, P]):
         url: URLInput,
         log_message: str | list[str] | None,
         kwargs: dict[str, Any],
-        max_body_size: int | None = _UNSET,
+        max_body_size: int | None = UNSET,
         transport: Transport | None = None,
         first: tuple[ClientResponse | BaseException, BaseException | None] | None = None,
         looked_up: bool = False,
@@ -877,7 +872,7 @@ class RequestHandler(Generic[A, P]):
         # With ``first`` (from the plain GET) the first attempt was made already: its response (or transport
         # error), and the failure its payload met, if it was read; the loop goes on from there. ``looked_up``: the
         # cache was asked already, and missed, so the first attempt neither asks it again nor looks up first.
-        if max_body_size is _UNSET:
+        if max_body_size is UNSET:
             max_body_size = self._max_body_size
         policy = self._retry_policy
         # A method the policy does not retry gives the status handlers no retry timer: a 429 is then not waited
@@ -1015,20 +1010,20 @@ class RequestHandler(Generic[A, P]):
             caching = self._session_cache is not None and not self._logger.isEnabledFor(logging.DEBUG)
             attempts = self._attempts
             hit = await attempts.lookup(_GET, url, kwargs, "before sending") if caching else None
-            response = await attempts.send(_GET, url, None, kwargs, _UNSET, not caching) if hit is None else hit
+            response = await attempts.send(_GET, url, None, kwargs, UNSET, not caching) if hit is None else hit
             if (
                 isinstance(response, BaseException)
                 or not response.ok
                 or self._dispatch.lookup(response.status) is not None
             ):
-                return await self._request_loop(_GET, url, None, kwargs, _UNSET, first=(response, None))
+                return await self._request_loop(_GET, url, None, kwargs, UNSET, first=(response, None))
             try:
                 done, payload = await attempts.decode(response, self.payload_handler, _GET, self._max_body_size)
             except BaseException:
                 self._attempts.release(response)
                 raise
             if not done:
-                return await self._request_loop(_GET, url, None, kwargs, _UNSET, first=(response, payload))
+                return await self._request_loop(_GET, url, None, kwargs, UNSET, first=(response, payload))
             self._attempts.release(response)
             if self.wait_timer is not None:
                 waited = float(self.wait_timer)

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
     from ..cache.response import CachedResponse
 
-__all__ = ("CLOSED_MESSAGE", "OWN_SESSION_KWARGS", "UNSET", "Attempts", "allowed_kwargs", "is_cached")
+__all__ = ("CLOSED_MESSAGE", "UNSET", "Attempts", "allowed_kwargs", "is_cached", "lookup_options")
 
 #: Client errors that sending again cannot fix: a redirect loop stays a loop, a malformed URL stays malformed.
 #: They are raised at once, whatever the retry timer or policy.
@@ -75,6 +75,13 @@ def allowed_kwargs(session: ClientSession) -> frozenset[str]:
         allowed = frozenset(named) | frozenset(RequestKwargs.__annotations__)
         _ALLOWED_KWARGS[cls] = allowed
     return allowed
+
+
+def lookup_options(session: ClientSession, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The caller's keywords a caching session's lookup takes: those of its ``request``, without the ones the
+    handler sets itself."""
+    allowed = allowed_kwargs(session)
+    return {key: value for key, value in kwargs.items() if key in allowed and key not in OWN_SESSION_KWARGS}
 
 
 _CACHED_TYPES: tuple[type, ...] | None = None
@@ -261,9 +268,7 @@ class Attempts:
         session = self.session
         if session is None or not self.caching:
             return None
-        allowed = allowed_kwargs(session)
-        options = {key: value for key, value in kwargs.items() if key in allowed and key not in OWN_SESSION_KWARGS}
-        hit = await cast("CachingSession", session).lookup(method.name, url, **options)
+        hit = await cast("CachingSession", session).lookup(method.name, url, **lookup_options(session, kwargs))
         if hit is None:
             return None
         next_attempt()
